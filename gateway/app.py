@@ -1,0 +1,74 @@
+"""create_app: wiring only. Every dependency is made here (or injected by tests) and reached via AppKeys.
+
+The request's road, outermost first, is the `stages` list in `build_stages`; each line says why
+it stands where it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+
+from .clock import Clock, SystemClock
+from .config import Settings
+from .handlers import Gateway
+from .keys import CLOCK, ROUTER, SETTINGS, STORE, UPSTREAMS
+from .middleware import error_middleware
+from .ops import add_ops_routes
+from .parsing import CallParser
+from .pipeline import Stage, build_pipeline
+from .routing import Router
+from .store.base import Store
+from .store.memory import MemoryStore
+from .store.redis import RedisStore
+from .upstream.base import Upstream
+from .upstream.factory import build_upstreams
+from .upstream.terminal import UpstreamTerminal
+
+
+def build_stages(app: web.Application) -> Sequence[Stage]:
+    """The ordered policy stages, outermost first."""
+    stages: list[Stage] = []
+    return stages
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    upstreams: dict[str, Upstream] | None = None,
+) -> web.Application:
+    """The gateway application. Tests inject a FakeClock, a store, or fake upstreams."""
+    clock = clock or SystemClock()
+    if store is None:
+        if settings.redis_url:
+            store = RedisStore.from_url(settings.redis_url, timeout=settings.ratelimit.store_timeout * 5)
+        else:
+            store = MemoryStore(clock)
+    upstreams = upstreams if upstreams is not None else build_upstreams(settings, clock)
+    router = Router(settings.models, upstreams)
+
+    app = web.Application(middlewares=[error_middleware(clock)], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[STORE] = store
+    app[UPSTREAMS] = upstreams
+    app[ROUTER] = router
+
+    pipeline = build_pipeline(build_stages(app), UpstreamTerminal(clock))
+    parser = CallParser(router, clock, settings.max_body_bytes, settings.request_timeout)
+    add_ops_routes(app)
+    Gateway(parser, router, pipeline).add_routes(app)
+    app.cleanup_ctx.append(_lifetimes)
+    return app
+
+
+async def _lifetimes(app: web.Application) -> AsyncIterator[None]:
+    for up in app[UPSTREAMS].values():
+        await up.start()
+    yield
+    for up in app[UPSTREAMS].values():
+        await up.close()
+    await app[STORE].close()

@@ -1,0 +1,276 @@
+"""Settings: the ONLY place the environment and the YAML file are read.
+
+Precedence, highest first: explicit overrides (CLI flags) > environment (`GATEWAY_*`, nested with
+`__`, e.g. `GATEWAY_CACHE__ENABLED=false`) > the YAML file (`--config` / `GATEWAY_CONFIG`) > defaults.
+Upstream credentials are never in the file: each upstream names an environment variable
+(`token_env`, default `HF_TOKEN`) whose value is read here, once, into a `SecretStr`.
+
+Invariants after `load_settings` returns:
+- every deployment names a configured upstream;
+- there is at least one upstream and one model route (zero-config: `hf` upstream, `*` route);
+- `upstream_url` (if set) has replaced the base URL of every `hf` upstream.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+HF_ROUTER = "https://router.huggingface.co"
+_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+            "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$")
+
+
+class Rate(BaseModel):
+    """A token-bucket rate: `count` per `period` seconds, bursting up to `burst` (default `count`)."""
+
+    model_config = ConfigDict(frozen=True)
+    count: float
+    period: float
+    burst: float | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period
+
+    @property
+    def capacity(self) -> float:
+        return self.burst if self.burst is not None else self.count
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_rate(v)
+        if isinstance(v, dict) and isinstance(v.get("rate"), str):
+            out = parse_rate(v["rate"])
+            if v.get("burst") is not None:
+                out["burst"] = v["burst"]
+            return out
+        return v
+
+    def __str__(self) -> str:
+        return f"{self.count:g}/{self.period:g}s"
+
+
+def parse_rate(text: str) -> dict[str, float]:
+    """`600/minute`, `10/s`, `300/hour`, `5/10s` -> {count, period}."""
+    m = _RATE_RE.match(text.lower())
+    if not m or m.group(3) not in _PERIODS:
+        raise ValueError(f"invalid rate {text!r}: write it like '600/minute', '10/s' or '5/10s'")
+    count = float(m.group(1))
+    if count <= 0:
+        raise ValueError(f"invalid rate {text!r}: the count must be positive")
+    mult = float(m.group(2)) if m.group(2) else 1.0
+    return {"count": count, "period": mult * _PERIODS[m.group(3)]}
+
+
+class RetryConfig(BaseModel):
+    """Exponential backoff with full jitter; Retry-After from the upstream always wins."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_attempts: int = Field(3, ge=1, le=20)
+    base: float = Field(0.5, gt=0)
+    cap: float = Field(8.0, gt=0)
+
+
+class UpstreamConfig(BaseModel):
+    """One backend: where it is, how to authenticate, how long to wait, how hard to push."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["hf", "tgi", "tei", "openai"] = "hf"
+    base_url: str = HF_ROUTER
+    token_env: str | None = "HF_TOKEN"
+    token: SecretStr | None = Field(None, exclude=True)  # filled from token_env, never from the file
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(300.0, gt=0)
+    pool_size: int = Field(100, ge=1)
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    budget: Rate | None = None  # outbound shaping, e.g. "300/hour"
+    budget_max_wait: float = Field(30.0, ge=0)
+    breaker_failures: int = Field(5, ge=1)
+    breaker_cooldown: float = Field(30.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"base_url must be an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _no_inline_token(cls, v: Any) -> Any:
+        if v is not None:
+            raise ValueError("put credentials in an environment variable and name it in token_env")
+        return v
+
+
+class DeploymentConfig(BaseModel):
+    """One place a model can be served: an upstream and the model's name there."""
+
+    model_config = ConfigDict(extra="forbid")
+    upstream: str
+    model: str | None = None  # None: the name the client asked for
+
+
+class ModelCacheConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool | None = None  # None: the global default for the task
+    ttl: float | None = None
+    shared: bool = False  # entries shared across tenants
+
+
+class ModelConfig(BaseModel):
+    """A route: an exact id, a glob pattern (`BAAI/*`) or `*`, with aliases and ordered deployments."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    task: str | None = None
+    deployments: list[DeploymentConfig] = Field(default_factory=lambda: [DeploymentConfig(upstream="hf")])
+    cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
+    limits: dict[str, Rate] = Field(default_factory=dict)  # per-model limits (rate limit issue)
+
+    @field_validator("deployments")
+    @classmethod
+    def _non_empty(cls, v: list[DeploymentConfig]) -> list[DeploymentConfig]:
+        if not v:
+            raise ValueError("a model needs at least one deployment")
+        return v
+
+
+class TenantConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limits: dict[str, Rate] = Field(default_factory=dict)
+    model_limits: dict[str, dict[str, Rate]] = Field(default_factory=dict)
+    max_in_flight: int | None = None
+
+
+class KeyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sha256: str
+    tenant: str
+    name: str | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", v.lower()):
+            raise ValueError("sha256 must be 64 hex characters (use `hf-gateway keys create`)")
+        return v.lower()
+
+
+class RateLimitConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on_store_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    store_timeout: float = Field(0.05, gt=0)
+
+
+class CacheConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    ttl: float = Field(3600.0, gt=0)
+    max_entry_bytes: int = Field(1024 * 1024, ge=1)
+    compress_over_bytes: int = Field(4096, ge=0)
+    coalesce: bool = True
+    lock_ttl: float = Field(30.0, gt=0)
+
+
+class ResilienceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    wait_for_model: bool = True
+    max_model_wait: float = Field(600.0, ge=0)
+    keepalive_interval: float = Field(10.0, gt=0)
+    retry_after_cap: float = Field(120.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything the gateway is told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    redis_url: str | None = None
+    redis_prefix: str = "gw"
+    upstream_url: str | None = None
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    request_timeout: float = Field(300.0, gt=0)  # the default deadline of a request
+    max_in_flight: int | None = Field(None, ge=1)
+    drain_timeout: float = Field(30.0, ge=0)
+    metrics_public: bool = True  # /metrics open even when keys are configured
+    upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(default_factory=list)
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    ratelimit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = settings_cls.model_config.get("yaml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Settings:
+        if not self.upstreams:
+            self.upstreams = {"hf": UpstreamConfig()}
+        if self.upstream_url:
+            for up in self.upstreams.values():
+                if up.kind == "hf":
+                    up.base_url = UpstreamConfig._url(self.upstream_url)
+        if not self.models:
+            self.models = [ModelConfig(name="*", deployments=[DeploymentConfig(upstream=next(iter(self.upstreams)))])]
+        for i, m in enumerate(self.models):
+            for j, d in enumerate(m.deployments):
+                if d.upstream not in self.upstreams:
+                    known = ", ".join(sorted(self.upstreams))
+                    raise ValueError(
+                        f"models.{i}.deployments.{j}.upstream: unknown upstream {d.upstream!r} (configured: {known})"
+                    )
+        for i, k in enumerate(self.keys):
+            if k.tenant not in self.tenants:
+                self.tenants[k.tenant] = TenantConfig()
+        for up in self.upstreams.values():
+            if up.token_env and up.token is None:
+                value = os.environ.get(up.token_env)
+                if value:
+                    object.__setattr__(up, "token", SecretStr(value))
+        return self
+
+
+def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (argument, else `GATEWAY_CONFIG`), then the environment, then `overrides`."""
+    path = config_path or os.environ.get("GATEWAY_CONFIG")
+    if path and not Path(path).is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=str(path) if path else None)
+
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return _FromFile(**clean)

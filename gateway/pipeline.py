@@ -1,0 +1,142 @@
+"""The request's straight road: a typed `Call` goes through an ordered list of `Stage`s to one terminal.
+
+A stage is `async (call, next) -> Reply`: it may answer itself (cache hit, rate limit), call `next`
+once or several times (retry, fallback), or decorate what comes back (headers, metrics).
+`build_pipeline` folds the list so the first stage is the outermost; the order is written once,
+in `app.py`.
+
+Invariants:
+- A `Reply` is complete bytes; a `StreamReply` has already peeked its first event, so an upstream
+  that fails before its first byte raises instead of returning a 200 stream.
+- Nothing downstream of the handler touches `aiohttp.web.Request`: a `Call` is all a stage sees.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .routing import Deployment, Route
+
+
+class Dialect(enum.Enum):
+    """How errors and streams are shaped for the client."""
+
+    OPENAI = "openai"  # /v1/*: {"error": {"message","type","code"}}
+    HF = "hf"  # /models, /pipeline, /hf-inference, TGI/TEI native: {"error": "...", "error_type"?}
+
+
+class Op(enum.Enum):
+    """What the client asked for, independent of the backend that will serve it."""
+
+    CHAT = "chat"  # OpenAI chat completions
+    COMPLETIONS = "completions"  # OpenAI completions
+    EMBEDDINGS = "embeddings"  # OpenAI embeddings
+    HF_TASK = "hf_task"  # an HF inference task ({"inputs", "parameters"}), see Call.task
+    TGI_GENERATE = "tgi_generate"  # TGI POST /generate (bare object answer)
+    TEI_EMBED = "tei_embed"  # TEI POST /embed
+    TEI_PREDICT = "tei_predict"  # TEI POST /predict
+    TEI_RERANK = "tei_rerank"  # TEI POST /rerank
+
+
+@dataclass(slots=True)
+class Flags:
+    """Per-request policy switches parsed from legacy `options` and headers."""
+
+    wait_for_model: bool | None = None  # None: the configured default
+    use_cache: bool | None = None  # x-use-cache / options.use_cache; False = neither read nor write
+    no_cache: bool = False  # Cache-Control: no-cache: skip the read, still write
+    no_store: bool = False  # Cache-Control: no-store: neither read nor write
+    timeout: float | None = None  # X-Gateway-Timeout: the client's shorter deadline (seconds)
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request, parsed and routed; what every stage reads and annotates."""
+
+    request_id: str
+    dialect: Dialect
+    op: Op
+    route_label: str  # bounded label for metrics: "chat", "hf_task", ...
+    model: str  # the model name the client asked for (URL-bound model wins over the body)
+    route: Route
+    body: dict[str, Any] | None  # parsed JSON (None for raw-bytes bodies)
+    raw: bytes  # the body as received
+    stream: bool = False
+    task: str | None = None  # HF task when known ("text-generation", "feature-extraction", ...)
+    content_type: str | None = None
+    accept: str | None = None
+    forward_headers: dict[str, str] = field(default_factory=dict)  # x-hf-bill-to, ...
+    flags: Flags = field(default_factory=Flags)
+    tenant: str | None = None  # set by auth
+    api_key_id: str | None = None
+    started: float = 0.0  # clock.monotonic() at arrival
+    deadline: float = 0.0  # clock.monotonic() past which nothing more is attempted
+    # Filled in on the way through, read by metrics and the access log.
+    target: Deployment | None = None  # the deployment the terminal calls (fallback sets it per try)
+    deployment: str | None = None
+    upstream_seconds: float = 0.0
+    waited_seconds: float = 0.0
+    retries: int = 0
+    cache: str = "none"
+    reply_headers: dict[str, str] = field(default_factory=dict)  # added to whatever is answered
+    tokens_in: int = 0
+    tokens_out: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Reply:
+    """A complete answer."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StreamReply:
+    """An SSE answer whose first event has been read already (`first`), the rest still to come."""
+
+    first: bytes
+    rest: AsyncIterator[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+    content_type: str = "text/event-stream"
+    on_close: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """Every event, the peeked one first."""
+        if self.first:
+            yield self.first
+        async for ev in self.rest:
+            yield ev
+
+
+Answer = Reply | StreamReply
+Handler = Callable[[Call], Awaitable[Answer]]
+
+
+class Stage(Protocol):
+    """One policy on the road: answer, delegate to `nxt`, or both."""
+
+    async def __call__(self, call: Call, nxt: Handler) -> Answer: ...
+
+
+def build_pipeline(stages: Sequence[Stage], terminal: Handler) -> Handler:
+    """Fold `stages` around `terminal`; stages[0] is the outermost."""
+    handler = terminal
+    for stage in reversed(stages):
+        handler = _bind(stage, handler)
+    return handler
+
+
+def _bind(stage: Stage, nxt: Handler) -> Handler:
+    async def run(call: Call) -> Answer:
+        return await stage(call, nxt)
+
+    run.__qualname__ = f"{type(stage).__name__}.bound"
+    return run

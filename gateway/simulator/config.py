@@ -1,0 +1,93 @@
+"""Simulator configuration: `SimConfig` and its YAML file; the only place the simulator reads a file.
+
+Example ``sim.yaml`` (every key optional)::
+
+    token: hf_fake_test_token      # checked by the `auth` fault
+    embedding_dim: 8
+    max_new_tokens: 5
+    models:                        # keys are model ids or endpoint names (/endpoints/{name}/...)
+      acme/my-embedder: {task: feature-extraction, dim: 16}
+      acme/flaky: {faults: "cold-20s+429x3-ra2"}
+      my-tgi:
+        faults:
+          - {kind: status, status: 503, times: 2}
+          - drip-50ms
+
+Invariants: a model listed with `faults` (even an empty list) uses exactly that script and its
+name is not scanned for fault tokens; every fault is validated when the config is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from gateway.simulator.fault_spec import FaultSpec, parse_fault_list
+
+__all__ = ["FaultSpec", "ModelSpec", "SimConfig", "Task", "TASKS", "load_sim_config"]
+
+Task = Literal[
+    "text-generation",
+    "feature-extraction",
+    "sentence-similarity",
+    "text-classification",
+    "zero-shot-classification",
+    "token-classification",
+    "text-to-image",
+]
+TASKS: frozenset[str] = frozenset(Task.__args__)  # type: ignore[attr-defined]
+
+
+class ModelSpec(BaseModel):
+    """What the simulator knows about one model id or endpoint name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Task | None = None
+    faults: list[FaultSpec] | None = Field(
+        default=None, description="None: scan the name for fault tokens; a list replaces that"
+    )
+    labels: list[str] | None = Field(default=None, description="text-classification labels")
+    dim: int | None = Field(default=None, ge=1, le=65536, description="embedding dimension")
+
+    @field_validator("faults", mode="before")
+    @classmethod
+    def _parse_faults(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        return parse_fault_list(value)
+
+
+class SimConfig(BaseModel):
+    """Everything that shapes the simulator's answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    token: SecretStr | None = Field(default=None, description="bearer token the `auth` fault requires")
+    embedding_dim: int = Field(default=8, ge=1, le=65536)
+    max_new_tokens: int = Field(default=5, ge=1, description="tokens generated when the request sets none")
+    max_tokens_cap: int = Field(default=4096, ge=1, description="upper bound on generated tokens")
+    created: int = Field(default=1_700_000_000, description="`created` of OpenAI objects (fixed: determinism)")
+    fingerprint: str = "hf-gateway-sim"
+    fast: bool = Field(default=False, description="benchmark mode: cached bodies, no request records")
+    record_limit: int = Field(default=10_000, ge=0, description="request records kept for inspection")
+
+    def spec(self, name: str) -> ModelSpec | None:
+        """The configured entry for a model id or endpoint name, if any."""
+        return self.models.get(name)
+
+
+def load_sim_config(path: str | Path | None) -> SimConfig:
+    """Read a YAML file into a `SimConfig` (the defaults when `path` is None or the file is empty)."""
+    if path is None:
+        return SimConfig()
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if data is None:
+        return SimConfig()
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the simulator config must be a mapping")
+    return SimConfig.model_validate(data)

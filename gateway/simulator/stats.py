@@ -1,0 +1,126 @@
+"""What the simulator received: request records, counters, concurrency and cancellations.
+
+Invariants: counts are exact even when records are dropped (records are capped at
+`record_limit` and not kept at all in fast mode); every request is counted once, under the model
+its handler identified (or None when it never got that far, e.g. a 404); `cancelled` counts a
+request at most once however many places notice that its client went away.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ReceivedRequest:
+    """One request as it arrived."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    model: str | None = None
+    task: str | None = None
+    cancelled: bool = False
+    counted: bool = field(default=False, repr=False)
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+    def public(self) -> dict[str, Any]:
+        """A JSON-able view for `GET /_sim/requests`, with credentials masked."""
+        headers = {
+            k: ("<redacted>" if k.lower() in ("authorization", "x-api-key", "api-key") else v)
+            for k, v in self.headers.items()
+        }
+        return {
+            "method": self.method,
+            "path": self.path,
+            "model": self.model,
+            "task": self.task,
+            "headers": headers,
+            "body": self.body.decode("utf-8", "replace"),
+            "at": self.at,
+            "cancelled": self.cancelled,
+        }
+
+
+class Stats:
+    """Counters and records of received requests."""
+
+    def __init__(self, record_limit: int, *, keep_records: bool = True) -> None:
+        self._records: deque[ReceivedRequest] = deque(maxlen=record_limit)
+        self._keep = keep_records and record_limit > 0
+        self._counts: Counter[tuple[str | None, str]] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.cancelled = 0
+
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        """The kept records, oldest first."""
+        return list(self._records)
+
+    def arrive(self, method: str, path: str, headers: Mapping[str, str], body: bytes, at: float) -> ReceivedRequest:
+        """Open a record for a request that just arrived and count it as in flight."""
+        record = ReceivedRequest(method, path, dict(headers), body, at)
+        if self._keep:
+            self._records.append(record)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        return record
+
+    def identify(self, record: ReceivedRequest, model: str | None, task: str | None) -> None:
+        """Attach the model and task, and count the request under that model."""
+        record.model, record.task = model, task
+        if not record.counted:
+            record.counted = True
+            self._counts[(model, record.path)] += 1
+
+    def leave(self, record: ReceivedRequest) -> None:
+        """The handler is done with the request."""
+        self.in_flight -= 1
+        self.identify(record, record.model, record.task)
+
+    def cancel(self, record: ReceivedRequest) -> None:
+        """The client went away before the response finished."""
+        if not record.cancelled:
+            record.cancelled = True
+            self.cancelled += 1
+
+    def count(self, model: str | None = None, path_prefix: str | None = None) -> int:
+        """Requests received, optionally only for one model and/or paths under a prefix."""
+        return sum(
+            n
+            for (m, path), n in self._counts.items()
+            if (model is None or m == model) and (path_prefix is None or path.startswith(path_prefix))
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters as JSON for `GET /_sim/stats`."""
+        by_model: Counter[str] = Counter()
+        by_path: Counter[str] = Counter()
+        for (model, path), n in self._counts.items():
+            by_model[model if model is not None else "<none>"] += n
+            by_path[path] += n
+        return {
+            "total": sum(self._counts.values()),
+            "by_model": dict(by_model),
+            "by_path": dict(by_path),
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "cancelled": self.cancelled,
+        }
+
+    def reset(self) -> None:
+        """Forget records and counters; requests still in flight stay counted as in flight."""
+        self._records.clear()
+        self._counts.clear()
+        self.max_in_flight = self.in_flight
+        self.cancelled = 0

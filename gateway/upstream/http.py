@@ -1,0 +1,228 @@
+"""`HttpUpstream`: one backend's connection pool and the one place aiohttp client errors are mapped.
+
+Given a `Plan`, it sends the request with the upstream's own credential (never the client's),
+maps transport failures to `gateway.errors`, turns non-2xx answers into `UpstreamStatusError`
+(body read and the connection released before anyone sleeps on it), validates and adapts JSON,
+and for streams peeks the first data event before returning, so an early failure is an HTTP error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..clock import Clock
+from ..config import UpstreamConfig
+from ..errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from ..pipeline import Answer, Call, Reply, StreamReply
+from ..streaming import DONE, error_in, read_events
+from .base import Plan, Planner, SseStyle
+from .errors import status_error
+
+log = logging.getLogger("gateway.upstream")
+
+# Response headers worth giving back to the client.
+_RELAY_PREFIXES = ("x-ratelimit-", "ratelimit", "x-inference-provider", "x-compute-")
+_TGI_ERROR_STATUS = {"validation": 422, "overloaded": 429, "generation": 424, "template": 422, "tool_error": 422}
+
+
+class HttpUpstream:
+    """A configured HTTP backend."""
+
+    def __init__(self, name: str, config: UpstreamConfig, planner: Planner, clock: Clock,
+                 retry_after_cap: float = 120.0) -> None:
+        self.name = name
+        self.kind = config.kind
+        self.config = config
+        self._planner = planner
+        self._clock = clock
+        self._retry_after_cap = retry_after_cap
+        self._session: aiohttp.ClientSession | None = None
+        self._connector: aiohttp.TCPConnector | None = None
+        token = config.token.get_secret_value() if config.token else None
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=config.connect_timeout, sock_connect=config.connect_timeout,
+            sock_read=config.read_timeout,
+        )
+
+    async def start(self) -> None:
+        self._connector = aiohttp.TCPConnector(limit=self.config.pool_size, keepalive_timeout=30, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=self._connector, timeout=self._timeout, auto_decompress=True,
+            skip_auto_headers=("User-Agent",), json_serialize=lambda o: orjson.dumps(o).decode(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(active, idle) connections."""
+        conn = self._connector
+        if conn is None:
+            return 0, 0
+        active = sum(len(v) for v in getattr(conn, "_acquired_per_host", {}).values())
+        idle = sum(len(v) for v in getattr(conn, "_conns", {}).values())
+        return active, idle
+
+    async def send(self, call: Call, model: str) -> Answer:
+        plan = self._planner(call, model, self.config.base_url)
+        headers = self._headers(call, plan)
+        assert self._session is not None, "upstream used before start()"
+        try:
+            resp = await self._session.request(plan.method, plan.url, data=plan.body, headers=headers)
+        except asyncio.TimeoutError as exc:
+            raise _reason(UpstreamTimeout(f"upstream {self.name} did not answer in time"), "timeout") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise _reason(UpstreamUnreachable(f"upstream {self.name} is unreachable"), "connect") from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            raise _reason(UpstreamUnreachable(f"upstream {self.name} closed the connection"), "reset") from exc
+        except aiohttp.ClientError as exc:
+            raise _reason(UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}"), "reset") from exc
+        try:
+            if resp.status >= 400:
+                raise await self._status_error(resp)
+            relayed = {k: v for k, v in resp.headers.items() if k.lower().startswith(_RELAY_PREFIXES)}
+            ctype = resp.headers.get("Content-Type", "")
+            if plan.stream and not ctype.startswith("application/json"):
+                return await self._stream(resp, plan, relayed)
+            return await self._complete(call, resp, plan, relayed)
+        except BaseException:
+            resp.release()
+            raise
+
+    def _headers(self, call: Call, plan: Plan) -> dict[str, str]:
+        headers: dict[str, str] = {"X-Request-Id": call.request_id, **call.forward_headers, **self._auth}
+        if plan.content_type and plan.body is not None:
+            headers["Content-Type"] = plan.content_type
+        headers["Accept"] = plan.accept or ("text/event-stream" if plan.stream else "*/*")
+        return headers
+
+    async def _status_error(self, resp: aiohttp.ClientResponse) -> UpstreamStatusError:
+        try:
+            body = await resp.content.read(64 * 1024)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            body = b""
+        resp.release()
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        return status_error(resp.status, headers, body, now=self._clock.time(), upstream=self.name,
+                            retry_after_cap=self._retry_after_cap)
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        cap = self.config.max_response_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            raise UpstreamProtocolError(f"upstream {self.name} answered {resp.content_length} bytes, over the cap of {cap}")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in resp.content.iter_any():
+                size += len(chunk)
+                if size > cap:
+                    raise UpstreamProtocolError(f"upstream {self.name} answered more than the cap of {cap} bytes")
+                chunks.append(chunk)
+        except asyncio.TimeoutError as exc:
+            raise _reason(UpstreamTimeout(f"upstream {self.name} stopped sending its answer"), "timeout") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamProtocolError(f"upstream {self.name} sent a truncated answer") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamProtocolError(f"upstream {self.name} dropped the connection mid-answer") from exc
+        return b"".join(chunks)
+
+    async def _complete(self, call: Call, resp: aiohttp.ClientResponse, plan: Plan, relayed: dict[str, str]) -> Reply:
+        body = await self._read_body(resp)
+        ctype = resp.headers.get("Content-Type", "application/json")
+        if not plan.expect_json and not ctype.startswith("application/json"):
+            return Reply(resp.status, body, ctype, relayed)
+        try:
+            data: Any = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError(
+                f"upstream {self.name} sent an invalid JSON answer ({ctype or 'no content type'})"
+            ) from exc
+        if isinstance(data, dict):
+            usage = data.get("usage")
+            if isinstance(usage, dict):
+                call.tokens_in = int(usage.get("prompt_tokens") or 0)
+                call.tokens_out = int(usage.get("completion_tokens") or 0)
+        if plan.adapt is not None:
+            body = orjson.dumps(plan.adapt(data))
+        return Reply(resp.status, body, "application/json", relayed)
+
+    async def _stream(self, resp: aiohttp.ClientResponse, plan: Plan, relayed: dict[str, str]) -> StreamReply:
+        events = read_events(_lines(resp, self.name))
+        first = b""
+        try:
+            async for ev in events:
+                first += ev
+                if ev.startswith(b"data:"):
+                    break
+        except asyncio.TimeoutError as exc:
+            raise _reason(UpstreamTimeout(f"upstream {self.name} sent no first event in time"), "timeout") from exc
+        err = error_in(first) if first else None
+        if err is not None:
+            resp.release()
+            raise _stream_error(err, self.name)
+        if not first:
+            raise UpstreamProtocolError(f"upstream {self.name} ended the stream before its first event")
+        return StreamReply(first=first, rest=_rest(events, resp, plan.sse), headers=relayed)
+
+
+def _reason(err: UpstreamError, reason: str) -> UpstreamError:
+    err.reason = reason  # type: ignore[attr-defined]
+    return err
+
+
+def _stream_error(err: dict[str, Any], upstream: str) -> UpstreamStatusError:
+    inner = err.get("error")
+    etype = err.get("error_type")
+    if isinstance(inner, dict):
+        message = str(inner.get("message") or inner)
+        etype = etype or inner.get("type")
+    else:
+        message = str(inner)
+    status = _TGI_ERROR_STATUS.get(str(etype), 502)
+    return UpstreamStatusError(message, status=status, error_type=str(etype) if etype else None)
+
+
+async def _lines(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            line = await resp.content.readline()
+            if not line:
+                return
+            yield line
+    except ValueError as exc:
+        raise UpstreamProtocolError(f"upstream {name} sent an overlong SSE line") from exc
+    except asyncio.TimeoutError as exc:
+        raise _reason(UpstreamTimeout(f"upstream {name} stalled mid-stream"), "timeout") from exc
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        raise UpstreamProtocolError(f"upstream {name} dropped the stream") from exc
+
+
+async def _rest(events: AsyncIterator[bytes], resp: aiohttp.ClientResponse, style: SseStyle) -> AsyncIterator[bytes]:
+    saw_done = finished = False
+    try:
+        async for ev in events:
+            saw_done = ev == DONE
+            yield ev
+        finished = True
+        if style is SseStyle.OPENAI and not saw_done:
+            yield DONE
+    finally:
+        # A stream abandoned half way (client gone, error) must not go back to the pool.
+        if finished:
+            resp.release()
+        else:
+            resp.close()
