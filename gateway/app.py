@@ -30,6 +30,15 @@ from .upstream.terminal import UpstreamTerminal
 def build_stages(app: web.Application) -> Sequence[Stage]:
     """The ordered policy stages, outermost first."""
     stages: list[Stage] = []
+    # Slots, outermost first. Each policy appends its stage at its slot with a one-line reason.
+    # [metrics]    outermost: times and counts every answer, cache hits and rejections included (issue 6)
+    # [cache]      a hit answers before any quota or upstream work is spent (issue 5)
+    # [coalesce]   identical in-flight requests share one leader's upstream call (issue 5)
+    # [ratelimit]  tenant/model buckets; settles token estimates with the real usage (issue 4)
+    # [fallback]   tries the route's deployments in order, skipping open circuits (issue 3)
+    # [coldstart]  parks behind one probe while a deployment's model loads (issue 3)
+    # [retry]      backoff with full jitter, Retry-After honoured, inside the deadline (issue 3)
+    # [shaping]    paces each attempt to the upstream's declared budget (issue 4)
     return stages
 
 
