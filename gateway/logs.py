@@ -1,0 +1,191 @@
+"""Structured logs: JSON lines (default) or readable text, request ids, and secret redaction.
+
+Invariants:
+- Every line passes `RedactingFilter` on the way out, so anything that looks like a bearer
+  token, an `hf_...` token, an `sk-...` key or a `key=value` secret is masked in the message,
+  in extra fields (recursively) and in tracebacks; fields named like secrets are masked whole.
+- The request id comes from an `extra={"request_id": ...}` field or, failing that, from the
+  `REQUEST_ID` context variable the middleware binds with `request_context()`, so log lines
+  written deep inside a policy still carry it.
+- One access line per request (`access_log`) on the `gateway.access` logger, always with the
+  same fields (missing ones are null) so log queries never have to guess the shape.
+- Nothing happens at import: `configure_logging` is called once by the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Literal, TextIO
+
+import orjson
+
+LogFormat = Literal["json", "text"]
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("gateway_request_id", default=None)
+ACCESS_LOGGER = "gateway.access"
+ACCESS_FIELDS = (
+    "request_id", "method", "path", "route", "tenant", "model", "deployment",
+    "status", "cache", "retries", "waited_s", "upstream_s", "total_s",
+)  # fmt: skip
+MASK = "[REDACTED]"
+
+# Ordered: the specific token shapes first, then generic `name=value` secrets.
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}"), rf"\1\2{MASK}"),
+    # Real HF tokens are hf_ + 34 characters; 12+ keeps module names like hf_serverless readable.
+    (re.compile(r"\bhf_[A-Za-z0-9_-]{12,}"), f"hf_{MASK}"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), f"sk-{MASK}"),
+    (
+        re.compile(
+            r"(?i)\b((?:x-)?api[_-]?key|access[_-]?token|token|secret|password|authorization)"
+            r"([\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])([^\s\"'&,;]+)"
+        ),
+        rf"\1\2{MASK}",
+    ),
+)
+_SECRET_KEY = re.compile(
+    r"(?i)^(x-)?(authorization|proxy-authorization|cookie|set-cookie|api[_-]?key|token|.*[_-]token"
+    r"|.*secret.*|.*password.*)$"
+)
+# Attributes every LogRecord has; anything else on a record is an `extra` field.
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime", "taskName",
+}  # fmt: skip
+
+
+def redact(text: str) -> str:
+    """`text` with every secret-looking substring masked."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_value(key: str, value: object) -> object:
+    """A field value with secrets masked; a field named like a secret is masked whole."""
+    if _SECRET_KEY.match(key) and value is not None:
+        return MASK
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value("", v) for v in value]
+    return value
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, object]:
+    """The `extra=` fields of a record, in insertion order."""
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in the message and extra fields, and fills in the request id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not make logging raise
+            message = f"{record.msg} {record.args!r}"
+        record.msg, record.args = redact(message), None
+        for key, value in extra_fields(record).items():
+            setattr(record, key, redact_value(key, value))
+        if getattr(record, "request_id", None) is None:
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, request_id, then the extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": getattr(record, "request_id", None),
+        }
+        for key, value in extra_fields(record).items():
+            line.setdefault(key, value)
+        if record.exc_info:
+            line["exc"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            line["stack"] = redact(self.formatStack(record.stack_info))
+        return orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """`ts LEVEL logger [request id] message key=value ...` for people at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: v for k, v in extra_fields(record).items() if k != "request_id"}
+        parts = [_timestamp(record), f"{record.levelname:<7}", record.name]
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            parts.append(f"[{request_id}]")
+        parts.append(record.getMessage())
+        parts.extend(f"{k}={_text_value(v)}" for k, v in fields.items())
+        text = " ".join(parts)
+        if record.exc_info:
+            text += "\n" + redact(self.formatException(record.exc_info))
+        return text
+
+
+def _text_value(value: object) -> str:
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return f'"{text}"' if (" " in text or not text) else text
+
+
+class _GatewayHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler `configure_logging` installed, so a second call replaces it."""
+
+
+def configure_logging(fmt: LogFormat = "json", level: str = "INFO", stream: TextIO | None = None) -> logging.Handler:
+    """Send every log line through redaction to `stream` (stderr) as JSON lines or text."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}")
+    if fmt not in ("json", "text"):
+        raise ValueError(f"unknown log format {fmt!r}")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _GatewayHandler)]:
+        root.removeHandler(old)
+    handler = _GatewayHandler(stream if stream is not None else sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    return handler
+
+
+@contextmanager
+def request_context(request_id: str) -> Iterator[None]:
+    """Bind `request_id` to every log line written inside the block (the middleware uses it)."""
+    token = REQUEST_ID.set(request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+def access_log(record: Mapping[str, object]) -> None:
+    """The one access line of a request: ACCESS_FIELDS always present, extra keys kept."""
+    fields: dict[str, object] = {name: record.get(name) for name in ACCESS_FIELDS}
+    for key, value in record.items():
+        if key not in fields:
+            # A key that clashes with a LogRecord attribute would make logging raise.
+            fields[f"{key}_" if key in _STANDARD_ATTRS else key] = value
+    message = " ".join("-" if fields[k] is None else str(fields[k]) for k in ("method", "path", "status"))
+    logging.getLogger(ACCESS_LOGGER).info(message, extra=fields)
