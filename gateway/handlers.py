@@ -18,6 +18,7 @@ from .parsing import CallParser, check_model, check_task
 from .pipeline import Answer, Call, Handler, Op, Reply, StreamReply
 from .relay import relay_stream
 from .routing import Router
+from .keys import CALL
 
 log = logging.getLogger("gateway.handlers")
 _CHAT_SUFFIX = "/v1/chat/completions"
@@ -110,7 +111,7 @@ class Gateway:
 
     # --- common ----------------------------------------------------------------------------------
     async def _run(self, request: web.Request, call: Call) -> web.StreamResponse:
-        request["call"] = call
+        request[CALL] = call
         answer: Answer = await self.pipeline(call)
         if isinstance(answer, Reply):
             headers = {**answer.headers, **call.reply_headers, "X-Request-Id": call.request_id}

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .clock import Clock
 from .errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from .keys import CALL, REQUEST_ID, STARTED
 from .parsing import request_id
 from .pipeline import Call, Dialect, Op
 
@@ -26,7 +27,7 @@ _TGI_TASKS = {"text-generation", None}
 
 
 def dialect_of(request: web.Request) -> Dialect:
-    call: Call | None = request.get("call")
+    call: Call | None = request.get(CALL)
     if call is not None:
         return call.dialect
     return Dialect.OPENAI if "/v1/" in request.path or request.path == "/v1" else Dialect.HF
@@ -38,14 +39,14 @@ def _safe_header(text: str) -> str:
 
 def render_error(request: web.Request, err: GatewayError) -> web.Response:
     """The HTTP answer for a gateway error, in the request's dialect."""
-    rid = request.get("request_id") or request_id(request)
+    rid = request.get(REQUEST_ID) or request_id(request)
     headers = {"X-Request-Id": rid, **err.headers}
     if err.status >= 500 or err.status == 429:
         headers["x-should-retry"] = "true" if err.retryable else "false"
     upstream_headers = getattr(err, "upstream_headers", None)
     if upstream_headers:
         headers.update(upstream_headers)
-    call: Call | None = request.get("call")
+    call: Call | None = request.get(CALL)
     if dialect_of(request) is Dialect.OPENAI:
         body: dict[str, object] = {"error": {"message": err.message, "type": err.type, "code": err.code}}
         extra = err.extra_body()
@@ -65,8 +66,8 @@ def error_middleware(clock: Clock) -> Callable[[web.Request, HandlerFn], Awaitab
 
     @web.middleware
     async def middleware(request: web.Request, handler: HandlerFn) -> web.StreamResponse:
-        request["request_id"] = request_id(request)
-        request["started"] = clock.monotonic()
+        request[REQUEST_ID] = request_id(request)
+        request[STARTED] = clock.monotonic()
         try:
             return await handler(request)
         except GatewayError as err:
@@ -84,7 +85,7 @@ def error_middleware(clock: Clock) -> Callable[[web.Request, HandlerFn], Awaitab
                 return render_error(request, err)
             raise
         except Exception:
-            log.exception("unhandled error", extra={"request_id": request["request_id"]})
+            log.exception("unhandled error", extra={"request_id": request[REQUEST_ID]})
             return render_error(request, GatewayError("internal gateway error"))
 
     return middleware

@@ -17,6 +17,7 @@ from . import tasks
 from .clock import Clock
 from .errors import BadRequest, PayloadTooLarge
 from .pipeline import Call, Dialect, Flags, Op
+from .keys import REQUEST_ID, STARTED, TENANT
 from .routing import Router
 
 # A model id: `org/name`, `name`, optional `:provider`; no `..`, no scheme, no control characters.
@@ -170,9 +171,9 @@ class CallParser:
         timeout = min(flags.timeout or self.default_timeout, self.default_timeout)
         fwd = {k: request.headers[k] for k in FORWARDED if k in request.headers}
         return Call(
-            request_id=request["request_id"], dialect=dialect, op=op, route_label=label, model=model,
+            request_id=request[REQUEST_ID], dialect=dialect, op=op, route_label=label, model=model,
             route=route or self.router.resolve(model), body=body, raw=raw, stream=stream, task=task,
-            forward_headers=fwd, flags=flags, started=request.get("started", now), deadline=now + timeout,
+            forward_headers=fwd, flags=flags, tenant=request.get(TENANT), started=request.get(STARTED, now), deadline=now + timeout,
         )
 
 
