@@ -11,9 +11,10 @@ are defined in `gateway.metrics_catalogue`. Invariants:
 - Nothing runs per request for connection-pool figures: they are computed on scrape.
 - Multi-worker (`multiprocess_dir`): prometheus-client's multiprocess mode writes every
   worker's values to mmapped files in that directory and `render()` adds them up. The library
-  chooses its value class when it is first imported, so `PROMETHEUS_MULTIPROC_DIR` must be in
-  the environment before any worker imports `prometheus_client`; `Metrics` refuses to start
-  in multiprocess mode otherwise rather than silently report one worker's share.
+  chooses its value class when it is first imported, so either `PROMETHEUS_MULTIPROC_DIR` is in
+  the environment before `prometheus_client` is imported, or the supervisor calls
+  `enable_multiprocess()` before forking; `Metrics` refuses to start in multiprocess mode
+  otherwise rather than silently report one worker's share.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from gateway.metrics_catalogue import (
 __all__ = [
     "METRICS", "Metrics", "CacheOutcome", "CacheEvent", "CacheBytesDirection", "CircuitState",
     "PoolProbe", "RateLimitOutcome", "RateLimitScope", "RetryReason", "status_class",
-    "reset_multiprocess_dir", "mark_worker_dead",
+    "enable_multiprocess", "reset_multiprocess_dir", "mark_worker_dead",
 ]  # fmt: skip
 
 OTHER = "other"  # any model / tenant / deployment that is not configured
@@ -66,6 +67,19 @@ def package_version() -> str:
         return metadata.version("hf-gateway")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def enable_multiprocess(path: str) -> None:
+    """Supervisor, before forking workers: empty `path` and switch this process to shared values.
+
+    Sets PROMETHEUS_MULTIPROC_DIR and, when prometheus_client was already imported without it,
+    switches the library's (process-wide, import-time) value class to the file-backed one, so
+    forked workers write to `path`. Workers then build `Metrics(multiprocess_dir=path)`.
+    """
+    reset_multiprocess_dir(path)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    if values.ValueClass is values.MutexValue:
+        values.ValueClass = values.MultiProcessValue()
 
 
 def reset_multiprocess_dir(path: str) -> None:
@@ -250,7 +264,7 @@ def _check_multiprocess(path: str) -> None:
     if values.ValueClass is values.MutexValue:
         raise RuntimeError(
             "multiprocess metrics need PROMETHEUS_MULTIPROC_DIR in the environment before "
-            "prometheus_client is first imported (set it before starting the workers)"
+            "prometheus_client is first imported, or enable_multiprocess() before forking workers"
         )
     env_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
     if not env_dir or os.path.realpath(env_dir) != os.path.realpath(path):

@@ -280,6 +280,40 @@ def test_two_workers_add_up_in_one_scrape(tmp_path: Path) -> None:
     assert got[("gateway_requests_total", labels)] == 7
 
 
+# The server's way: the supervisor imported everything (prometheus_client included) before it
+# knows it will fork, then switches to shared values and forks; workers record, one renders.
+FORKING_SUPERVISOR = """
+import os, sys
+from gateway.metrics import Metrics, enable_multiprocess
+path = sys.argv[1]
+enable_multiprocess(path)
+children = []
+for n in (2, 5):
+    pid = os.fork()
+    if pid == 0:
+        m = Metrics(models=["llama"], multiprocess_dir=path, version="fork-test")
+        for _ in range(n):
+            m.request_done("chat_completions", "llama", None, 200, "hit", 0.01)
+        m.add_in_flight(1)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    assert os.waitpid(pid, 0)[1] == 0
+sys.stdout.write(Metrics(multiprocess_dir=path, version="fork-test").render()[0].decode())
+"""
+
+
+def test_forked_workers_add_up_after_enable_multiprocess(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"} | {"PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", FORKING_SUPERVISOR, str(tmp_path / "prom")], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = parse(done.stdout.encode())
+    labels = (("cache", "hit"), ("model", "llama"), ("route", "chat_completions"), ("status_class", "2xx"), ("tenant", "anonymous"))
+    assert got[("gateway_requests_total", labels)] == 7
+    assert got[("gateway_in_flight_requests", ())] == 2
+
+
 def test_multiprocess_mode_refuses_to_start_without_the_environment(tmp_path: Path) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         pytest.skip("this interpreter was started in multiprocess mode")
