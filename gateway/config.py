@@ -59,6 +59,19 @@ class Rate(BaseModel):
         return f"{self.count:g}/{self.period:g}s"
 
 
+TENANT_LIMITS = frozenset({"requests", "tokens"})
+MODEL_LIMITS = frozenset({"requests"})
+TENANT_RE = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+
+
+def check_limit_names(limits: dict[str, Rate], allowed: frozenset[str]) -> dict[str, Rate]:
+    """Refuse limit names the rate limiter would silently ignore."""
+    unknown = sorted(set(limits) - allowed)
+    if unknown:
+        raise ValueError(f"unknown limit {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    return limits
+
+
 def parse_rate(text: str) -> dict[str, float]:
     """`600/minute`, `10/s`, `300/hour`, `5/10s` -> {count, period}."""
     m = _RATE_RE.match(text.lower())
@@ -93,8 +106,8 @@ class UpstreamConfig(BaseModel):
     pool_size: int = Field(100, ge=1)
     max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    budget: Rate | None = None  # outbound shaping, e.g. "300/hour"
-    budget_max_wait: float = Field(30.0, ge=0)
+    budget: Rate | None = None  # outbound pacing across replicas, e.g. "300/hour" (burst defaults to 1: evenly spaced)
+    budget_max_wait: float = Field(30.0, ge=0)  # longest a call queues for the budget; past it: 429 + Retry-After
     breaker_failures: int = Field(5, ge=1)
     breaker_cooldown: float = Field(30.0, gt=0)
 
@@ -137,7 +150,12 @@ class ModelConfig(BaseModel):
     task: str | None = None
     deployments: list[DeploymentConfig] = Field(default_factory=lambda: [DeploymentConfig(upstream="hf")])
     cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
-    limits: dict[str, Rate] = Field(default_factory=dict)  # per-model limits (rate limit issue)
+    limits: dict[str, Rate] = Field(default_factory=dict)  # "requests": across all tenants (docs/ratelimits.md)
+
+    @field_validator("limits")
+    @classmethod
+    def _limit_names(cls, v: dict[str, Rate]) -> dict[str, Rate]:
+        return check_limit_names(v, MODEL_LIMITS)
 
     @field_validator("deployments")
     @classmethod
@@ -149,9 +167,21 @@ class ModelConfig(BaseModel):
 
 class TenantConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    limits: dict[str, Rate] = Field(default_factory=dict)
-    model_limits: dict[str, dict[str, Rate]] = Field(default_factory=dict)
+    limits: dict[str, Rate] = Field(default_factory=dict)  # "requests" / "tokens": per tenant
+    model_limits: dict[str, dict[str, Rate]] = Field(default_factory=dict)  # route name -> per (tenant, model)
     max_in_flight: int | None = None
+
+    @field_validator("limits")
+    @classmethod
+    def _names(cls, v: dict[str, Rate]) -> dict[str, Rate]:
+        return check_limit_names(v, TENANT_LIMITS)
+
+    @field_validator("model_limits")
+    @classmethod
+    def _model_names(cls, v: dict[str, dict[str, Rate]]) -> dict[str, dict[str, Rate]]:
+        for limits in v.values():
+            check_limit_names(limits, TENANT_LIMITS)
+        return v
 
 
 class KeyConfig(BaseModel):
@@ -167,11 +197,31 @@ class KeyConfig(BaseModel):
             raise ValueError("sha256 must be 64 hex characters (use `hf-gateway keys create`)")
         return v.lower()
 
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, v: str) -> str:
+        # The tenant is a Redis hash tag and a metric label: no braces, no spaces, bounded.
+        if not TENANT_RE.fullmatch(v):
+            raise ValueError("tenant must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        return v
+
 
 class RateLimitConfig(BaseModel):
+    """Inbound token buckets (docs/ratelimits.md): tenants, (tenant, model), models; requests and tokens."""
+
     model_config = ConfigDict(extra="forbid")
-    on_store_error: Literal["fail_open", "fail_closed"] = "fail_open"
-    store_timeout: float = Field(0.05, gt=0)
+    enabled: bool = True
+    on_store_error: Literal["fail_open", "fail_closed"] = "fail_open"  # Redis down: admit (counted) or 503
+    store_timeout: float = Field(0.05, gt=0)  # seconds one bucket decision may take before it counts as a store error
+    store_retry_after: float = Field(1.0, gt=0)  # Retry-After of the 503 answered under fail_closed
+    default: dict[str, Rate] = Field(default_factory=dict)  # limits of tenants without their own (and of anonymous)
+    completion_estimate: int = Field(256, ge=0)  # tokens reserved for the answer when no max_tokens is sent
+    keys_in_store: bool = False  # also accept keys stored as `{prefix}:v1:key:{sha256}` -> tenant
+
+    @field_validator("default")
+    @classmethod
+    def _names(cls, v: dict[str, Rate]) -> dict[str, Rate]:
+        return check_limit_names(v, TENANT_LIMITS)
 
 
 class CacheConfig(BaseModel):
