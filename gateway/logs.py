@@ -96,7 +96,7 @@ class RedactingFilter(logging.Filter):
         for key, value in extra_fields(record).items():
             setattr(record, key, redact_value(key, value))
         if getattr(record, "request_id", None) is None:
-            record.request_id = REQUEST_ID.get()
+            setattr(record, "request_id", REQUEST_ID.get())  # noqa: B010 - not a declared attribute
         return True
 
 
@@ -148,7 +148,7 @@ def _text_value(value: object) -> str:
     return f'"{text}"' if (" " in text or not text) else text
 
 
-class _GatewayHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _GatewayHandler(logging.StreamHandler[TextIO]):
     """Marks the handler `configure_logging` installed, so a second call replaces it."""
 
 

@@ -32,7 +32,8 @@ _MATCHER_LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
 _GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
 _IDENT = re.compile(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?")
 _KEYWORDS = frozenset(
-    {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset", "inf", "nan"}
+    {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
+    | {"inf", "nan"}
 )
 _GRAFANA_VARS = re.compile(r"\$(__rate_interval|__interval|__range)\b|\$\{?(\w+)\}?")
 _LABEL_VALUES = re.compile(r"^label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,\s*(\w+)\s*\)$")
@@ -78,7 +79,8 @@ def queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     """(where, expr, legendFormat) for every panel target."""
     for panel in all_panels(dashboard["panels"]):
         for target in panel.get("targets", []):
-            yield f"panel {panel['id']} {panel['title']!r} {target['refId']}", target["expr"], target.get("legendFormat", "")
+            where = f"panel {panel['id']} {panel['title']!r} {target['refId']}"
+            yield where, target["expr"], target.get("legendFormat", "")
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +100,11 @@ def test_there_is_a_dashboard() -> None:
 
 
 def test_the_parser_finds_what_it_should() -> None:
-    expr = ('sum by (status_class) (rate(gateway_requests_total{status_class=~"4xx|5xx",model=~"$model"}[$__rate_interval]))'
-            " / ignoring (status_class) group_left sum(rate(other_metric[5m])) + histogram_quantile(0.9, x_bucket) * 1e3")  # fmt: skip
+    expr = (
+        'sum by (status_class) (rate(gateway_requests_total{status_class=~"4xx|5xx",model=~"$model"}[$__rate_interval]))'
+        " / ignoring (status_class) group_left sum(rate(other_metric[5m]))"
+        " + histogram_quantile(0.9, x_bucket) * 1e3"
+    )
     assert metric_names(expr) == {"gateway_requests_total", "other_metric", "x_bucket"}
     assert dict(selector_labels(expr)) == {"gateway_requests_total": {"status_class", "model"}}
     assert grouping_labels(expr) == {"status_class"}
@@ -112,11 +117,13 @@ def test_every_queried_series_and_label_is_exported(path: Path, exported: dict[s
         names = metric_names(expr)
         problems += [f"{where}: no series {n}" for n in sorted(names - exported.keys())]
         for metric, labels in selector_labels(expr):
-            problems += [f"{where}: {metric} has no label {lab}" for lab in sorted(labels - exported.get(metric, set()))]
+            missing = labels - exported.get(metric, set())
+            problems += [f"{where}: {metric} has no label {lab}" for lab in sorted(missing)]
         carried = set().union(*(exported.get(n, set()) for n in names))
         problems += [f"{where}: nothing carries by-label {lab}" for lab in sorted(grouping_labels(expr) - carried)]
         legend_labels = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", legend))
-        problems += [f"{where}: legend {{{{{lab}}}}} is not a by-label" for lab in sorted(legend_labels - grouping_labels(expr))]
+        stray = legend_labels - grouping_labels(expr)
+        problems += [f"{where}: legend {{{{{lab}}}}} is not a by-label" for lab in sorted(stray)]
         if "histogram_quantile" in expr and not all(n.endswith("_bucket") for n in names if "seconds" in n):
             problems.append(f"{where}: histogram_quantile over something that is not a _bucket series")
     assert problems == []

@@ -40,7 +40,8 @@ def test_json_line_has_the_fixed_fields_and_the_extras(configure: Configure) -> 
     logging.getLogger("gateway.retry").warning("retrying %s", "hf-router", extra={"attempt": 2})
     [line] = json_lines(buffer)
     assert set(line) == {"ts", "level", "logger", "msg", "request_id", "attempt"}
-    assert (line["level"], line["logger"], line["msg"], line["attempt"]) == ("warning", "gateway.retry", "retrying hf-router", 2)
+    assert (line["level"], line["logger"], line["msg"]) == ("warning", "gateway.retry", "retrying hf-router")
+    assert line["attempt"] == 2
     assert isinstance(line["ts"], str) and line["ts"].endswith("Z")
     assert line["request_id"] is None
 

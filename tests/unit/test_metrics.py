@@ -80,7 +80,8 @@ def test_a_flood_of_made_up_model_names_adds_one_series_not_thousands() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "expected"), [(200, "2xx"), (204, "2xx"), (301, "3xx"), (429, "4xx"), (503, "5xx"), (0, "5xx"), (999, "5xx")]
+    ("status", "expected"),
+    [(200, "2xx"), (204, "2xx"), (301, "3xx"), (429, "4xx"), (503, "5xx"), (0, "5xx"), (999, "5xx")],
 )
 def test_status_class(status: int, expected: str) -> None:
     assert status_class(status) == expected
@@ -108,7 +109,8 @@ def test_request_done_counts_times_and_derives_overhead() -> None:
     assert sample(m, "gateway_requests_total", route="chat_completions", model="llama", tenant="acme",
                   status_class="5xx", cache="miss") == 1  # fmt: skip
     assert sample(m, "gateway_request_duration_seconds_count", route="chat_completions", model="llama") == 2
-    assert sample(m, "gateway_request_duration_seconds_sum", route="chat_completions", model="llama") == pytest.approx(1.1)
+    total = sample(m, "gateway_request_duration_seconds_sum", route="chat_completions", model="llama")
+    assert total == pytest.approx(1.1)
     # overhead = total - upstream - deliberate waits: 0.1 + 0.05
     assert sample(m, "gateway_overhead_seconds_sum", route="chat_completions") == pytest.approx(0.15)
     assert sample(m, "gateway_overhead_seconds_bucket", route="chat_completions", le="0.025") == 0
@@ -260,7 +262,9 @@ def test_two_workers_add_up_in_one_scrape(tmp_path: Path) -> None:
     json.loads(run_py(WORKER, "4", mp_dir=mp_dir))
     body = run_py(RENDER, mp_dir=mp_dir).encode()
     got = parse(body)
-    labels = (("cache", "miss"), ("model", "llama"), ("route", "chat_completions"), ("status_class", "2xx"), ("tenant", "acme"))
+    labels = (
+        ("cache", "miss"), ("model", "llama"), ("route", "chat_completions"), ("status_class", "2xx"), ("tenant", "acme")
+    )  # fmt: skip
     assert got[("gateway_requests_total", labels)] == 7
     assert got[("gateway_request_duration_seconds_count", (("model", "llama"), ("route", "chat_completions")))] == 7
     assert got[("gateway_tokens_total", (("direction", "in"), ("model", "llama"), ("tenant", "acme")))] == 70
@@ -309,7 +313,10 @@ def test_forked_workers_add_up_after_enable_multiprocess(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     got = parse(done.stdout.encode())
-    labels = (("cache", "hit"), ("model", "llama"), ("route", "chat_completions"), ("status_class", "2xx"), ("tenant", "anonymous"))
+    labels = (
+        ("cache", "hit"), ("model", "llama"), ("route", "chat_completions"), ("status_class", "2xx"),
+        ("tenant", "anonymous"),
+    )  # fmt: skip
     assert got[("gateway_requests_total", labels)] == 7
     assert got[("gateway_in_flight_requests", ())] == 2
 
