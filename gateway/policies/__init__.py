@@ -1,0 +1,1 @@
+from . import buckets  # noqa: F401  (registers the token_bucket memory twin)
