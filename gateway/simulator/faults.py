@@ -116,6 +116,22 @@ class FaultBook:
         self._runtime.clear()
         self._progress.clear()
 
+    def denies(self, key: str, authorization: str | None) -> bool:
+        """True when `key` has an `auth` fault and the header does not satisfy it (no side effects)."""
+        return any(f.kind == "auth" for f in self.script(key)) and not self._authorized(authorization)
+
+    def loading(self, key: str) -> bool:
+        """True while a cold window of `key` that has already opened is still open (no side effects)."""
+        progress = self._progress.get(key)
+        if progress is None:
+            return False
+        now = self._clock.monotonic()
+        return any(
+            since is not None and since + (fault.seconds or 0.0) > now
+            for fault, since in zip(self.script(key), progress.cold_since, strict=False)
+            if fault.kind == "cold"
+        )
+
     def plan(self, key: str, ask: Ask) -> Plan:
         """Evaluate the script of `key` for one request, consuming what applies."""
         script = self.script(key)

@@ -15,13 +15,44 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class HeaderDict(dict[str, str]):
+    """Headers as received (a plain dict, original case kept in the keys) with case-blind lookups.
+
+    Clients re-case header names (aiohttp sends `X-Request-ID` for `X-Request-Id`), so tests
+    looking a header up should not depend on the sender's spelling.
+    """
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        super().__init__(items or {})
+        self._folded = {k.lower(): k for k in self}
+
+    def _key(self, key: object) -> object:
+        if isinstance(key, str) and not super().__contains__(key):
+            return self._folded.get(key.lower(), key)
+        return key
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(self._key(key))  # type: ignore[arg-type]
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(self._key(key))
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self._folded[key.lower()] = key
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        """The header's value whatever the case of `key`."""
+        return super().get(self._key(key), default)  # type: ignore[call-overload,no-any-return]
+
+
 @dataclass
 class ReceivedRequest:
     """One request as it arrived."""
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: HeaderDict
     body: bytes
     at: float
     model: str | None = None
@@ -69,7 +100,8 @@ class Stats:
 
     def arrive(self, method: str, path: str, headers: Mapping[str, str], body: bytes, at: float) -> ReceivedRequest:
         """Open a record for a request that just arrived and count it as in flight."""
-        record = ReceivedRequest(method, path, dict(headers), body, at)
+        # Fast mode keeps no records, so skip copying headers it would never show.
+        record = ReceivedRequest(method, path, HeaderDict(headers if self._keep else None), body, at)
         if self._keep:
             self._records.append(record)
         self.in_flight += 1
