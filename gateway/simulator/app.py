@@ -21,6 +21,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.simulator.calls import RECORD, SimReject
 from gateway.simulator.config import SimConfig, load_sim_config
 from gateway.simulator.control import add_control_routes
+from gateway.simulator.dialects import Style
 from gateway.simulator.hf_routes import add_hf_routes
 from gateway.simulator.native_routes import add_native_routes
 from gateway.simulator.openai_routes import add_openai_routes
@@ -39,10 +40,15 @@ async def record_requests(request: web.Request, handler: _Handler) -> web.Stream
     if request.path.startswith("/_sim/"):
         return await handler(request)
     state = request.app[SIM_STATE]
-    body = await request.read()
+    try:
+        body, too_large = await request.read(), False
+    except web.HTTPRequestEntityTooLarge:
+        body, too_large = b"", True  # still counted: the upstream did receive a request
     record = state.stats.arrive(request.method, request.path, request.headers, body, state.clock.monotonic())
     request[RECORD] = record
     try:
+        if too_large:
+            raise SimReject.of(Style.HF, 413)
         return await handler(request)
     except SimReject as reject:
         return plain(reject.body, reject.headers)

@@ -20,7 +20,7 @@ name is not scanned for fault tokens; every fault is validated when the config i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -38,7 +38,7 @@ Task = Literal[
     "token-classification",
     "text-to-image",
 ]
-TASKS: frozenset[str] = frozenset(Task.__args__)  # type: ignore[attr-defined]
+TASKS: frozenset[str] = frozenset(get_args(Task))
 
 
 class ModelSpec(BaseModel):

@@ -278,3 +278,11 @@ async def test_fast_mode_serves_the_same_bytes_without_records() -> None:
 
 
 HF_COLD = "/hf-inference/models/m-cold-10s"
+
+
+async def test_oversized_body_is_counted_and_refused(sim: TestClient) -> None:
+    from gateway.simulator.app import MAX_BODY
+
+    resp = await sim.post(GPT2, data=b"x" * (MAX_BODY + 1), headers={"Content-Type": "application/json"})
+    assert resp.status == 413 and "error" in await resp.json()
+    assert state_of(sim).count(path_prefix=GPT2) == 1
