@@ -18,6 +18,8 @@ from .middleware import error_middleware
 from .ops import add_ops_routes
 from .parsing import CallParser
 from .pipeline import Stage, build_pipeline
+from .policies.cache import CacheStage
+from .policies.coalesce import CoalesceStage
 from .routing import Router
 from .store.base import Store
 from .store.memory import MemoryStore
@@ -33,7 +35,9 @@ def build_stages(app: web.Application) -> Sequence[Stage]:
     # Slots, outermost first. Each policy appends its stage at its slot with a one-line reason.
     # [metrics]    outermost: times and counts every answer, cache hits and rejections included (issue 6)
     # [cache]      a hit answers before any quota or upstream work is spent (issue 5)
+    stages.append(CacheStage.from_app(app))
     # [coalesce]   identical in-flight requests share one leader's upstream call (issue 5)
+    stages.append(CoalesceStage.from_app(app))
     # [ratelimit]  tenant/model buckets; settles token estimates with the real usage (issue 4)
     # [fallback]   tries the route's deployments in order, skipping open circuits (issue 3)
     # [coldstart]  parks behind one probe while a deployment's model loads (issue 3)

@@ -135,10 +135,12 @@ class DeploymentConfig(BaseModel):
 
 
 class ModelCacheConfig(BaseModel):
+    """A route's cache settings; unset fields fall back to the task's, then the global ones."""
+
     model_config = ConfigDict(extra="forbid")
-    enabled: bool | None = None  # None: the global default for the task
-    ttl: float | None = None
-    shared: bool = False  # entries shared across tenants
+    enabled: bool | None = None  # None: the default for the request's task (never caches a sampled answer)
+    ttl: float | None = Field(None, gt=0)  # seconds an entry lives; None: the task's, else cache.ttl
+    shared: bool = False  # entries shared across tenants (default: each tenant has its own entries)
 
 
 class ModelConfig(BaseModel):
@@ -224,14 +226,30 @@ class RateLimitConfig(BaseModel):
         return check_limit_names(v, TENANT_LIMITS)
 
 
-class CacheConfig(BaseModel):
+class TaskCacheConfig(BaseModel):
+    """One task's cache settings (an entry of `cache.tasks`)."""
+
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
-    ttl: float = Field(3600.0, gt=0)
-    max_entry_bytes: int = Field(1024 * 1024, ge=1)
-    compress_over_bytes: int = Field(4096, ge=0)
-    coalesce: bool = True
-    lock_ttl: float = Field(30.0, gt=0)
+    ttl: float | None = Field(None, gt=0)  # None: cache.ttl
+
+
+class CacheConfig(BaseModel):
+    """The response cache and request coalescing (docs/cache.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True  # master switch: off = no lookups, no writes, no coalescing, no X-Cache header
+    ttl: float = Field(3600.0, gt=0)  # default seconds an entry lives
+    max_entry_bytes: int = Field(1024 * 1024, ge=1)  # answers larger than this (uncompressed) are not stored
+    compress_over_bytes: int = Field(4096, ge=0)  # entries larger than this are stored zlib-compressed
+    coalesce: bool = True  # identical in-flight cacheable requests share one upstream call
+    lock_ttl: float = Field(30.0, gt=0)  # leader lock lifetime; the leader renews it, a dead leader's expires
+    outcome_ttl: float = Field(10.0, gt=0)  # how long a leader's error stays readable for its followers
+    store_cooldown: float = Field(1.0, ge=0)  # after a store error, skip the cache for this many seconds
+    memory_max_bytes: int = Field(256 * 1024 * 1024, ge=1)  # embedded store only: oldest entries evicted past this
+    # Per-task overrides of the built-in defaults (policies/cachekey.py DEFAULT_TASKS), e.g.
+    # {"chat": {"enabled": false}, "feature-extraction": {"ttl": 86400}}.
+    tasks: dict[str, TaskCacheConfig] = Field(default_factory=dict)
 
 
 class ResilienceConfig(BaseModel):

@@ -1,0 +1,209 @@
+"""The response cache: `CacheStage` answers repeats from the store; `ResponseCache` reads and writes entries.
+
+The stage, per call (plans come from `cachekey.CachePlanner`):
+- not cacheable (sampled generation, a task that is off): passed through, no `X-Cache` header;
+- client bypass (`x-use-cache: false`, `options.use_cache: false`, `Cache-Control: no-store`):
+  neither read nor written, `X-Cache: BYPASS`; `Cache-Control: no-cache` skips the read only;
+- a hit is answered at once (`X-Cache: HIT`, `Age`), a stream hit replays the stored events as SSE;
+- a miss goes on (`X-Cache: MISS`); the answer is stored unless the coalesce stage below, whose
+  leader must write the entry before it wakes its followers, has stored it already.
+
+Invariants:
+- Only complete 2xx answers are stored, at most `max_entry_bytes` (uncompressed); a stream only
+  once its last event has passed, without an error event and with the client still there.
+- A stream entry is never served to a non-stream request nor the reverse (the form is in the key,
+  and `lookup` checks the entry's kind as well).
+- A store failure never fails a request: the cache is bypassed for `store_cooldown` seconds, the
+  failure is counted in `call.extras["cache_store_error"]` and logged once per cooldown.
+
+For metrics and logs: `call.cache` (hit|miss|bypass|coalesced|none), `call.extras["cache_bytes"]`
+(body bytes served from the cache), `["cache_stored_bytes"]`, `["cache_store"]` (store|store_skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..clock import Clock
+from ..config import CacheConfig
+from ..keys import CLOCK, SETTINGS, STORE
+from ..pipeline import Answer, Call, Handler, Reply, StreamReply
+from ..store import Store, StoreError
+from ..streaming import error_in
+from .cache_entry import Envelope, decode, encode_reply, encode_stream
+from .cachekey import CachePlan, CachePlanner
+
+log = logging.getLogger("gateway.cache")
+
+
+def mark(call: Call, outcome: str) -> None:
+    """Record the cache outcome for the client (`X-Cache`) and for metrics and logs (`call.cache`)."""
+    call.cache = outcome
+    call.reply_headers["X-Cache"] = outcome.upper()
+
+
+class ResponseCache:
+    """Entries in the store: lookups, writes (replies now, streams when they end), failure accounting."""
+
+    def __init__(self, store: Store, clock: Clock, config: CacheConfig, planner: CachePlanner) -> None:
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.planner = planner
+        self._down_until = -math.inf
+        # The embedded store has no eviction of its own: entries are tracked in write order
+        # and the oldest dropped once their total passes `memory_max_bytes`.
+        self._sizes: OrderedDict[str, int] | None = OrderedDict() if store.kind == "memory" else None
+        self._total = 0
+
+    def available(self) -> bool:
+        """False while cooling down after a store failure."""
+        return self.clock.monotonic() >= self._down_until
+
+    def failed(self, call: Call, exc: StoreError) -> None:
+        """Count a store failure and bypass the cache for `store_cooldown` seconds."""
+        call.extras["cache_store_error"] = call.extras.get("cache_store_error", 0) + 1
+        if self.available():
+            log.warning("cache store failed (%s); bypassing the cache for %.1fs", exc, self.config.store_cooldown,
+                        extra={"request_id": call.request_id})
+        self._down_until = self.clock.monotonic() + self.config.store_cooldown
+
+    async def lookup(self, plan: CachePlan) -> Envelope | None:
+        """The entry of `plan`, if present and of the plan's answer form. Raises StoreError."""
+        env = decode(await self.store.get(plan.key))
+        if env is None or env.kind != ("stream" if plan.stream else "reply"):
+            return None
+        return env
+
+    def serve(self, call: Call, env: Envelope, outcome: str) -> Answer:
+        """A stored answer for `call`, marked with `outcome` (hit or coalesced)."""
+        mark(call, outcome)
+        call.extras["cache_bytes"] = len(env.body)
+        return env.answer(self.clock.time())
+
+    async def keep(self, call: Call, plan: CachePlan, answer: Answer) -> Answer:
+        """Store a Reply now; wrap a StreamReply so that it is stored when it ends."""
+        if not plan.write:
+            return answer
+        if isinstance(answer, Reply):
+            await self.store_reply(call, plan, answer)
+            return answer
+        return self.capture(call, plan, answer)
+
+    async def store_reply(self, call: Call, plan: CachePlan, reply: Reply) -> bool:
+        """Store a complete answer if it qualifies; whether it was stored."""
+        if not 200 <= reply.status < 300 or len(reply.body) > self.config.max_entry_bytes:
+            call.extras["cache_store"] = "store_skipped"
+            return False
+        raw = encode_reply(reply, self.clock.time(), self.config.compress_over_bytes)
+        return await self._put(call, plan, raw)
+
+    def capture(self, call: Call, plan: CachePlan, answer: StreamReply) -> StreamReply:
+        """Record the stream's events as they pass; store them in the end if the stream completed cleanly."""
+        answer.rest = self._recording(call, plan, answer, answer.rest)
+        return answer
+
+    async def _recording(self, call: Call, plan: CachePlan, answer: StreamReply,
+                         inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        events = [answer.first]
+        size = len(answer.first)
+        usable = 200 <= answer.status < 300
+        completed = False
+        try:
+            async for ev in inner:
+                if usable:
+                    size += len(ev)
+                    usable = size <= self.config.max_entry_bytes and error_in(ev) is None
+                    events.append(ev) if usable else events.clear()
+                yield ev
+            completed = True
+        finally:
+            closer = getattr(inner, "aclose", None)
+            if closer is not None:
+                await closer()
+            # A client that left early, or an upstream failure, leaves `completed` False: nothing stored.
+            if completed:
+                await self._store_events(call, plan, answer, events if usable else None)
+
+    async def _store_events(self, call: Call, plan: CachePlan, answer: StreamReply, events: list[bytes] | None) -> None:
+        if events is None or call.extras.get("stream_error"):
+            call.extras["cache_store"] = "store_skipped"
+            return
+        raw = encode_stream(events, answer, self.clock.time(), self.config.compress_over_bytes)
+        await self._put(call, plan, raw)
+
+    async def _put(self, call: Call, plan: CachePlan, raw: bytes) -> bool:
+        if not self.available():
+            call.extras["cache_store"] = "store_skipped"
+            return False
+        try:
+            await self.store.set(plan.key, raw, ttl=plan.ttl)
+        except StoreError as exc:
+            self.failed(call, exc)
+            call.extras["cache_store"] = "store_skipped"
+            return False
+        call.extras["cache_store"] = "store"
+        call.extras["cache_stored_bytes"] = len(raw)
+        if self._sizes is not None:
+            await self._bound_memory(plan.key, len(raw))
+        return True
+
+    async def _bound_memory(self, key: str, size: int) -> None:
+        assert self._sizes is not None
+        self._total += size - self._sizes.pop(key, 0)
+        self._sizes[key] = size
+        while self._total > self.config.memory_max_bytes and len(self._sizes) > 1:
+            old, old_size = self._sizes.popitem(last=False)
+            self._total -= old_size
+            await self.store.delete(old)
+
+
+RESPONSE_CACHE: web.AppKey[ResponseCache] = web.AppKey("response_cache", ResponseCache)
+
+
+def response_cache(app: web.Application) -> ResponseCache:
+    """The app's ResponseCache, made on first use (both cache stages share it)."""
+    cache = app.get(RESPONSE_CACHE)
+    if cache is None:
+        settings = app[SETTINGS]
+        planner = CachePlanner(settings.cache, settings.redis_prefix)
+        cache = app[RESPONSE_CACHE] = ResponseCache(app[STORE], app[CLOCK], settings.cache, planner)
+    return cache
+
+
+class CacheStage:
+    """Answers repeats of deterministic requests from the store."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache = cache
+
+    @classmethod
+    def from_app(cls, app: web.Application) -> CacheStage:
+        return cls(response_cache(app))
+
+    async def __call__(self, call: Call, nxt: Handler) -> Answer:
+        plan = self.cache.planner.plan(call)
+        if plan is None:
+            return await nxt(call)
+        if plan.bypass or not self.cache.available():
+            mark(call, "bypass")
+            return await nxt(call)
+        if plan.read:
+            try:
+                env = await self.cache.lookup(plan)
+            except StoreError as exc:
+                self.cache.failed(call, exc)
+                mark(call, "bypass")
+                return await nxt(call)
+            if env is not None:
+                return self.cache.serve(call, env, "hit")
+        mark(call, "miss")
+        answer = await nxt(call)
+        if call.cache == "coalesced" or "cache_store" in call.extras:
+            return answer  # a follower's answer, or the coalescing leader stored it already
+        return await self.cache.keep(call, plan, answer)

@@ -1,0 +1,245 @@
+"""Single-flight across replicas: one leader per cache key calls the upstream, the others wait for its entry.
+
+Keys (all under the entry's hash tag, so one Cluster slot): the entry `K`, the lock `K:lock` (the
+leader's random token, `SET NX PX lock_ttl`), the outcome `K:outcome` (a leader's error or "not
+stored", tagged with its token, kept `outcome_ttl`) and the channel `K:done`.
+
+Leader: re-reads the entry (a leader that just finished may have filled it), calls the upstream,
+renews its lock every lock_ttl/3 while it works, then writes the entry (or the outcome), releases
+the lock (only if still its own: `cache_lock_release.lua`) and publishes on the channel.
+
+Follower: subscribes, then re-checks the state in growing slices (so a publish sent before the
+subscription took hold costs at most one slice): the entry -> served as COALESCED; an outcome of
+the leader it follows -> its error re-raised once, or "go yourself" when the answer was not
+stored; the lock gone with neither -> the leader died or gave up: take over (try to lead). A dead
+leader's lock expires, so a follower takes over within `lock_ttl`.
+
+Errors that belong to the leader's request rather than to the answer (the gateway's own 429/503,
+a timeout past the leader's own deadline) are not handed on: the followers take over instead.
+A store failure never fails the request: the caller goes to the upstream on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+from collections.abc import Awaitable
+from typing import Any
+
+from ..errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamTimeout
+from ..pipeline import Answer, Call, Handler, Reply
+from ..store import StoreError
+from ..store.scripts import memory_twin
+from .cache import ResponseCache
+from .cache_entry import decode, encode_error, encode_skip
+from .cachekey import CachePlan
+
+log = logging.getLogger("gateway.coalesce")
+_FIRST_POLL = 0.05  # seconds; covers the time a subscription takes to hold
+_MAX_POLL = 0.5
+
+
+class Verdict(enum.Enum):
+    """What a follower does when there is no answer to take."""
+
+    TAKE_OVER = "take_over"  # the leader is gone without an answer: try to lead
+    DIRECT = "direct"  # the leader's answer was not stored: call the upstream yourself
+
+
+class FlightKeys:
+    """The store keys of one flight, derived from the entry key."""
+
+    def __init__(self, entry: str) -> None:
+        self.entry = entry
+        self.lock = f"{entry}:lock"
+        self.outcome = f"{entry}:outcome"
+        self.channel = f"{entry}:done"
+
+
+def personal(err: BaseException, call: Call, now: float) -> bool:
+    """Whether an error belongs to the leader's request (its quota, its deadline), not to the answer."""
+    if isinstance(err, (RateLimited, ServiceUnavailable)):
+        return True
+    return isinstance(err, UpstreamTimeout) and now >= call.deadline
+
+
+class StoreFlight:
+    """One replica's side of the cross-replica single-flight."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache = cache
+        self.store = cache.store
+        self.clock = cache.clock
+        self.config = cache.config
+
+    async def run(self, call: Call, plan: CachePlan, nxt: Handler) -> Answer:
+        """Lead or follow the flight of `plan`; the answer (or the leader's error) for this call."""
+        keys = FlightKeys(plan.key)
+        token = secrets.token_hex(12)
+        while True:
+            try:
+                if await self.store.set(keys.lock, token.encode(), ttl=self.config.lock_ttl, nx=True):
+                    return await self._lead(call, plan, nxt, keys, token)
+                holder = await self.store.get(keys.lock)
+                if holder is None:
+                    continue  # released between our two reads: try again
+                result = await self._follow(call, plan, keys, holder)
+            except StoreError as exc:
+                self.cache.failed(call, exc)
+                return await nxt(call)
+            if result is Verdict.DIRECT:
+                return await nxt(call)
+            if result is not Verdict.TAKE_OVER:
+                return result
+
+    # --- leading -----------------------------------------------------------------------------------
+    async def _lead(self, call: Call, plan: CachePlan, nxt: Handler, keys: FlightKeys, token: str) -> Answer:
+        try:
+            env = await self.cache.lookup(plan)
+        except StoreError as exc:
+            self.cache.failed(call, exc)
+            env = None
+        if env is not None:
+            await self._finish(call, keys, token, None)
+            return self.cache.serve(call, env, "coalesced")
+        beat = asyncio.get_running_loop().create_task(self._renew(keys, token))
+        try:
+            answer = await nxt(call)
+        except GatewayError as err:
+            beat.cancel()
+            outcome = None if personal(err, call, self.clock.monotonic()) else self._error(err, token)
+            await self._finish(call, keys, token, outcome)
+            raise
+        except Exception:
+            beat.cancel()
+            await self._finish(call, keys, token, self._error(GatewayError("internal gateway error"), token))
+            raise
+        except BaseException:  # cancelled (the client left): let a follower take over at once
+            beat.cancel()
+            await _shielded(self._finish(call, keys, token, None))
+            raise
+        beat.cancel()
+        stored = isinstance(answer, Reply) and await self.cache.store_reply(call, plan, answer)
+        await self._finish(call, keys, token, None if stored else encode_skip(token))
+        return answer
+
+    def _error(self, err: GatewayError, token: str) -> bytes:
+        return encode_error(err, token, self.config.compress_over_bytes)
+
+    async def _renew(self, keys: FlightKeys, token: str) -> None:
+        ttl_ms = int(self.config.lock_ttl * 1000)
+        while True:
+            await self.clock.sleep(self.config.lock_ttl / 3)
+            try:
+                if not await self.store.run_script("cache_lock_extend", [keys.lock], [token, ttl_ms]):
+                    return  # the lock lapsed and someone else leads now
+            except StoreError:
+                continue  # the lock may lapse; a follower then takes over, which is only a duplicate call
+
+    async def _finish(self, call: Call, keys: FlightKeys, token: str, outcome: bytes | None) -> None:
+        """Outcome (if any) first, then the lock, then the notification: followers rely on that order."""
+        try:
+            if outcome is not None:
+                await self.store.set(keys.outcome, outcome, ttl=self.config.outcome_ttl)
+            await self.store.run_script("cache_lock_release", [keys.lock], [token])
+            await self.store.publish(keys.channel, b"done")
+        except StoreError as exc:
+            self.cache.failed(call, exc)
+
+    # --- following ---------------------------------------------------------------------------------
+    async def _follow(self, call: Call, plan: CachePlan, keys: FlightKeys, holder: bytes) -> Answer | Verdict:
+        waiter = self._wait(call, keys)
+        delay = _FIRST_POLL
+        try:
+            await asyncio.sleep(0)  # let the waiter start subscribing before the first check
+            while True:
+                result, holder = await self._check(call, plan, keys, holder)
+                if result is not None:
+                    return result
+                if self.clock.monotonic() >= call.deadline:
+                    raise UpstreamTimeout("the deadline passed while waiting for an identical request in flight")
+                if waiter.done():  # a message came (or the subscription broke: polling goes on regardless)
+                    _consume(waiter)
+                    waiter = self._wait(call, keys)
+                await _first_of(waiter, self.clock.sleep(delay))
+                delay = min(delay * 2, _MAX_POLL)
+        finally:
+            if waiter.done():
+                _consume(waiter)
+            waiter.cancel()
+
+    def _wait(self, call: Call, keys: FlightKeys) -> asyncio.Task[Any]:
+        remaining = max(0.001, call.deadline - self.clock.monotonic())
+        return asyncio.get_running_loop().create_task(self.store.wait_for(keys.channel, remaining))
+
+    async def _check(self, call: Call, plan: CachePlan, keys: FlightKeys,
+                     holder: bytes) -> tuple[Answer | Verdict | None, bytes]:
+        found = await self._settled(call, plan, keys, holder)
+        if found is not None:
+            return found, holder
+        current = await self.store.get(keys.lock)
+        if current is not None:
+            return None, current  # still in flight (perhaps under a new leader: follow that one)
+        # The leader writes its entry or outcome before it lets go of the lock: look once more.
+        found = await self._settled(call, plan, keys, holder)
+        return (Verdict.TAKE_OVER if found is None else found), holder
+
+    async def _settled(self, call: Call, plan: CachePlan, keys: FlightKeys, holder: bytes) -> Answer | Verdict | None:
+        env = await self.cache.lookup(plan)
+        if env is not None:
+            return self.cache.serve(call, env, "coalesced")
+        out = decode(await self.store.get(keys.outcome))
+        if out is None or out.token != holder.decode(errors="replace"):
+            return None
+        if out.kind == "error":
+            call.cache = "coalesced"
+            raise out.error()
+        return Verdict.DIRECT
+
+
+async def _first_of(waiter: asyncio.Task[Any], sleep: Awaitable[None]) -> None:
+    sleeper = asyncio.ensure_future(sleep)
+    try:
+        await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve a finished task's exception so that asyncio does not report it as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _shielded(coro: Awaitable[None]) -> None:
+    """Run cleanup to its end even though the caller is being cancelled."""
+    task = asyncio.ensure_future(coro)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
+
+
+# --- memory twins of the lock scripts (the embedded store) ---------------------------------------
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+@memory_twin("cache_lock_release")
+def _release_twin(state: Any, keys: list[str], args: list[Any]) -> int:
+    if state.get(keys[0]) == _as_bytes(args[0]):
+        state.delete(keys[0])
+        return 1
+    return 0
+
+
+@memory_twin("cache_lock_extend")
+def _extend_twin(state: Any, keys: list[str], args: list[Any]) -> int:
+    value = state.get(keys[0])
+    if value == _as_bytes(args[0]):
+        state.set(keys[0], value, float(args[1]) / 1000.0)
+        return 1
+    return 0
