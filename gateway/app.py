@@ -6,6 +6,8 @@ it stands where it does.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
@@ -14,16 +16,20 @@ from .clock import Clock, SystemClock
 from .config import Settings
 from .handlers import Gateway
 from .keys import CLOCK, ROUTER, SETTINGS, STORE, UPSTREAMS
+from .metrics import METRICS, Metrics
 from .middleware import error_middleware
+from .observe import observe_middleware
 from .ops import add_ops_routes
 from .parsing import CallParser
 from .pipeline import Stage, build_pipeline
+from .policies.metrics import MetricsStage, UpstreamTimer
 from .policies.cache import CacheStage
 from .policies.coalesce import CoalesceStage
 from .routing import Router
 from .store.base import Store
 from .store.memory import MemoryStore
 from .store.redis import RedisStore
+from .store.timed import TimedStore
 from .upstream.base import Upstream
 from .upstream.factory import build_upstreams
 from .upstream.terminal import UpstreamTerminal
@@ -34,6 +40,7 @@ def build_stages(app: web.Application) -> Sequence[Stage]:
     stages: list[Stage] = []
     # Slots, outermost first. Each policy appends its stage at its slot with a one-line reason.
     # [metrics]    outermost: times and counts every answer, cache hits and rejections included (issue 6)
+    stages.append(MetricsStage(app[METRICS], app[CLOCK]))
     # [cache]      a hit answers before any quota or upstream work is spent (issue 5)
     stages.append(CacheStage.from_app(app))
     # [coalesce]   identical in-flight requests share one leader's upstream call (issue 5)
@@ -52,8 +59,12 @@ def create_app(
     clock: Clock | None = None,
     store: Store | None = None,
     upstreams: dict[str, Upstream] | None = None,
+    metrics_dir: str | None = None,
 ) -> web.Application:
-    """The gateway application. Tests inject a FakeClock, a store, or fake upstreams."""
+    """The gateway application. Tests inject a FakeClock, a store, or fake upstreams.
+
+    `metrics_dir`: the multiprocess metrics directory shared by `--workers N` (see gateway/server.py).
+    """
     clock = clock or SystemClock()
     if store is None:
         if settings.redis_url:
@@ -62,20 +73,54 @@ def create_app(
             store = MemoryStore(clock)
     upstreams = upstreams if upstreams is not None else build_upstreams(settings, clock)
     router = Router(settings.models, upstreams)
+    metrics = _metrics(settings, router, upstreams, metrics_dir)
+    if store.kind == "redis":
+        store = TimedStore(store, metrics, clock)
 
-    app = web.Application(middlewares=[error_middleware(clock)], client_max_size=settings.max_body_bytes)
+    middlewares = [error_middleware(clock)]
+    # Observe outside everything: it sees the status the client got and times the whole request.
+    middlewares.insert(0, observe_middleware(metrics, clock))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    app[METRICS] = metrics
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[STORE] = store
     app[UPSTREAMS] = upstreams
     app[ROUTER] = router
 
-    pipeline = build_pipeline(build_stages(app), UpstreamTerminal(clock))
+    pipeline = build_pipeline(build_stages(app), UpstreamTimer(UpstreamTerminal(clock), metrics, clock))
     parser = CallParser(router, clock, settings.max_body_bytes, settings.request_timeout)
     add_ops_routes(app)
     Gateway(parser, router, pipeline).add_routes(app)
     app.cleanup_ctx.append(_lifetimes)
+    app.cleanup_ctx.append(_metrics_refresh)
     return app
+
+
+def _metrics(settings: Settings, router: Router, upstreams: dict[str, Upstream], path: str | None) -> Metrics:
+    """The app's Metrics: labels bounded by the configured models, tenants and deployments; pool probes."""
+    deployments = {d.id for route in router.routes for d in route.deployments} | set(upstreams)
+    metrics = Metrics(models=router.labels(), tenants=settings.tenants, deployments=deployments, multiprocess_dir=path)
+    for name, up in upstreams.items():
+        metrics.register_pool_probe(name, up.pool_stats)  # pools belong to upstreams (deployments share them)
+    return metrics
+
+
+async def _metrics_refresh(app: web.Application) -> AsyncIterator[None]:
+    """Multiprocess mode: publish this worker's scrape-time gauges every few seconds for the others' scrapes."""
+    metrics = app[METRICS]
+    task = asyncio.create_task(_refresh_every(metrics, app[CLOCK], 5.0)) if metrics.multiprocess else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _refresh_every(metrics: Metrics, clock: Clock, seconds: float) -> None:
+    while True:
+        metrics.refresh()
+        await clock.sleep(seconds)
 
 
 async def _lifetimes(app: web.Application) -> AsyncIterator[None]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -108,6 +108,7 @@ class Metrics:
         self._tenants = frozenset(tenants)
         self._deployments = frozenset(deployments)
         self._probes: dict[str, PoolProbe] = {}
+        self._refreshers: list[Callable[[], None]] = []
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         target: CollectorRegistry | None = self.registry
@@ -234,6 +235,10 @@ class Metrics:
         """A request started (+1) or finished (-1)."""
         self._c.in_flight.inc(delta)
 
+    def redis_error(self, op: str) -> None:
+        """A Redis operation failed before it could be timed (e.g. reported by a policy)."""
+        self._c.redis_errors.get((op,)).inc()
+
     def redis_op(self, op: str, seconds: float, ok: bool = True) -> None:
         """One Redis operation (a static name such as "ratelimit") took `seconds`; count failures."""
         self._c.redis_duration.get((op,)).observe(seconds)
@@ -243,6 +248,23 @@ class Metrics:
     def register_pool_probe(self, deployment: str, fn: PoolProbe) -> None:
         """`fn() -> (active, idle)` is asked on every scrape, never per request."""
         self._probes[self.deployment_label(deployment)] = fn
+
+    def add_refresher(self, fn: Callable[[], None]) -> None:
+        """`fn()` copies some live state (breaker states, models loading) into gauges; run by refresh()."""
+        self._refreshers.append(fn)
+
+    def refresh(self) -> None:
+        """Bring scrape-time gauges up to date: registered refreshers, then (multiprocess) pools.
+
+        `render()` calls it for the worker answering the scrape; in multiprocess mode every
+        worker also calls it every few seconds, so the other workers' shares stay current.
+        """
+        for fn in self._refreshers:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a broken read-out must never break the scrape
+                continue
+        self.refresh_pools()
 
     def refresh_pools(self) -> None:
         """Multiprocess mode: write this worker's pool figures (render() does it for its worker)."""
@@ -255,7 +277,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition for `GET /metrics`: (body, content type)."""
-        self.refresh_pools()
+        self.refresh()
         return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
 
 

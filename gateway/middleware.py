@@ -66,8 +66,11 @@ def error_middleware(clock: Clock) -> Callable[[web.Request, HandlerFn], Awaitab
 
     @web.middleware
     async def middleware(request: web.Request, handler: HandlerFn) -> web.StreamResponse:
-        request[REQUEST_ID] = request_id(request)
-        request[STARTED] = clock.monotonic()
+        # The observe middleware (outside this one) may have assigned both already: keep them.
+        if REQUEST_ID not in request:
+            request[REQUEST_ID] = request_id(request)
+        if STARTED not in request:
+            request[STARTED] = clock.monotonic()
         try:
             return await handler(request)
         except GatewayError as err:

@@ -1,4 +1,4 @@
-"""Operational endpoints: `/healthz` (alive) and `/readyz` (config loaded, store reachable)."""
+"""Operational endpoints: `/healthz` (alive), `/readyz` (config loaded, store reachable), `/metrics`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import orjson
 from aiohttp import web
 
 from .keys import STORE
+from .metrics import METRICS
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -19,6 +20,14 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(status=200 if ok else 503, body=orjson.dumps(body), content_type="application/json")
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus text exposition of this app's registry (all workers' in multiprocess mode)."""
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 def add_ops_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if METRICS in app:
+        app.router.add_get("/metrics", metrics)

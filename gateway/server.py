@@ -1,4 +1,11 @@
-"""Running the app: uvloop, handler cancellation on client disconnect, SO_REUSEPORT workers, graceful drain."""
+"""Running the app: uvloop, handler cancellation on client disconnect, SO_REUSEPORT workers, graceful drain.
+
+With `--workers N` the supervisor switches prometheus-client to multiprocess mode before forking
+(`enable_multiprocess`), every worker writes its figures to that directory, whichever worker answers
+`GET /metrics` adds them all up, and a worker that exits is marked dead so its live gauges leave the
+sums. The directory is `PROMETHEUS_MULTIPROC_DIR` when set (emptied at start), else a fresh temporary
+one, removed at exit.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,10 @@ import asyncio
 import logging
 import os
 import signal
+import shutil
 import socket
 import sys
+import tempfile
 
 from aiohttp import web
 
@@ -34,9 +43,9 @@ def _configure_logging(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
 
 
-def _run_one(settings: Settings, sock: socket.socket | None = None) -> None:
+def _run_one(settings: Settings, sock: socket.socket | None = None, metrics_dir: str | None = None) -> None:
     _install_uvloop()
-    app = create_app(settings)
+    app = create_app(settings, metrics_dir=metrics_dir)
     if not settings.keys:
         log.warning("no API keys configured: the gateway is open to anyone who can reach %s:%s",
                     settings.host, settings.port)
@@ -61,12 +70,17 @@ def serve(settings: Settings) -> None:
     if settings.workers <= 1:
         _run_one(settings)
         return
+    from .metrics import enable_multiprocess, mark_worker_dead
+
+    own_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    metrics_dir = tempfile.mkdtemp(prefix="hf-gateway-metrics-") if own_dir else os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    enable_multiprocess(metrics_dir)
     children: list[int] = []
     for _ in range(settings.workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             try:
-                _run_one(settings)
+                _run_one(settings, metrics_dir=metrics_dir)
             finally:
                 os._exit(0)
         children.append(pid)
@@ -80,5 +94,13 @@ def serve(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for pid in children:
-        os.waitpid(pid, 0)
+    try:
+        remaining = set(children)
+        while remaining:
+            pid, _status = os.wait()  # whichever worker exits first
+            if pid in remaining:
+                remaining.discard(pid)
+                mark_worker_dead(pid, metrics_dir)  # its in-flight and pool gauges leave the sums
+    finally:
+        if own_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,80 @@
+"""`TimedStore`: a `Store` that times every Redis operation and counts its failures, for `/metrics`.
+
+`create_app` wraps a Redis store in it, so every policy's store traffic shows up in
+`gateway_redis_duration_seconds` / `gateway_redis_errors_total` without any policy touching
+metrics. The `op` label is the method name (`get`, `set`, `delete`, `ttl`, `publish`, `ping`,
+`wait_for`) or, for `run_script`, the script's name (bounded: the files in `gateway/lua/`).
+
+Invariants: behaviour is the inner store's, unchanged (same results, same `StoreError`s); a
+`wait_for` is a deliberate wait, so only its failures are counted, never its duration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..clock import Clock
+from ..metrics import Metrics
+from .base import Store, StoreError
+
+
+class TimedStore:
+    """Store protocol around another store, recording latency and errors per operation."""
+
+    def __init__(self, inner: Store, metrics: Metrics, clock: Clock) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self._m = metrics
+        self._clock = clock
+
+    async def _timed(self, op: str, aw: Any) -> Any:
+        start = self._clock.monotonic()
+        try:
+            result = await aw
+        except StoreError:
+            self._m.redis_op(op, self._clock.monotonic() - start, ok=False)
+            raise
+        self._m.redis_op(op, self._clock.monotonic() - start)
+        return result
+
+    async def get(self, key: str) -> bytes | None:
+        result: bytes | None = await self._timed("get", self.inner.get(key))
+        return result
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None, nx: bool = False) -> bool:
+        return bool(await self._timed("set", self.inner.set(key, value, ttl=ttl, nx=nx)))
+
+    async def delete(self, *keys: str) -> None:
+        await self._timed("delete", self.inner.delete(*keys))
+
+    async def ttl(self, key: str) -> float | None:
+        result: float | None = await self._timed("ttl", self.inner.ttl(key))
+        return result
+
+    async def run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._timed(name, self.inner.run_script(name, keys, args))
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self._timed("publish", self.inner.publish(channel, message))
+
+    async def wait_for(self, channel: str, timeout: float) -> bytes | None:
+        try:
+            return await self.inner.wait_for(channel, timeout)
+        except StoreError:
+            self._m.redis_error("wait_for")
+            raise
+
+    async def ping(self) -> bool:
+        start = self._clock.monotonic()
+        ok = await self.inner.ping()  # answers False rather than raising when Redis is down
+        self._m.redis_op("ping", self._clock.monotonic() - start, ok=ok)
+        return ok
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything beyond the protocol (e.g. RedisStore.client) is the inner store's.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
