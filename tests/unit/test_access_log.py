@@ -161,6 +161,7 @@ async def test_text_format_is_one_readable_line(capture: Capture) -> None:
 
 
 async def test_keys_and_upstream_tokens_never_reach_the_log(capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("gateway.auth", reason="gateway keys arrive with the auth middleware (issue 4)")
     buffer = capture("json")
     digest = hashlib.sha256(GATEWAY_KEY.encode()).hexdigest()
     keys = [{"sha256": digest, "tenant": "acme", "name": "ci"}]
