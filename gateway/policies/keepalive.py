@@ -1,0 +1,124 @@
+"""Keeping a parked stream alive: commit the 200 early and send SSE comments until the real stream comes.
+
+A streaming client that waits for a loading model would otherwise see nothing for minutes, and
+clients or proxies time out. So when a streaming request is still waiting after
+`keepalive_interval`, the cold-start stage answers a `StreamReply` at once: its first event is
+`: loading model, about N s left`, repeated every interval (both clients ignore comment lines),
+then the real stream's events follow untouched once the upstream answers.
+
+The trade-off, by design: the 200 is committed when the first comment goes out. Anything that
+fails after that (the deadline passes, the upstream refuses) can no longer be an HTTP status; it
+becomes ONE in-band error event in the route's dialect (the relay writes it) and the stream ends.
+Waits shorter than one interval keep the normal behaviour: no comment, real status codes.
+
+Invariants: the waiting work runs in its own task, cancelled when the client goes away or the
+stream is closed, so a disconnect while parked never reaches the upstream; the inner stream, once
+there, is closed and its `on_close` hooks run exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from ..clock import Clock
+from ..pipeline import Answer, Call, Dialect, Reply, StreamReply
+from ..streaming import DONE, keepalive_comment
+
+KEEPALIVES = "keepalives"  # extras: comments sent while parked
+
+
+class Progress:
+    """What a waiting request knows about its model, for the comments it sends."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.ready_at = 0.0  # wall clock; 0: no estimate yet
+
+    def comment(self) -> bytes:
+        if self.ready_at <= 0:
+            return keepalive_comment("waiting for the model")
+        left = max(1, math.ceil(self.ready_at - self.clock.time()))
+        return keepalive_comment(f"loading model, about {left} s left")
+
+
+async def commit_when_slow(work: Coroutine[Any, Any, Answer], progress: Progress, interval: float,
+                           call: Call) -> Answer:
+    """`work`'s answer if it comes within `interval`; else a stream that keeps the client company."""
+    task: asyncio.Task[Answer] = asyncio.ensure_future(work)
+    try:
+        finished = await _within(task, interval, progress.clock)
+    except BaseException:
+        await _cancel(task)
+        raise
+    if finished:
+        return task.result()
+    events = _events(task, progress, interval, call)
+
+    async def close() -> None:
+        await events.aclose()
+        await _cancel(task)  # `aclose` does nothing to a generator that never started
+
+    call.extras[KEEPALIVES] = 1
+    return StreamReply(first=progress.comment(), rest=events, on_close=[close])
+
+
+async def _events(task: asyncio.Task[Answer], progress: Progress, interval: float,
+                  call: Call) -> AsyncIterator[bytes]:
+    inner: StreamReply | None = None
+    try:
+        while not await _within(task, interval, progress.clock):
+            call.extras[KEEPALIVES] = call.extras.get(KEEPALIVES, 0) + 1
+            yield progress.comment()
+        answer = task.result()  # a GatewayError here becomes the relay's in-band error event
+        if isinstance(answer, Reply):
+            # A JSON answer to a stream request (rare): one data event, so the client still parses it.
+            yield b"data: " + answer.body.strip() + b"\n\n"
+            if call.dialect is Dialect.OPENAI:
+                yield DONE
+            return
+        inner = answer
+        async for event in inner.events():
+            yield event
+    finally:
+        await _cancel(task)
+        if inner is not None:
+            await _close(inner)
+
+
+async def _within(task: asyncio.Task[Answer], seconds: float, clock: Clock) -> bool:
+    """Whether `task` finished within `seconds` of the injected clock."""
+    if task.done():
+        return True
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await timer
+    return task.done()
+
+
+async def _cancel(task: asyncio.Task[Answer]) -> None:
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    elif not task.cancelled():
+        task.exception()  # mark it retrieved: it was (or will be) reported in-band
+
+
+async def _close(stream: StreamReply) -> None:
+    rest = stream.rest
+    aclose = getattr(rest, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+    for hook in stream.on_close:
+        result = hook()
+        if asyncio.iscoroutine(result):
+            await result
