@@ -253,11 +253,20 @@ class CacheConfig(BaseModel):
 
 
 class ResilienceConfig(BaseModel):
+    """Cold-start waiting, retries and fallbacks (docs/resilience.md)."""
+
     model_config = ConfigDict(extra="forbid")
+    # Park requests while a model loads (per request: x-wait-for-model: false / options.wait_for_model).
     wait_for_model: bool = True
-    max_model_wait: float = Field(600.0, ge=0)
-    keepalive_interval: float = Field(10.0, gt=0)
-    retry_after_cap: float = Field(120.0, gt=0)
+    max_model_wait: float = Field(600.0, ge=0)  # longest a request parks for a model (the deadline applies too)
+    keepalive_interval: float = Field(10.0, gt=0)  # a parked stream commits its 200 and sends a comment this often
+    retry_after_cap: float = Field(120.0, gt=0)  # Retry-After never says more (openai gives up above 120 s)
+    probe_interval: float = Field(30.0, gt=0)  # longest gap between probes of a loading model
+    probe_lease: float = Field(30.0, gt=0)  # one probe holds the right to call a loading model this long at most
+    probe_hold: float = Field(1.0, ge=0)  # parked requests wait this long for a probe's answer, then go themselves
+    recheck_interval: float = Field(1.0, gt=0)  # parked requests re-read the shared state this often
+    idle_after: float = Field(60.0, ge=0)  # unanswered this long, a model may be cold: one request goes first (0: off)
+    handoff_wait: float = Field(2.0, ge=0)  # with another deployment left, a longer retry wait hands over instead
 
 
 class Settings(BaseSettings):

@@ -1,2 +1,3 @@
 from . import buckets  # noqa: F401  (registers the token_bucket memory twin)
 from . import coalesce_flight  # noqa: F401  (registers the cache_lock_* memory twins)
+from . import loadstate  # noqa: F401  (registers the coldstart_* memory twins)

@@ -166,13 +166,15 @@ class LoadingBoard:
         """Record that `target` answered without loading; parked requests may go."""
         self.note_up(target)
         state = LoadState("up", self.clock.time())
-        await self._guard(self.store.set(self._key(target, "state"), state.encode(), ttl=max(self.cfg.idle_after, 10.0)))
+        ttl = max(self.cfg.idle_after, 10.0)
+        await self._guard(self.store.set(self._key(target, "state"), state.encode(), ttl=ttl))
         await self.notify(target)
 
     async def lock(self, target: Target, lease: float) -> str | None:
         """Take the single probe of `target` for `lease` seconds; the lock value when taken."""
         value = f"{secrets.token_hex(8)} {self.clock.time():.3f}"
-        taken = await self._guard(self.store.set(self._key(target, "probe"), value.encode(), ttl=max(lease, 0.05), nx=True))
+        probe = self._key(target, "probe")
+        taken = await self._guard(self.store.set(probe, value.encode(), ttl=max(lease, 0.05), nx=True))
         return value if taken else None
 
     async def lock_age(self, target: Target) -> float | None:
