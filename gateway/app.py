@@ -25,7 +25,11 @@ from .pipeline import Stage, build_pipeline
 from .policies.metrics import MetricsStage, UpstreamTimer
 from .policies.cache import CacheStage
 from .policies.coalesce import CoalesceStage
+from .policies.coldstart import ColdStartStage
+from .policies.fallback import FallbackStage
+from .policies.retry import RetryStage
 from .routing import Router
+from .status import add_status_route
 from .store.base import Store
 from .store.memory import MemoryStore
 from .store.redis import RedisStore
@@ -47,8 +51,11 @@ def build_stages(app: web.Application) -> Sequence[Stage]:
     stages.append(CoalesceStage.from_app(app))
     # [ratelimit]  tenant/model buckets; settles token estimates with the real usage (issue 4)
     # [fallback]   tries the route's deployments in order, skipping open circuits (issue 3)
+    stages.append(FallbackStage.from_app(app))
     # [coldstart]  parks behind one probe while a deployment's model loads (issue 3)
+    stages.append(ColdStartStage.from_app(app))
     # [retry]      backoff with full jitter, Retry-After honoured, inside the deadline (issue 3)
+    stages.append(RetryStage.from_app(app))
     # [shaping]    paces each attempt to the upstream's declared budget (issue 4)
     return stages
 
@@ -91,6 +98,7 @@ def create_app(
     pipeline = build_pipeline(build_stages(app), UpstreamTimer(UpstreamTerminal(clock), metrics, clock))
     parser = CallParser(router, clock, settings.max_body_bytes, settings.request_timeout)
     add_ops_routes(app)
+    add_status_route(app)
     Gateway(parser, router, pipeline).add_routes(app)
     app.cleanup_ctx.append(_lifetimes)
     app.cleanup_ctx.append(_metrics_refresh)
