@@ -119,7 +119,10 @@ class ResponseCache:
                 if usable:
                     size += len(ev)
                     usable = size <= self.config.max_entry_bytes and error_in(ev) is None
-                    events.append(ev) if usable else events.clear()
+                    if usable:
+                        events.append(ev)
+                    else:
+                        events.clear()  # no longer storable: stop holding the events
                 yield ev
             completed = True
         finally:

@@ -39,6 +39,7 @@ from .cachekey import CachePlan
 log = logging.getLogger("gateway.coalesce")
 _FIRST_POLL = 0.05  # seconds; covers the time a subscription takes to hold
 _MAX_POLL = 0.5
+_DEADLINE_SLACK = 0.05
 
 
 class Verdict(enum.Enum):
@@ -62,7 +63,8 @@ def personal(err: BaseException, call: Call, now: float) -> bool:
     """Whether an error belongs to the leader's request (its quota, its deadline), not to the answer."""
     if isinstance(err, (RateLimited, ServiceUnavailable)):
         return True
-    return isinstance(err, UpstreamTimeout) and now >= call.deadline
+    # Event-loop timers may fire a hair before the clock reads the deadline (uvloop: millisecond ticks).
+    return isinstance(err, UpstreamTimeout) and now >= call.deadline - _DEADLINE_SLACK
 
 
 class StoreFlight:

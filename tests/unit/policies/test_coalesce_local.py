@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from gateway.clock import FakeClock
-from gateway.errors import RateLimited, UpstreamStatusError
+from gateway.errors import RateLimited, UpstreamStatusError, UpstreamTimeout
 from gateway.pipeline import Answer, Call, Flags, Op, Reply
 from gateway.store.memory import MemoryStore
 from tests.unit.policies.cachekit import CHAT, GatedUpstream, Replica, chat_body, drain, settings, stream_reply
@@ -112,3 +112,19 @@ async def test_different_tenants_do_not_share_a_flight() -> None:
     results = await _together(r, [r.call(tenant=t) for t in ("a", "b")])
     assert r.upstream.arrived == 2
     assert len({x.body for x in results if isinstance(x, Reply)}) == 2
+
+
+async def test_a_timeout_past_the_leaders_own_deadline_is_not_handed_on() -> None:
+    clock = FakeClock()  # moved by hand: only the leader's deadline passes
+    r = Replica(settings(), MemoryStore(clock), clock, GatedUpstream())
+    r.upstream.gate.clear()
+    r.upstream.script(UpstreamTimeout("no answer within the request's deadline"))
+    lead = r.call()
+    lead.deadline = clock.monotonic() + 10  # e.g. a client that sent X-Gateway-Timeout: 10
+    tasks = [asyncio.create_task(r.run(c)) for c in (lead, r.call(), r.call())]
+    await _settle()
+    clock.advance(20)
+    r.upstream.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], UpstreamTimeout)
+    assert all(isinstance(x, Reply) for x in results[1:]) and r.upstream.arrived == 2
