@@ -23,6 +23,7 @@ from .ops import add_ops_routes
 from .parsing import CallParser
 from .pipeline import Stage, build_pipeline
 from .policies.metrics import MetricsStage, UpstreamTimer
+from .policies.readouts import watch_policies
 from .policies.cache import CacheStage
 from .policies.coalesce import CoalesceStage
 from .policies.coldstart import ColdStartStage
@@ -96,6 +97,7 @@ def create_app(
     app[ROUTER] = router
 
     pipeline = build_pipeline(build_stages(app), UpstreamTimer(UpstreamTerminal(clock), metrics, clock))
+    watch_policies(app, metrics)  # circuits, loading models, outbound queues: read at scrape time
     parser = CallParser(router, clock, settings.max_body_bytes, settings.request_timeout)
     add_ops_routes(app)
     add_status_route(app)

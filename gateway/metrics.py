@@ -219,6 +219,10 @@ class Metrics:
         """A request entered (+1) or left (-1) the outbound queue of `deployment`."""
         self._c.queue_depth.get((self.deployment_label(deployment),)).inc(delta)
 
+    def set_outbound_queue_depth(self, deployment: str, depth: int) -> None:
+        """How many requests wait in the outbound queue of `deployment` now (a scrape-time read-out)."""
+        self._c.queue_depth.get((self.deployment_label(deployment),)).set(depth)
+
     def cache_event(self, outcome: CacheEvent) -> None:
         """A cache lookup or store ended with `outcome`."""
         self._c.cache_events.get((outcome,)).inc()
@@ -242,8 +246,9 @@ class Metrics:
     def redis_op(self, op: str, seconds: float, ok: bool = True) -> None:
         """One Redis operation (a static name such as "ratelimit") took `seconds`; count failures."""
         self._c.redis_duration.get((op,)).observe(seconds)
+        errors = self._c.redis_errors.get((op,))  # created at 0 with the op's first use: rate() sees the first error
         if not ok:
-            self._c.redis_errors.get((op,)).inc()
+            errors.inc()
 
     def register_pool_probe(self, deployment: str, fn: PoolProbe) -> None:
         """`fn() -> (active, idle)` is asked on every scrape, never per request."""
