@@ -1,0 +1,222 @@
+"""A real `hf-gateway serve --workers 2` process, scraped by a real Prometheus server.
+
+The gateway runs as the CLI runs it (two forked workers on one SO_REUSEPORT port, text logs) in
+front of the simulator. Every request uses a new connection, so the kernel spreads them over both
+workers; every scrape must still report all of them. `promtool check metrics` must find nothing in
+the live output, and Prometheus, configured from `config/prometheus.local.yml` (port rewritten,
+1 s scrape interval, in a temporary copy), must answer dashboard queries with data.
+
+Real time is unavoidable here (two processes and a server); the waits are polls with a deadline.
+Without the `prometheus` package this is skipped locally and fails in CI (`.ci/run` installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.simulator.app import create_simulator_app
+from tests.unit.test_dashboards import DASHBOARDS, load, queries, substitute
+
+REPO = Path(__file__).resolve().parents[2]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REQUESTS = 12
+DEADLINE = 15.0  # seconds for any one wait (boot, first scrape, query answered)
+CHAT = {"model": "sim/gpt2", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7}
+# Overview panels that must answer once anything was scraped.
+MUST_ANSWER = ("Requests / s", "In flight", "Version", "Requests / s by status class")
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{tool} is missing in CI (.ci/run installs Debian's prometheus package)")
+        pytest.skip(f"{tool} not installed (apt-get install prometheus)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def wait_until(what: str, probe: Any) -> Any:
+    """Poll `await probe()` until it returns something truthy, or fail after DEADLINE seconds."""
+    end = time.monotonic() + DEADLINE
+    while True:
+        try:
+            result = await probe()
+        except (aiohttp.ClientError, OSError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def get(url: str, **params: str) -> tuple[int, str]:
+    # A fresh connection every time: SO_REUSEPORT then spreads requests over the workers.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        async with s.get(url, params=params) as r:
+            return r.status, await r.text()
+
+
+@dataclass
+class Gateway:
+    url: str
+    process: subprocess.Popen[str]
+    log: Path  # its stderr (line-buffered, so readable while it runs)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def simulator() -> AsyncIterator[str]:
+    runner = web.AppRunner(create_simulator_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def gateway(simulator: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_")) and k != "HF_TOKEN"}
+    cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2",
+           "--upstream", simulator, "--log-format", "text"]  # fmt: skip
+    log = tmp_path_factory.mktemp("gateway") / "stderr.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+    gw = Gateway(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        await wait_until("the gateway to listen", lambda: _healthy(gw.url))
+        for _ in range(REQUESTS):
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+                async with s.post(f"{gw.url}/v1/chat/completions", json=CHAT) as r:
+                    assert r.status == 200, await r.text()
+        yield gw
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+async def _healthy(url: str) -> bool:
+    status, _ = await get(f"{url}/healthz")
+    return status == 200
+
+
+def requests_total(text: str) -> float:
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "gateway_requests_total")  # fmt: skip
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_two_workers_add_up_on_every_scrape(gateway: Gateway) -> None:
+    totals = []
+    for _ in range(6):
+        status, text = await get(f"{gateway.url}/metrics")
+        assert status == 200
+        totals.append(requests_total(text))
+    assert totals == [REQUESTS] * 6
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_promtool_finds_nothing_in_the_live_output(gateway: Gateway) -> None:
+    promtool = need("promtool")
+    _, text = await get(f"{gateway.url}/metrics")
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@dataclass
+class Prometheus:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="module")
+def prometheus(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    binary = need("prometheus")
+    tmp = tmp_path_factory.mktemp("prometheus")
+    config = yaml.safe_load((REPO / "config" / "prometheus.local.yml").read_text())
+    config["global"]["scrape_interval"] = config["global"]["evaluation_interval"] = "1s"
+    [job] = config["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:8080"]  # what the README tells people to run
+    job["static_configs"][0]["targets"] = [gateway.url.removeprefix("http://")]
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("wb"),
+    )  # fmt: skip
+    try:
+        yield Prometheus(f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+async def query(prom: Prometheus, expr: str) -> list[dict[str, Any]]:
+    status, text = await get(f"{prom.url}/api/v1/query", query=expr)
+    if status != 200:
+        return []
+    body = yaml.safe_load(text)  # JSON is YAML
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_prometheus_scrapes_the_gateway_and_dashboard_queries_answer(
+    prometheus: Prometheus, gateway: Gateway
+) -> None:
+    up = await wait_until("a successful scrape", lambda: query(prometheus, 'up{job="hf-gateway"} == 1'))
+    assert len(up) == 1
+    scraped = await wait_until("the request counter", lambda: query(prometheus, "sum(gateway_requests_total)"))
+    assert float(scraped[0]["value"][1]) == REQUESTS
+    panels = {}
+    for path in DASHBOARDS:
+        for where, expr, _ in queries(load(path)):
+            panels.setdefault(where.split("'")[1], substitute(expr))
+    for title in MUST_ANSWER:
+        # rate() needs two samples in its window: wait for the second scrape.
+        answer = await wait_until(f"panel {title!r} to show data", lambda t=title: query(prometheus, panels[t]))
+        assert answer, title
+
+
+def test_the_text_log_format_has_one_access_line_per_request(gateway: Gateway) -> None:
+    lines = gateway.log.read_text().splitlines()
+    access = [line for line in lines if " gateway.access " in line]
+    assert sum(" POST /v1/chat/completions 200 " in line for line in access) == REQUESTS
+    assert all(" route=chat " in line and " model=sim/gpt2 " in line for line in access if " POST " in line)
+    assert lines and not any(line.startswith("{") for line in lines)  # text, not JSON
