@@ -2,8 +2,9 @@
 
 It runs outside the error middleware, so it sees the status actually sent, rendered errors
 included, and outside the relay, so a stream is finished (or abandoned) when it records. It
-assigns the request id and arrival time (the error middleware keeps them) and binds the id to
-every log line written while the request is handled (`logs.request_context`).
+assigns the request id and arrival time (the error middleware keeps them), binds the id to
+every log line written while the request is handled (`logs.request_context`), and puts it on
+every answer that does not carry it yet.
 
 Invariants:
 - Exactly one access line per request (logger `gateway.access`, fields in `logs.ACCESS_FIELDS`),
@@ -55,6 +56,8 @@ def observe_middleware(metrics: Metrics, clock: Clock) -> Middleware:
             with request_context(rid):
                 response = await handler(request)
             status = response.status
+            if not response.prepared:  # every answer carries the id (listings, /metrics, ... too)
+                response.headers.setdefault("X-Request-Id", rid)
             return response
         except asyncio.CancelledError:
             status = CLIENT_CLOSED

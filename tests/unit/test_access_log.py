@@ -115,7 +115,8 @@ async def test_rejected_requests_are_logged_and_counted_with_bounded_routes(capt
     try:
         assert (await client.post("/v1/chat/completions", data=b"{not json")).status == 400
         assert (await client.get("/no/such/path")).status == 404
-        assert (await client.get("/healthz")).status == 200
+        health = await client.get("/healthz", headers={"X-Request-Id": "req-health"})
+        assert (health.status, health.headers["X-Request-Id"]) == (200, "req-health")
         metrics = await (await client.get("/metrics")).text()
     finally:
         await client.close()
