@@ -80,6 +80,21 @@ class LoadState:
         return None
 
 
+class _Listener:
+    """The requests of this process parked on one target, and how they are woken."""
+
+    def __init__(self) -> None:
+        self.waiters = 0
+        self.fired: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Task[None] | None = None
+
+    def fire(self) -> None:
+        """Wake everyone waiting now; later waiters wait for the next change."""
+        if not self.fired.done():
+            self.fired.set_result(None)
+        self.fired = asyncio.get_running_loop().create_future()
+
+
 class LoadingBoard:
     """Reads and writes the shared cold-start state; remembers this process's own observations."""
 
@@ -91,6 +106,7 @@ class LoadingBoard:
         self._up: OrderedDict[Target, float] = OrderedDict()  # target -> monotonic expiry
         self._loading: OrderedDict[Target, LoadState] = OrderedDict()  # last seen, for /status
         self._store_failing = False
+        self._listeners: dict[Target, _Listener] = {}
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -194,6 +210,10 @@ class LoadingBoard:
         await self.notify(target)
 
     async def notify(self, target: Target) -> None:
+        """Wake the requests parked on `target`: here at once, elsewhere through the store."""
+        listener = self._listeners.get(target)
+        if listener is not None:
+            listener.fire()
         await self._guard(self.store.publish(self._key(target, "events"), b"changed"))
 
     async def wait(self, target: Target, seconds: float) -> None:
@@ -201,19 +221,57 @@ class LoadingBoard:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        loop = asyncio.get_running_loop()
-        # The clock bounds the wait; the store's own timeout (real seconds) is only a backstop.
-        heard = loop.create_task(self.store.wait_for(self._key(target, "events"), seconds + 30.0))
-        slept = loop.create_task(self.clock.sleep(seconds))
+        listener = self._listeners.get(target)
+        if listener is None:
+            listener = self._listeners[target] = _Listener()
+        listener.waiters += 1
+        if self.store.kind != "memory" and (listener.task is None or listener.task.done()):
+            # Other replicas speak through the store; in the embedded store every notify is local.
+            listener.task = asyncio.get_running_loop().create_task(self._listen(target, listener))
+        slept = asyncio.ensure_future(self.clock.sleep(seconds))
         try:
-            await asyncio.wait((heard, slept), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((listener.fired, slept), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (heard, slept):
-                task.cancel()
-            for task in (heard, slept):
-                # A store that failed mid-wait only costs us the early wake-up.
-                with contextlib.suppress(asyncio.CancelledError, StoreError):
-                    await task
+            slept.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await slept
+            listener.waiters -= 1
+            if not listener.waiters and (listener.task is None or listener.task.done()):
+                self._drop(target, listener)
+
+    async def _listen(self, target: Target, listener: _Listener) -> None:
+        """Relay the store's notifications to this process's parked requests while there are any.
+
+        It ends on its own, at most one `recheck_interval` after the last one left: it is never
+        cancelled in the middle of a store call (a cancelled subscribe can spoil a pooled connection).
+        A failing store only costs the early wake-ups; the parked still re-read on their clock.
+        """
+        channel = self._key(target, "events")
+        try:
+            while listener.waiters:
+                try:
+                    heard = await self.store.wait_for(channel, self.cfg.recheck_interval)
+                except Exception as exc:  # noqa: BLE001  (any client failure: degrade, never crash)
+                    log.debug("cold-start notifications unavailable: %r", exc)
+                    await asyncio.sleep(min(self.cfg.recheck_interval, 1.0))
+                    continue
+                if heard is not None:
+                    listener.fire()
+        finally:
+            if not listener.waiters:
+                self._drop(target, listener)
+
+    def _drop(self, target: Target, listener: _Listener) -> None:
+        if self._listeners.get(target) is listener:
+            del self._listeners[target]
+
+    async def close(self) -> None:
+        """Stop the notification listeners (app shutdown)."""
+        tasks = [lst.task for lst in self._listeners.values() if lst.task is not None and not lst.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._listeners.clear()
 
     # -- read-outs ----------------------------------------------------------------------------
 
@@ -288,5 +346,10 @@ def board_of(app: web.Application) -> LoadingBoard:
     """The app's cold-start board, made on first use (fallback, cold start and /status share it)."""
     if LOADING not in app:
         settings = app[SETTINGS]
-        app[LOADING] = LoadingBoard(app[STORE], app[CLOCK], settings.redis_prefix, settings.resilience)
+        board = app[LOADING] = LoadingBoard(app[STORE], app[CLOCK], settings.redis_prefix, settings.resilience)
+
+        async def close(_: web.Application) -> None:
+            await board.close()
+
+        app.on_cleanup.append(close)
     return app[LOADING]
