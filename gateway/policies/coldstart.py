@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -40,8 +42,13 @@ from .keepalive import Progress, commit_when_slow
 from .loadstate import LoadingBoard, LoadState, board_of
 from .target import Target, can_hand_off, deployment_of, target_of
 
+T = TypeVar("T")
 COLDSTART = "coldstart"  # extras: how this request met a cold model (probe, parked, rejected)
 COLDSTART_WAIT = "coldstart_wait"  # extras: seconds parked
+
+
+class _StoreDown(Exception):
+    """The shared state could not be read or written."""
 
 
 @dataclass(slots=True)
@@ -94,25 +101,26 @@ class ColdStartStage:
         """Wait for this request's turn and make its call."""
         try:
             while True:
-                state = await self.board.read(v.target)
+                state = await self._shared(self.board.read(v.target))
                 if state is not None and not state.loading:
-                    return await self._go(v.call, v.nxt, v.target)
-                answer = await (self._unknown(v) if state is None else self._loading(v, state))
+                    answer = await self._attempt(v)
+                else:
+                    answer = await (self._unknown(v) if state is None else self._loading(v, state))
                 if answer is not None:
                     return answer
-        except StoreError:
+        except _StoreDown:
             return await self._solo(v)
 
     async def _unknown(self, v: _Visit) -> Answer | None:
         """Nobody knows whether the model is loaded: one request finds out, the others hold."""
-        lock = await self.board.lock(v.target, self._lease(v.call))
+        lock = await self._shared(self.board.lock(v.target, self._lease(v.call)))
         if lock is not None:
             return await self._probe(v, lock)
-        age = await self.board.lock_age(v.target)
+        age = await self._shared(self.board.lock_age(v.target))
         if age is None:
             return None  # the probe just answered: read the state again
         if age >= self.cfg.probe_hold:
-            return await self._go(v.call, v.nxt, v.target)  # a slow answer: the model is generating
+            return await self._attempt(v)  # a slow answer: the model is generating
         await self._park(v, self.clock.monotonic() + self.cfg.probe_hold - age, unknown=True)
         return None
 
@@ -121,14 +129,14 @@ class ColdStartStage:
         now = self.clock.time()
         v.progress.ready_at = state.ready_at
         if now >= state.next_probe:
-            lock = await self.board.lock(v.target, self._lease(v.call))
+            lock = await self._shared(self.board.lock(v.target, self._lease(v.call)))
             if lock is not None:
                 return await self._probe(v, lock)
-            age = await self.board.lock_age(v.target)
+            age = await self._shared(self.board.lock_age(v.target))
             if age is None:
                 return None  # the probe just answered: read the state again
             if age >= self.cfg.probe_hold:
-                return await self._go(v.call, v.nxt, v.target)  # a slow answer: the model is generating
+                return await self._attempt(v)  # a slow answer: the model is generating
             if self._may_park(v.call):
                 await self._park(v, self.clock.monotonic() + self.cfg.probe_hold - age)
                 return None
@@ -159,6 +167,17 @@ class ColdStartStage:
             # State first, lock second: a woken follower must find the news, not an empty board.
             # Shielded: a cancelled client must not leave the lock behind for a whole lease.
             await _shielded(self.board.unlock(v.target, lock))
+
+    async def _attempt(self, v: _Visit) -> Answer | None:
+        """Go without the lock; None when the model turned out to be loading and this call may park."""
+        sent = self.clock.time()
+        try:
+            return await self._go(v.call, v.nxt, v.target)
+        except ModelLoading as exc:
+            await self._learned(v.target, exc, sent)
+            if not self._may_park(v.call):
+                raise
+            return None
 
     async def _go(self, call: Call, nxt: Handler, target: Target) -> Answer:
         """One call through the rest of the pipeline; remembers a target that answered."""
@@ -219,6 +238,14 @@ class ColdStartStage:
                     raise
 
     # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _shared(aw: Awaitable[T]) -> T:
+        """A board operation whose StoreError means "wait on your own" (not one from further down)."""
+        try:
+            return await aw
+        except StoreError as exc:
+            raise _StoreDown() from exc
 
     def _lease(self, call: Call) -> float:
         return max(0.1, min(self.cfg.probe_lease, call.deadline - self.clock.monotonic() + 1.0))

@@ -252,6 +252,25 @@ async def test_two_replicas_on_one_store_share_the_loading_state_and_the_probe()
     assert cold.calls_until_ready() <= 2
 
 
+async def test_a_model_unloaded_behind_an_up_record_parks_instead_of_failing() -> None:
+    clock = FakeClock(autojump=True)
+    store = MemoryStore(clock)
+    other_replica = Rig(settings(), {"hf": fake()}, clock=clock, store=store)
+    await other_replica.board.mark_up(T)  # another replica saw it answer a moment ago
+    rig, cold = _rig(20, clock=clock, store=store)
+    call = rig.call()
+    assert (await rig.run(call)).status == 200  # type: ignore[union-attr]
+    assert cold.loading_answers == 1 and call.waited_seconds == pytest.approx(20)
+
+
+async def test_a_store_error_from_further_down_is_not_taken_for_a_store_outage() -> None:
+    rig, _ = _rig(0)
+    rig.upstreams["hf"].script(StoreError("redis: shaping bucket unavailable"))
+    with pytest.raises(StoreError):
+        await rig.run(rig.call())
+    assert len(rig.upstreams["hf"].calls) == 1
+
+
 # -- streams ----------------------------------------------------------------------------------
 
 
