@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
+from .auth import auth_middleware
 from .clock import Clock, SystemClock
 from .config import Settings
 from .handlers import Gateway
@@ -24,6 +25,8 @@ from .parsing import CallParser
 from .pipeline import Stage, build_pipeline
 from .policies.metrics import MetricsStage, UpstreamTimer
 from .policies.readouts import watch_policies
+from .policies.ratelimit import RateLimitStage
+from .policies.shaping import ShapingStage
 from .policies.cache import CacheStage
 from .policies.coalesce import CoalesceStage
 from .policies.coldstart import ColdStartStage
@@ -51,6 +54,7 @@ def build_stages(app: web.Application) -> Sequence[Stage]:
     # [coalesce]   identical in-flight requests share one leader's upstream call (issue 5)
     stages.append(CoalesceStage.from_app(app))
     # [ratelimit]  tenant/model buckets; settles token estimates with the real usage (issue 4)
+    stages.append(RateLimitStage(app[SETTINGS], app[STORE], app[CLOCK]))
     # [fallback]   tries the route's deployments in order, skipping open circuits (issue 3)
     stages.append(FallbackStage.from_app(app))
     # [coldstart]  parks behind one probe while a deployment's model loads (issue 3)
@@ -58,6 +62,7 @@ def build_stages(app: web.Application) -> Sequence[Stage]:
     # [retry]      backoff with full jitter, Retry-After honoured, inside the deadline (issue 3)
     stages.append(RetryStage.from_app(app))
     # [shaping]    paces each attempt to the upstream's declared budget (issue 4)
+    stages.append(ShapingStage(app[SETTINGS], app[STORE], app[CLOCK]))
     return stages
 
 
@@ -85,7 +90,8 @@ def create_app(
     if store.kind == "redis":
         store = TimedStore(store, metrics, clock)
 
-    middlewares = [error_middleware(clock)]
+    # Errors outermost (so a 401 is rendered in the route's dialect), then auth: tenant before any handler.
+    middlewares = [error_middleware(clock), auth_middleware(settings, store, clock)]
     # Observe outside everything: it sees the status the client got and times the whole request.
     middlewares.insert(0, observe_middleware(metrics, clock))
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from .config import Settings, load_settings
+from .keycli import add_keys_parser, cmd_keys
 
 log = logging.getLogger("gateway")
 
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and say what is wrong")
     check.add_argument("file")
+    add_keys_parser(sub)
     return p
 
 
@@ -113,6 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"serve": cmd_serve, "simulate": cmd_simulate, "demo": cmd_demo, "check-config": cmd_check_config}
+    handlers["keys"] = cmd_keys
     return handlers[args.command](args)
 
 

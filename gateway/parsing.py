@@ -17,7 +17,7 @@ from . import tasks
 from .clock import Clock
 from .errors import BadRequest, PayloadTooLarge
 from .pipeline import Call, Dialect, Flags, Op
-from .keys import REQUEST_ID, STARTED, TENANT
+from .keys import API_KEY_ID, REQUEST_ID, STARTED, TENANT
 from .routing import Router
 
 # A model id: `org/name`, `name`, optional `:provider`; no `..`, no scheme, no control characters.
@@ -173,7 +173,7 @@ class CallParser:
         return Call(
             request_id=request[REQUEST_ID], dialect=dialect, op=op, route_label=label, model=model,
             route=route or self.router.resolve(model), body=body, raw=raw, stream=stream, task=task,
-            forward_headers=fwd, flags=flags, tenant=request.get(TENANT), started=request.get(STARTED, now), deadline=now + timeout,
+            forward_headers=fwd, flags=flags, tenant=request.get(TENANT), api_key_id=request.get(API_KEY_ID), started=request.get(STARTED, now), deadline=now + timeout,
         )
 
 

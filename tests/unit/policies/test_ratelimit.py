@@ -1,0 +1,172 @@
+"""The [ratelimit] stage through the real app: admission, 429s with exact waits, headers, scopes, store trouble."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.clock import FakeClock
+from gateway.config import Settings
+from gateway.store.base import Store
+from gateway.store.memory import MemoryStore
+from gateway.upstream.fake import FakeUpstream
+
+from .rl_support import A, B, BrokenStore, chat, settings
+
+FIVE_PER_TEN = {"team-a": {"limits": {"requests": "5/10s"}}}
+
+
+class Gw:
+    """An app on a fake clock with a scripted upstream."""
+
+    def __init__(self, client: TestClient, clock: FakeClock, up: FakeUpstream) -> None:
+        self.client, self.clock, self.up = client, clock, up
+
+    async def chat(self, headers: dict[str, str] = A, **body: Any) -> Any:
+        return await self.client.post("/v1/chat/completions", json=chat(**body), headers=headers)
+
+
+async def _gw(s: Settings, store: Store | None = None, clock: FakeClock | None = None) -> AsyncIterator[Gw]:
+    clock = clock or FakeClock()
+    up = FakeUpstream("hf")
+    app = create_app(s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up})
+    async with TestClient(TestServer(app)) as client:
+        yield Gw(client, clock, up)
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[Gw]:
+    async for g in _gw(settings(FIVE_PER_TEN)):
+        yield g
+
+
+async def test_five_per_ten_seconds_eight_at_once(gw: Gw) -> None:
+    answers = await asyncio.gather(*(gw.chat() for _ in range(8)))
+    assert sorted(r.status for r in answers) == [200] * 5 + [429] * 3
+    assert len(gw.up.calls) == 5
+    for r in answers:
+        if r.status == 429:
+            # one token refills at 0.5/s: the true wait is 2.000 s, and the headers say exactly that
+            assert abs(float(r.headers["retry-after-ms"]) / 1000 - 2.0) <= 0.1
+            assert r.headers["Retry-After"] == "2"
+            assert r.headers["x-ratelimit-remaining-requests"] == "0"
+            assert r.headers["x-ratelimit-limit-requests"] == "5"
+            body = await r.json()
+            assert body["error"]["type"] == "rate_limit_error" and "team-a" in body["error"]["message"]
+    gw.clock.advance(1.99)
+    assert (await gw.chat()).status == 429
+    gw.clock.advance(0.01)
+    assert (await gw.chat()).status == 200
+    assert (await gw.chat()).status == 429
+
+
+async def test_successful_answers_carry_the_headers(gw: Gw) -> None:
+    first = await gw.chat()
+    assert first.headers["x-ratelimit-limit-requests"] == "5"
+    assert first.headers["x-ratelimit-remaining-requests"] == "4"
+    assert first.headers["x-ratelimit-reset-requests"] == "2s"  # one token back to full at 0.5/s
+    second = await gw.chat()
+    assert second.headers["x-ratelimit-remaining-requests"] == "3"
+    assert second.headers["x-ratelimit-reset-requests"] == "4s"
+    assert "x-ratelimit-limit-tokens" not in second.headers
+
+
+async def test_hf_routes_get_429_in_their_dialect(gw: Gw) -> None:
+    for _ in range(5):
+        await gw.client.post("/models/org/m", json={"inputs": "x"}, headers=A)
+    r = await gw.client.post("/models/org/m", json={"inputs": "x"}, headers=A)
+    assert r.status == 429 and r.headers["Retry-After"] == "2"
+    assert isinstance((await r.json())["error"], str)
+
+
+async def test_tenants_do_not_share_buckets() -> None:
+    async for gw in _gw(settings({"team-a": {"limits": {"requests": "1/minute"}},
+                                  "team-b": {"limits": {"requests": "1/minute"}}})):
+        assert (await gw.chat(A)).status == 200
+        assert (await gw.chat(A)).status == 429
+        assert (await gw.chat(B)).status == 200
+
+
+async def test_per_tenant_and_model() -> None:
+    tenants = {"team-a": {"model_limits": {"org/a": {"requests": "2/minute"}}}}
+    async for gw in _gw(settings(tenants, models=[{"name": "org/a"}, {"name": "*"}])):
+        assert [(await gw.chat(model="org/a")).status for _ in range(3)] == [200, 200, 429]
+        assert (await gw.chat(model="org/b")).status == 200
+        assert (await gw.chat(B, model="org/a")).status == 200
+        r = await gw.chat(model="org/a")
+        assert "(requests: 2/60s)" in (await r.json())["error"]["message"]
+        assert r.headers["Retry-After"] == "30"
+
+
+async def test_per_model_across_tenants_refunds_the_tenant_when_the_model_says_no() -> None:
+    tenants = {"team-a": {"limits": {"requests": "2/minute"}}}
+    models = [{"name": "org/hot", "limits": {"requests": "1/minute"}}, {"name": "*"}]
+    async for gw in _gw(settings(tenants, models=models)):
+        assert (await gw.chat(B, model="org/hot")).status == 200
+        r = await gw.chat(A, model="org/hot")
+        assert r.status == 429 and "model 'org/hot'" in (await r.json())["error"]["message"]
+        assert r.headers["Retry-After"] == "60"
+        # team-a's own bucket was paid back: two requests to another model still pass
+        ok = await gw.chat(A, model="org/cold")
+        assert ok.status == 200 and ok.headers["x-ratelimit-remaining-requests"] == "1"
+        assert (await gw.chat(A, model="org/cold")).status == 200
+
+
+async def test_default_limits_cover_tenants_without_their_own_and_an_open_gateway() -> None:
+    s = settings(ratelimit={"default": {"requests": "2/minute"}})
+    s.keys.clear()  # no keys: everyone is "anonymous"
+    async for gw in _gw(s):
+        assert [(await gw.chat({})).status for _ in range(3)] == [200, 200, 429]
+        r = await gw.chat({})
+        assert "tenant 'anonymous'" in (await r.json())["error"]["message"]
+
+
+async def test_decisions_are_recorded_for_metrics(gw: Gw) -> None:
+    await gw.chat()
+    call = gw.up.calls[0][0]
+    assert call.extras["ratelimit"] == [("tenant", "allowed")]
+    assert call.tenant == "team-a"
+
+
+async def test_disabled_means_no_buckets_and_no_headers() -> None:
+    async for gw in _gw(settings(FIVE_PER_TEN, ratelimit={"enabled": False})):
+        answers = [await gw.chat() for _ in range(8)]
+        assert {r.status for r in answers} == {200}
+        assert "x-ratelimit-limit-requests" not in answers[0].headers
+
+
+@pytest.mark.parametrize("hang", [False, True])
+async def test_store_down_fail_open_admits_and_says_so(hang: bool) -> None:
+    clock = FakeClock()
+    async for gw in _gw(settings(FIVE_PER_TEN), BrokenStore(clock, hang=hang), clock):
+        answers = [await gw.chat() for _ in range(7)]
+        assert {r.status for r in answers} == {200}
+        call = gw.up.calls[-1][0]
+        assert call.extras["ratelimit_store_error"] is True
+        assert call.extras["ratelimit"] == [("tenant", "error_open")]
+
+
+async def test_store_down_fail_closed_answers_503_with_retry_after() -> None:
+    clock = FakeClock()
+    store = BrokenStore(clock)
+    s = settings(FIVE_PER_TEN, ratelimit={"on_store_error": "fail_closed", "store_retry_after": 3})
+    async for gw in _gw(s, store, clock):
+        r = await gw.chat()
+        assert r.status == 503 and r.headers["Retry-After"] == "3"
+        assert (await r.json())["error"]["code"] == "store_unavailable"
+        assert gw.up.calls == []
+        store.broken = False  # the store is back: limits apply again at once
+        assert [(await gw.chat()).status for _ in range(6)] == [200] * 5 + [429]
+
+
+async def test_fractional_refill_over_many_small_steps(gw: Gw) -> None:
+    for _ in range(5):
+        await gw.chat()
+    for _ in range(4):  # 4 x 0.5 s = 2 s: one whole token made of four quarters
+        gw.clock.advance(0.5)
+    assert (await gw.chat()).status == 200
