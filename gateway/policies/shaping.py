@@ -37,6 +37,7 @@ class ShapingStage:
         self.clock = clock
         self.guard = StoreGuard(self.cfg.store_timeout, "outbound shaping")
         self._server_time = isinstance(clock, SystemClock)
+        self.waiting: dict[str, int] = {}  # upstream -> calls queued now; read at scrape time (issue 6)
 
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         dep = call.target or call.route.deployments[0]
@@ -63,6 +64,8 @@ class ShapingStage:
         return await nxt(call)
 
     async def _queue(self, call: Call, slot: Bucket, wait: float) -> None:
+        upstream = (call.target or call.route.deployments[0]).upstream.name
+        self.waiting[upstream] = self.waiting.get(upstream, 0) + 1
         start = self.clock.monotonic()
         try:
             await self.clock.sleep(wait)
@@ -74,6 +77,7 @@ class ShapingStage:
                 pass
             raise
         finally:
+            self.waiting[upstream] -= 1
             waited = self.clock.monotonic() - start
             call.extras["shaping_wait"] = call.extras.get("shaping_wait", 0.0) + waited
 
