@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.clock import FakeClock
 from gateway.config import Settings
-from gateway.store.base import Store
+from gateway.policies.buckets import Bucket, StoreGuard, decide
+from gateway.store.base import Store, StoreError
 from gateway.store.memory import MemoryStore
 from gateway.upstream.fake import FakeUpstream
 
@@ -170,3 +172,20 @@ async def test_fractional_refill_over_many_small_steps(gw: Gw) -> None:
     for _ in range(4):  # 4 x 0.5 s = 2 s: one whole token made of four quarters
         gw.clock.advance(0.5)
     assert (await gw.chat()).status == 200
+
+
+async def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    store = BrokenStore(clock)
+    guard = StoreGuard(0.05)
+    bucket = [Bucket("gw:v1:rl:{t}:req", 1.0, 5.0)]
+    with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
+        for _ in range(5):
+            with pytest.raises(StoreError):
+                await guard.run(decide(store, bucket))
+        store.broken = False
+        for _ in range(3):
+            assert (await guard.run(decide(store, bucket))).allowed
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "failing" in messages[0] and "answers again" in messages[1]
+    assert guard.errors == 5
