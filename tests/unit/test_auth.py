@@ -34,7 +34,8 @@ def _who(call: Call, model: str) -> Answer:
 
 
 def _settings(**extra: Any) -> Any:
-    keys = [{"sha256": hash_key(KEY), "tenant": "team-a", "name": "a-ci"}, {"sha256": hash_key(OTHER), "tenant": "team-b"}]
+    keys = [{"sha256": hash_key(KEY), "tenant": "team-a", "name": "a-ci"},
+            {"sha256": hash_key(OTHER), "tenant": "team-b"}]
     return load_settings(None, keys=keys, cache={"enabled": False}, **extra)
 
 
@@ -142,7 +143,8 @@ def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return rc, capsys.readouterr().out
 
 
-async def test_keys_create_output_pasted_into_a_config_works(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_keys_create_output_pasted_into_a_config_works(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     rc, out = _run_cli(["keys", "create", "--tenant", "team-z", "--name", "laptop"], capsys)
     assert rc == 0
     lines = out.splitlines()
