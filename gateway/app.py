@@ -102,8 +102,9 @@ def create_app(
     app[UPSTREAMS] = upstreams
     app[ROUTER] = router
 
-    pipeline = build_pipeline(build_stages(app), UpstreamTimer(UpstreamTerminal(clock), metrics, clock))
-    watch_policies(app, metrics)  # circuits, loading models, outbound queues: read at scrape time
+    stages = build_stages(app)
+    pipeline = build_pipeline(stages, UpstreamTimer(UpstreamTerminal(clock), metrics, clock))
+    watch_policies(app, metrics, stages)  # circuits, loading models, outbound queues: read at scrape time
     parser = CallParser(router, clock, settings.max_body_bytes, settings.request_timeout)
     add_ops_routes(app)
     add_status_route(app)

@@ -7,7 +7,8 @@ event, or when the client went away). Being outermost, its hook runs after every
 hook, so token counts settled at the end of a stream are already on the call.
 
 Time to first byte of a stream is taken when the relay asks for the event after the peeked first
-one: at that moment the 200 headers and the first event have been written to the client.
+one: at that moment the 200 headers and the first event have been written to the client. Stream
+tokens are counted on the way through (`StreamWatch`), unless an inner stage already set them.
 
 `UpstreamTimer` wraps the terminal (the one upstream call) and sees every attempt: it times each
 one (`gateway_upstream_duration_seconds`) and counts an attempt on the same deployment after a
@@ -28,6 +29,8 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
+import orjson
+
 from ..clock import Clock
 from ..errors import (
     GatewayError,
@@ -40,6 +43,8 @@ from ..errors import (
 from ..metrics import Metrics, RetryReason
 from ..metrics_catalogue import CACHE_EVENTS, CACHE_OUTCOMES, RATELIMIT_OUTCOMES, RATELIMIT_SCOPES
 from ..pipeline import Answer, Call, Handler, StreamReply
+from ..streaming import DONE, event_data
+from .tokens import prompt_tokens
 
 log = logging.getLogger("gateway.metrics")
 TTFB = "ttfb"  # call.extras key: seconds from arrival to the first streamed byte (read by the access line)
@@ -85,8 +90,9 @@ class MetricsStage:
             self._account(call)
             raise
         if isinstance(answer, StreamReply):
-            answer.rest = FirstByteTimer(answer.rest, partial(self._first_byte, call), skip=not answer.first)
-            answer.on_close.append(partial(self._account, call))
+            watch = StreamWatch(answer.rest, partial(self._first_byte, call), answer.first)
+            answer.rest = watch
+            answer.on_close.append(partial(self._stream_closed, call, watch))
         else:
             self._account(call)
         return answer
@@ -98,6 +104,13 @@ class MetricsStage:
             self._m.stream_first_byte(call.route_label, model_label(self._m, call), seconds)
         except Exception:  # noqa: BLE001 - metrics never fail a request
             log.exception("recording a stream's first byte failed")
+
+    def _stream_closed(self, call: Call, watch: StreamWatch) -> None:
+        try:
+            watch.settle(call)
+        except Exception:  # noqa: BLE001 - metrics never fail a request
+            log.exception("counting a stream's tokens failed")
+        self._account(call)
 
     def _account(self, call: Call) -> None:
         try:
@@ -115,17 +128,19 @@ def record_call(m: Metrics, call: Call) -> None:
     if not extras and call.cache == "none":
         return  # the common uncached, unlimited call: nothing more to look at
     _record_cache(m, call)
+    paced = False
     for scope, outcome in extras.get("ratelimit", ()):
         if scope in RATELIMIT_SCOPES and outcome in RATELIMIT_OUTCOMES:
             m.ratelimit_decision(scope, outcome)
+            paced = paced or (scope == "outbound" and outcome == "allowed")
     for _ in range(int(extras.get("fallbacks", 0) or 0)):
         m.fallback(model)
     coldstart = extras.get("coldstart_wait")
     if coldstart:
         m.coldstart_wait(model, float(coldstart))
-    shaping = extras.get("shaping_wait")
-    if shaping is not None and call.deployment is not None:
-        m.outbound_queue_wait(call.deployment, float(shaping))
+    if paced:  # went through an outbound queue, waiting or not (0 s counts: the quantiles need it)
+        upstream = (call.target or call.route.deployments[0]).upstream.name
+        m.outbound_queue_wait(upstream, float(extras.get("shaping_wait", 0.0)))
 
 
 def _record_cache(m: Metrics, call: Call) -> None:
@@ -142,31 +157,73 @@ def _record_cache(m: Metrics, call: Call) -> None:
             m.cache_bytes("stored", int(extras["cache_stored_bytes"]))
 
 
-class FirstByteTimer:
-    """Delegates to a stream's remaining events; calls `on_first` when the first of them is asked for.
+class StreamWatch:
+    """Delegates to a stream's remaining events: times the first byte and counts the stream's tokens.
 
-    With `skip` (a stream whose peeked first event is empty) the call waits one more event, so
-    the time is still taken after something was written to the client.
+    `on_first` runs when the first of the remaining events is asked for, i.e. right after the
+    peeked first event was written (with `skip`, a stream whose peeked event is empty, one event
+    later). Tokens: the exact figures when the stream reports them (OpenAI's `usage` chunk,
+    TGI's final `details`), else one completion token per data event, as TGI and OpenAI-style
+    servers send one token per event; the prompt is then estimated from the request.
     """
 
-    __slots__ = ("_inner", "_on_first", "_skip")
+    __slots__ = ("_inner", "_on_first", "_skip", "events", "tokens_in", "tokens_out")
 
-    def __init__(self, inner: AsyncIterator[bytes], on_first: Callable[[], None], *, skip: bool = False) -> None:
+    def __init__(self, inner: AsyncIterator[bytes], on_first: Callable[[], None], first: bytes) -> None:
         self._inner = inner
         self._on_first: Callable[[], None] | None = on_first
-        self._skip = skip
+        self._skip = not first
+        self.events = 0  # data events other than [DONE]
+        self.tokens_in: int | None = None  # reported by the stream itself
+        self.tokens_out: int | None = None
+        if first:
+            self._see(first)
 
-    def __aiter__(self) -> FirstByteTimer:
+    def __aiter__(self) -> StreamWatch:
         return self
 
     async def __anext__(self) -> bytes:
         if self._on_first is not None:
             if self._skip:
                 self._skip = False
-                return await self._inner.__anext__()
-            on_first, self._on_first = self._on_first, None
-            on_first()
-        return await self._inner.__anext__()
+            else:
+                on_first, self._on_first = self._on_first, None
+                on_first()
+        event = await self._inner.__anext__()
+        self._see(event)
+        return event
+
+    def _see(self, event: bytes) -> None:
+        if event == DONE or not event.startswith(b"data:"):
+            return
+        if b'"usage"' in event or b'"generated_tokens"' in event:
+            if self._reported(event):
+                return  # a usage-only chunk carries no token of its own
+        self.events += 1
+
+    def _reported(self, event: bytes) -> bool:
+        try:
+            obj = orjson.loads(event_data(event) or b"null")
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(obj, dict):
+            return False
+        usage, details = obj.get("usage"), obj.get("details")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self.tokens_in, self.tokens_out = int(usage.get("prompt_tokens") or 0), usage["completion_tokens"]
+            return not obj.get("choices")
+        if isinstance(details, dict) and isinstance(details.get("generated_tokens"), int):
+            self.tokens_out = details["generated_tokens"]
+            if isinstance(details.get("input_length"), int):
+                self.tokens_in = details["input_length"]
+        return False
+
+    def settle(self, call: Call) -> None:
+        """Put the stream's token counts on the call, unless a stage already did."""
+        if call.tokens_in or call.tokens_out:
+            return
+        call.tokens_out = self.tokens_out if self.tokens_out is not None else self.events
+        call.tokens_in = self.tokens_in if self.tokens_in is not None else prompt_tokens(call)
 
     async def aclose(self) -> None:
         """Close the wrapped iterator too (an abandoned upstream stream must not linger)."""

@@ -15,22 +15,25 @@ each worker, see `app._metrics_refresh`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 
 from aiohttp import web
 
 from ..keys import ROUTER, SETTINGS
 from ..metrics import Metrics
 from ..metrics_catalogue import CIRCUIT_VALUES, CircuitState
+from ..pipeline import Stage
 from .breaker import BREAKERS, Breakers
 from .loadstate import LOADING, LoadingBoard
+from .shaping import ShapingStage
 
 
-def watch_policies(app: web.Application, metrics: Metrics, queues: Callable[[], dict[str, int]] | None = None) -> None:
-    """Register the read-outs of whatever policy state this app has (call after `build_stages`)."""
+def watch_policies(app: web.Application, metrics: Metrics, stages: Sequence[Stage] = ()) -> None:
+    """Register the read-outs of whatever policy state this app has (`stages`: what `build_stages` made)."""
     deployments = sorted({d.id for route in app[ROUTER].routes for d in route.deployments})
     breakers: Breakers | None = app.get(BREAKERS)
     board: LoadingBoard | None = app.get(LOADING)
+    shaping = next((s for s in stages if isinstance(s, ShapingStage)), None)
     # Every paced upstream has a queue, empty until a call waits in it.
     shown = {name for name, cfg in app[SETTINGS].upstreams.items() if cfg.budget is not None}
     for upstream in shown:
@@ -46,8 +49,8 @@ def watch_policies(app: web.Application, metrics: Metrics, queues: Callable[[], 
         circuits.update(worst)
         if board is not None:
             metrics.set_models_loading(board.seen_loading())
-        if queues is not None:
-            depths = queues()
+        if shaping is not None:
+            depths = dict(shaping.waiting)
             for upstream in shown - depths.keys():
                 metrics.set_outbound_queue_depth(upstream, 0)  # drained since the last read
             for upstream, depth in depths.items():

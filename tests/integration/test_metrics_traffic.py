@@ -1,0 +1,315 @@
+"""Traffic of every kind through the real app, against the simulator, and the metrics that must move.
+
+One gateway (in-process, real HTTP upstreams, state in the real Redis under its own prefix) sits
+in front of the simulator on a real port; both share one `FakeClock(autojump=True)`, so cold starts,
+backoff and outbound pacing take no real time. The fixture sends streams, cache misses and hits,
+requests over a gateway limit, upstream 429s and 503s that are retried, a cold start, a fallback, a
+breaking deployment and paced calls, then scrapes `/metrics` once. Each test checks one kind.
+
+A kind whose policy module has not landed yet is skipped with the module's name; the dashboard
+check then leaves out the families only that policy can move (and says which).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import io
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.app import create_app
+from gateway.clock import FakeClock
+from gateway.config import load_settings
+from gateway.logs import configure_logging
+from gateway.simulator.app import SIM_STATE, create_simulator_app
+from gateway.simulator.config import SimConfig
+from tests.unit.test_dashboards import DASHBOARDS, load, metric_names, queries
+
+KEY = "gw_fake_traffic_key_0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+Labels = dict[str, str]
+# Families only a given policy moves: left out of the live dashboard check while it is missing.
+POLICY_FAMILIES = {
+    "gateway.policies.cache": {"gateway_cache_bytes_total"},
+    "gateway.policies.retry": {"gateway_retries_total"},
+    "gateway.policies.fallback": {"gateway_fallbacks_total"},
+    "gateway.policies.coldstart": {"gateway_coldstart_waits_total", "gateway_coldstart_wait_seconds_total"},
+    "gateway.policies.ratelimit": {"gateway_ratelimit_decisions_total"},
+    "gateway.policies.shaping": {"gateway_outbound_queue_wait_seconds"},
+}
+
+
+def has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def need(module: str) -> None:
+    if not has(module):
+        pytest.skip(f"{module} has not landed yet: its metrics are asserted once it does")
+
+
+@dataclass
+class Scrape:
+    """The one `/metrics` answer after all the traffic, plus what was sent and logged."""
+
+    text: str
+    sent: int = 0
+    access: list[dict[str, Any]] = field(default_factory=list)
+    upstream_ids: list[str | None] = field(default_factory=list)
+    statuses: dict[str, list[int]] = field(default_factory=dict)
+
+    def values(self, name: str, **match: str) -> list[tuple[Labels, float]]:
+        out = []
+        for family in text_string_to_metric_families(self.text):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in match.items()):
+                    out.append((s.labels, s.value))
+        return out
+
+    def total(self, name: str, **match: str) -> float:
+        return sum(v for _, v in self.values(name, **match))
+
+
+def settings_for(sim_url: str, prefix: str, redis_url: str) -> Any:
+    def up(**extra: Any) -> dict[str, Any]:
+        return {"kind": "hf", "base_url": sim_url, "token_env": None,
+                "retry": {"max_attempts": 3, "base": 0.1, "cap": 0.5}, **extra}
+
+    def model(name: str, upstream: str = "sim", **extra: Any) -> dict[str, Any]:
+        return {"name": name, "deployments": [{"upstream": upstream}], **extra}
+
+    return load_settings(
+        None, redis_url=redis_url, redis_prefix=prefix,
+        upstreams={"sim": up(), "fragile": up(breaker_failures=2, breaker_cooldown=3600.0), "paced": up(budget="1/s")},
+        models=[
+            model("sim/gpt2"), model("BAAI/bge-small-en"), model("sim/limited", limits={"requests": "2/minute"}),
+            model("sim/busy-429x1-ra1"), model("sim/flaky-503x1"), model("sim/late-cold-20s"), model("sim/paced", "paced"),
+            {"name": "sim/primary", "deployments": [{"upstream": "sim", "model": "sim/primary-503xall"},
+                                                     {"upstream": "sim", "model": "sim/backup"}]},
+            {"name": "sim/broken", "deployments": [{"upstream": "fragile", "model": "sim/broken-503xall"}]},
+        ],
+        keys=[{"sha256": hashlib.sha256(KEY.encode()).hexdigest(), "tenant": "acme", "name": "traffic"}],
+    )  # fmt: skip
+
+
+def chat(model: str, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "say something"}], **extra}
+
+
+class Driver:
+    """Sends requests and remembers their statuses per kind."""
+
+    def __init__(self, client: TestClient[Any, Any], scrape: Scrape) -> None:
+        self.client = client
+        self.scrape = scrape
+
+    async def post(self, kind: str, path: str, body: Any, headers: dict[str, str] | None = None) -> bytes:
+        resp = await self.client.post(path, json=body, headers={**AUTH, **(headers or {})})
+        data = await resp.read()
+        self.scrape.sent += 1
+        self.scrape.statuses.setdefault(kind, []).append(resp.status)
+        return data
+
+
+async def drive(d: Driver) -> None:
+    """Every kind of traffic, in an order that does not let one kind disturb another."""
+    for extra in ({}, {"stream_options": {"include_usage": True}}):
+        await d.post("stream", "/v1/chat/completions", chat("sim/gpt2", stream=True, **extra))
+    await d.post("plain", "/v1/chat/completions", chat("sim/gpt2", temperature=0.7))
+    for _ in range(2):  # a miss, then a hit
+        await d.post("cache", "/v1/embeddings", {"model": "BAAI/bge-small-en", "input": "cache me"})
+    for _ in range(3):  # the model allows 2 a minute
+        await d.post("limited", "/v1/chat/completions", chat("sim/limited", temperature=0.7))
+    await d.post("retry429", "/v1/chat/completions", chat("sim/busy-429x1-ra1", temperature=0.7))
+    await d.post("retry5xx", "/v1/chat/completions", chat("sim/flaky-503x1", temperature=0.7))
+    await d.post("cold", "/v1/chat/completions", chat("sim/late-cold-20s", temperature=0.7))
+    await d.post("fallback", "/v1/chat/completions", chat("sim/primary", temperature=0.7))
+    for _ in range(2):  # the first one opens the circuit, the second one finds it open
+        await d.post("broken", "/v1/chat/completions", chat("sim/broken", temperature=0.7))
+    await asyncio.gather(*(d.post("paced", "/v1/chat/completions", chat("sim/paced", temperature=0.7))
+                           for _ in range(2)))  # fmt: skip
+    await d.client.get("/no/such/route", headers=AUTH)
+    d.scrape.sent += 1
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def scrape(redis_url_module: str) -> AsyncIterator[Scrape]:
+    clock = FakeClock(autojump=True)
+    sim = create_simulator_app(SimConfig(), clock=clock)
+    runner = web.AppRunner(sim, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    sim_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    prefix = f"gwtest-{uuid.uuid4().hex[:12]}"
+    app = create_app(settings_for(sim_url, prefix, redis_url_module), clock=clock)
+    buffer, root = io.StringIO(), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure_logging("json", "INFO", stream=buffer)
+    client: TestClient[Any, Any] = TestClient(TestServer(app, handler_cancellation=True))
+    await client.start_server()
+    try:
+        result = Scrape(text="")
+        await drive(Driver(client, result))
+        result.text = await (await client.get("/metrics")).text()
+        result.sent += 1
+        result.upstream_ids = [r.headers.get("x-request-id") for r in sim[SIM_STATE].requests]
+        lines = [orjson.loads(x) for x in buffer.getvalue().splitlines()]
+        result.access = [x for x in lines if x["logger"] == "gateway.access"]
+        yield result
+    finally:
+        await client.close()
+        await runner.cleanup()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        await _delete_keys(redis_url_module, prefix)
+
+
+async def _delete_keys(url: str, prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    async for k in client.scan_iter(match=f"{prefix}*", count=500):
+        await client.delete(k)
+    await client.aclose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def redis_url_module() -> str:
+    """The real Redis (skipped locally, a failure in CI, when it is unreachable)."""
+    from tests.conftest import IN_CI, REDIS_URL, _reachable
+
+    if not await _reachable(REDIS_URL):
+        if IN_CI:
+            pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}")
+        pytest.skip(f"Redis not reachable at {REDIS_URL}")
+    return REDIS_URL
+
+
+# -- what every request leaves behind ----------------------------------------------------------
+
+
+def test_every_request_is_counted_once_and_logged_once(scrape: Scrape) -> None:
+    traffic = [x for x in scrape.access if x["path"] != "/metrics"]
+    assert len(scrape.access) == scrape.sent
+    assert scrape.total("gateway_requests_total") == len(traffic)  # /metrics itself is not traffic
+    assert scrape.total("gateway_request_duration_seconds_count") == len(traffic)
+    assert scrape.total("gateway_overhead_seconds_count") == len(traffic)
+    assert scrape.total("gateway_in_flight_requests") == 0
+    assert scrape.total("gateway_requests_total", route="unmatched", status_class="4xx") == 1
+    assert {labels["tenant"] for labels, _ in scrape.values("gateway_requests_total")} == {"acme"}
+
+
+def test_the_request_id_reaches_the_upstream(scrape: Scrape) -> None:
+    ids = {x["request_id"] for x in scrape.access}
+    assert scrape.upstream_ids and all(rid in ids for rid in scrape.upstream_ids)
+
+
+def test_upstream_calls_are_timed_per_deployment_and_pools_are_shown(scrape: Scrape) -> None:
+    assert scrape.total("gateway_upstream_duration_seconds_count", deployment="sim") >= 4
+    pools = {labels["deployment"] for labels, _ in scrape.values("gateway_upstream_connections")}
+    assert pools == {"sim", "fragile", "paced"}
+    assert scrape.total("gateway_upstream_connections", state="idle") >= 1
+
+
+def test_redis_operations_are_timed(scrape: Scrape) -> None:
+    assert scrape.total("gateway_redis_duration_seconds_count") > 0
+    assert scrape.values("gateway_redis_errors_total")  # started at 0 per operation
+
+
+# -- one kind each ------------------------------------------------------------------------------
+
+
+def test_streams_record_time_to_first_byte_and_tokens(scrape: Scrape) -> None:
+    assert scrape.statuses["stream"] == [200, 200]
+    assert scrape.total("gateway_stream_ttfb_seconds_count", model="sim/gpt2", route="chat") == 2
+    assert scrape.total("gateway_tokens_total", model="sim/gpt2", tenant="acme", direction="out") >= 3 * 5
+    assert scrape.total("gateway_tokens_total", model="sim/gpt2", direction="in") > 0
+
+
+def test_cache_misses_and_hits(scrape: Scrape) -> None:
+    need("gateway.policies.cache")
+    assert scrape.statuses["cache"] == [200, 200]
+    assert scrape.total("gateway_cache_events_total", outcome="miss") == 1
+    assert scrape.total("gateway_cache_events_total", outcome="hit") == 1
+    assert scrape.total("gateway_cache_events_total", outcome="store") == 1
+    assert scrape.total("gateway_requests_total", model="BAAI/bge-small-en", cache="hit") == 1
+    assert scrape.total("gateway_cache_bytes_total", direction="served") > 0
+    assert scrape.total("gateway_cache_bytes_total", direction="stored") > 0
+
+
+def test_gateway_429s(scrape: Scrape) -> None:
+    need("gateway.policies.ratelimit")
+    assert scrape.statuses["limited"] == [200, 200, 429]
+    assert scrape.total("gateway_ratelimit_decisions_total", scope="model", outcome="limited") == 1
+    assert scrape.total("gateway_ratelimit_decisions_total", scope="model", outcome="allowed") >= 2
+    assert scrape.total("gateway_requests_total", model="sim/limited", status_class="4xx") == 1
+
+
+def test_upstream_429s_and_503s_are_retried(scrape: Scrape) -> None:
+    need("gateway.policies.retry")
+    assert (scrape.statuses["retry429"], scrape.statuses["retry5xx"]) == ([200], [200])
+    assert scrape.total("gateway_retries_total", deployment="sim", reason="429") >= 1
+    assert scrape.total("gateway_retries_total", deployment="sim", reason="5xx") >= 1
+    retried = [x for x in scrape.access if x.get("model") in ("sim/busy-429x1-ra1", "sim/flaky-503x1")]
+    assert [x["retries"] for x in retried] == [1, 1] and all(x["waited_s"] > 0 for x in retried)
+
+
+def test_a_cold_start_is_waited_out(scrape: Scrape) -> None:
+    need("gateway.policies.coldstart")
+    assert scrape.statuses["cold"] == [200]
+    assert scrape.total("gateway_coldstart_waits_total", model="sim/late-cold-20s") == 1
+    assert scrape.total("gateway_coldstart_wait_seconds_total", model="sim/late-cold-20s") >= 15
+    assert scrape.total("gateway_models_loading") == 0  # it came up
+
+
+def test_a_failing_deployment_falls_back(scrape: Scrape) -> None:
+    need("gateway.policies.fallback")
+    assert scrape.statuses["fallback"] == [200]
+    assert scrape.total("gateway_fallbacks_total", model="sim/primary") == 1
+
+
+def test_a_breaking_deployment_opens_its_circuit(scrape: Scrape) -> None:
+    need("gateway.policies.breaker")
+    assert scrape.statuses["broken"][0] >= 500 and scrape.statuses["broken"][1] == 503
+    assert scrape.total("gateway_circuit_state", deployment="fragile:sim/broken-503xall") == 2
+    assert scrape.total("gateway_circuit_state", deployment="sim") == 0
+
+
+def test_paced_calls_wait_in_the_outbound_queue(scrape: Scrape) -> None:
+    need("gateway.policies.shaping")
+    assert scrape.statuses["paced"] == [200, 200]
+    assert scrape.total("gateway_outbound_queue_wait_seconds_count", deployment="paced") == 2
+    assert scrape.total("gateway_outbound_queue_wait_seconds_sum", deployment="paced") >= 0.5
+    assert scrape.total("gateway_ratelimit_decisions_total", scope="outbound", outcome="allowed") == 2
+
+
+# -- the dashboard against the live output --------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_dashboard_series_is_in_the_live_output(path: Path, scrape: Scrape) -> None:
+    exported = {s.name for f in text_string_to_metric_families(scrape.text) for s in f.samples}
+    waiting = {name for module, names in POLICY_FAMILIES.items() if not has(module) for name in names}
+    missing = set()
+    for _, expr, _ in queries(load(path)):
+        for name in metric_names(expr):
+            family = name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+            if name not in exported and family not in waiting:
+                missing.add(name)
+    assert missing == set()
+    if waiting:
+        pytest.skip(f"checked, except for families of policies not landed yet: {sorted(waiting)}")
