@@ -17,6 +17,8 @@ import hashlib
 import importlib.util
 import io
 import logging
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from typing import Any
 import orjson
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -36,6 +39,7 @@ from gateway.config import load_settings
 from gateway.logs import configure_logging
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import SimConfig
+from tests.conftest import IN_CI, REDIS_URL, _reachable
 from tests.unit.test_dashboards import DASHBOARDS, load, metric_names, queries
 
 KEY = "gw_fake_traffic_key_0123456789"
@@ -179,8 +183,6 @@ async def scrape(redis_url_module: str) -> AsyncIterator[Scrape]:
 
 
 async def _delete_keys(url: str, prefix: str) -> None:
-    import redis.asyncio as aioredis
-
     client = aioredis.Redis.from_url(url)
     async for k in client.scan_iter(match=f"{prefix}*", count=500):
         await client.delete(k)
@@ -190,8 +192,6 @@ async def _delete_keys(url: str, prefix: str) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def redis_url_module() -> str:
     """The real Redis (skipped locally, a failure in CI, when it is unreachable)."""
-    from tests.conftest import IN_CI, REDIS_URL, _reachable
-
     if not await _reachable(REDIS_URL):
         if IN_CI:
             pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}")
@@ -298,6 +298,17 @@ def test_paced_calls_wait_in_the_outbound_queue(scrape: Scrape) -> None:
 
 
 # -- the dashboard against the live output --------------------------------------------------------
+
+
+def test_promtool_finds_nothing_in_the_output_after_every_kind_of_traffic(scrape: Scrape) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if IN_CI:
+            pytest.fail("promtool is missing in CI (.ci/run installs Debian's prometheus package)")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    result = subprocess.run([promtool, "check", "metrics"], input=scrape.text, capture_output=True, text=True,
+                            timeout=30)  # fmt: skip
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)

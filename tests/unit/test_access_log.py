@@ -242,3 +242,17 @@ async def test_a_client_that_leaves_is_logged_as_499_and_leaves_in_flight(captur
     assert [x["status"] for x in access_lines(buffer) if x["path"] == "/v1/chat/completions"] == [499]
     assert (list(during.values()), list(after.values())) == ([1.0], [0.0])
     assert [dict(k)["status_class"] for k in counted] == ["4xx"]
+
+
+@pytest.mark.parametrize(("public", "status"), [(True, 200), (False, 401)])
+async def test_metrics_stays_open_with_keys_unless_told_otherwise(public: bool, status: int) -> None:
+    pytest.importorskip("gateway.auth", reason="gateway keys arrive with the auth middleware (issue 4)")
+    keys = [{"sha256": hashlib.sha256(GATEWAY_KEY.encode()).hexdigest(), "tenant": "acme"}]
+    client = await client_for(FakeUpstream("hf"), keys=keys, metrics_public=public)
+    try:
+        anonymous = await client.get("/metrics")
+        with_key = await client.get("/metrics", headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
+    finally:
+        await client.close()
+    assert (anonymous.status, with_key.status) == (status, 200)
+    assert with_key.headers["Content-Type"].startswith("text/plain; version=0.0.4")
