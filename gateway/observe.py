@@ -11,6 +11,7 @@ Invariants:
   ops endpoints included; never a header, a body or a key, so no token can reach it.
 - Ops endpoints (`/metrics`, `/healthz`, `/readyz`) are logged but not counted as traffic.
 - A client that went away before the answer was sent is recorded with status 499.
+- The gateway's overhead of a stream ends at its first byte: the rest runs at the upstream's pace.
 - Recording never fails a request: an error while recording is logged and swallowed.
 """
 
@@ -93,8 +94,12 @@ def _finish(metrics: Metrics, request: web.Request, status: int, total: float, t
             metrics.request_done(route_label(request, None), None, request.get(TENANT), status, "none", total)
         else:
             cache = call.cache if call.cache in CACHE_OUTCOMES else "none"
+            upstream = call.upstream_seconds
+            ttfb = call.extras.get(TTFB) if call.extras else None
+            if ttfb is not None:
+                upstream += max(0.0, total - ttfb)  # after the first byte a stream runs at the upstream's pace
             metrics.request_done(call.route_label, model_label(metrics, call), call.tenant, status, cache,  # type: ignore[arg-type]
-                                 total, call.upstream_seconds, call.waited_seconds)
+                                 total, upstream, call.waited_seconds)
     if _access.isEnabledFor(logging.INFO):
         access_log(access_record(request, call, status, total))
 

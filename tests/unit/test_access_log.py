@@ -256,3 +256,21 @@ async def test_metrics_stays_open_with_keys_unless_told_otherwise(public: bool, 
         await client.close()
     assert (anonymous.status, with_key.status) == (status, 200)
     assert with_key.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
+async def test_a_long_stream_is_not_gateway_overhead() -> None:
+    clock = FakeClock(autojump=True)
+
+    def slow_stream(call: Call, model: str) -> Answer:
+        async def rest() -> AsyncIterator[bytes]:
+            await clock.sleep(5.0)  # the upstream generating
+            yield b"data: [DONE]\n\n"
+
+        return StreamReply(first=b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', rest=rest())
+
+    app = create_app(settings(), clock=clock, upstreams={"hf": FakeUpstream("hf", default=slow_stream)})
+    async with TestClient(TestServer(app, handler_cancellation=True)) as client:
+        await (await client.post("/v1/chat/completions", json={**CHAT, "stream": True})).read()
+        text = await (await client.get("/metrics")).text()
+    assert samples(text, "gateway_request_duration_seconds_sum") == {(("model", "llama"), ("route", "chat")): 5.0}
+    assert samples(text, "gateway_overhead_seconds_sum") == {(("route", "chat"),): 0.0}
