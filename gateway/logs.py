@@ -59,8 +59,15 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__di
 }  # fmt: skip
 
 
+# Every secret pattern above contains one of these: a text without any needs no substitution.
+# One search instead of four substitutions keeps the access line cheap (most fields are plain).
+_MAYBE_SECRET = re.compile(r"(?i)bearer|basic|hf_|sk-|api|token|secret|password|authorization")
+
+
 def redact(text: str) -> str:
     """`text` with every secret-looking substring masked."""
+    if _MAYBE_SECRET.search(text) is None:
+        return text
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text

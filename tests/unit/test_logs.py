@@ -8,8 +8,18 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.logs import ACCESS_FIELDS, LogFormat, access_log, configure_logging, redact, request_context
+from gateway.logs import (
+    _SECRET_PATTERNS,
+    ACCESS_FIELDS,
+    LogFormat,
+    access_log,
+    configure_logging,
+    redact,
+    request_context,
+)
 
 SECRET = "hf_fake_secret_token"
 Configure = Callable[..., io.StringIO]  # (fmt, level="DEBUG") -> the buffer lines go to
@@ -155,3 +165,17 @@ def test_a_broken_format_string_does_not_make_the_handler_raise(configure: Confi
     handler.handle(record)
     [line] = json_lines(buffer)
     assert "two" in str(line["msg"]) and "only-one" in str(line["msg"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abBEhkfspinoy_-=: TtKR0123456789")) | st.characters(), max_size=60))
+def test_the_quick_precheck_never_skips_a_secret(text: str) -> None:
+    full = text
+    for pattern, replacement in _SECRET_PATTERNS:
+        full = pattern.sub(replacement, full)
+    assert redact(text) == full
+    for shaped in (f"Bearer {text}abcdef", f"hf_{text}abcdefghijkl", f"api_key={text}x"):
+        expected = shaped
+        for pattern, replacement in _SECRET_PATTERNS:
+            expected = pattern.sub(replacement, expected)
+        assert redact(shaped) == expected
