@@ -40,13 +40,14 @@ def _safe_header(text: str) -> str:
 def render_error(request: web.Request, err: GatewayError) -> web.Response:
     """The HTTP answer for a gateway error, in the request's dialect."""
     rid = request.get(REQUEST_ID) or request_id(request)
-    headers = {"X-Request-Id": rid, **err.headers}
+    call: Call | None = request.get(CALL)
+    # Headers earned on the way (x-ratelimit-*, X-Cache) go out on errors too.
+    headers = {**(call.reply_headers if call is not None else {}), "X-Request-Id": rid, **err.headers}
     if err.status >= 500 or err.status == 429:
         headers["x-should-retry"] = "true" if err.retryable else "false"
     upstream_headers = getattr(err, "upstream_headers", None)
     if upstream_headers:
         headers.update(upstream_headers)
-    call: Call | None = request.get(CALL)
     if dialect_of(request) is Dialect.OPENAI:
         body: dict[str, object] = {"error": {"message": err.message, "type": err.type, "code": err.code}}
         extra = err.extra_body()

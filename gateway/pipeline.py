@@ -110,10 +110,16 @@ class StreamReply:
 
     async def events(self) -> AsyncIterator[bytes]:
         """Every event, the peeked one first."""
-        if self.first:
-            yield self.first
-        async for ev in self.rest:
-            yield ev
+        try:
+            if self.first:
+                yield self.first
+            async for ev in self.rest:
+                yield ev
+        finally:
+            # Closing now (not at garbage collection) drops the upstream response the moment we stop.
+            aclose = getattr(self.rest, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 Answer = Reply | StreamReply
