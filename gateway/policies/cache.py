@@ -74,9 +74,13 @@ class ResponseCache:
         self._down_until = self.clock.monotonic() + self.config.store_cooldown
 
     async def lookup(self, plan: CachePlan) -> Envelope | None:
-        """The entry of `plan`, if present and of the plan's answer form. Raises StoreError."""
+        """The entry of `plan`, if present and fit for the plan's form. Raises StoreError.
+
+        The form is in the key already; this is the second lock. A stream request may get a
+        complete answer back (an upstream that answered it with JSON): the same answer it got first.
+        """
         env = decode(await self.store.get(plan.key))
-        if env is None or env.kind != ("stream" if plan.stream else "reply"):
+        if env is None or env.kind not in (("stream", "reply") if plan.stream else ("reply",)):
             return None
         return env
 

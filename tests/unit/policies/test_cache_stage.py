@@ -191,6 +191,16 @@ async def test_a_streamed_answer_is_stored_after_its_last_event_and_replayed_wit
     assert isinstance(await r.run(complete), Reply) and complete.cache == "miss"
 
 
+async def test_a_stream_request_answered_with_json_gets_the_same_json_again() -> None:
+    r = _replica()
+    r.upstream.script(Reply(200, b'{"choices":[]}'))
+    first = _stream_call(r)
+    assert isinstance(await r.run(first), Reply) and first.extras["cache_store"] == "store"
+    again = _stream_call(r)
+    replay = await r.run(again)
+    assert isinstance(replay, Reply) and replay.body == b'{"choices":[]}' and again.cache == "hit"
+
+
 async def test_streams_that_fail_carry_an_error_event_or_lose_their_client_are_not_stored() -> None:
     r = _replica()
     error_event = b'data: {"error":{"message":"overloaded"}}\n\n'
