@@ -27,7 +27,7 @@ from .clock import Clock
 from .keys import CALL, REQUEST_ID, STARTED, TENANT
 from .logs import ACCESS_LOGGER, access_log, request_context
 from .metrics import Metrics
-from .metrics_catalogue import CACHE_OUTCOMES
+from .metrics_catalogue import CACHE_OUTCOMES, CacheOutcome
 from .parsing import request_id
 from .pipeline import Call
 from .policies.metrics import TTFB, model_label
@@ -93,12 +93,12 @@ def _finish(metrics: Metrics, request: web.Request, status: int, total: float, t
         if call is None:
             metrics.request_done(route_label(request, None), None, request.get(TENANT), status, "none", total)
         else:
-            cache = call.cache if call.cache in CACHE_OUTCOMES else "none"
+            cache: CacheOutcome = call.cache if call.cache in CACHE_OUTCOMES else "none"  # type: ignore[assignment]
             upstream = call.upstream_seconds
             ttfb = call.extras.get(TTFB) if call.extras else None
             if ttfb is not None:
                 upstream += max(0.0, total - ttfb)  # after the first byte a stream runs at the upstream's pace
-            metrics.request_done(call.route_label, model_label(metrics, call), call.tenant, status, cache,  # type: ignore[arg-type]
+            metrics.request_done(call.route_label, model_label(metrics, call), call.tenant, status, cache,
                                  total, upstream, call.waited_seconds)
     if _access.isEnabledFor(logging.INFO):
         access_log(access_record(request, call, status, total))

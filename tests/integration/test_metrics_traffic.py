@@ -100,7 +100,8 @@ def settings_for(sim_url: str, prefix: str, redis_url: str) -> Any:
         upstreams={"sim": up(), "fragile": up(breaker_failures=2, breaker_cooldown=3600.0), "paced": up(budget="1/s")},
         models=[
             model("sim/gpt2"), model("BAAI/bge-small-en"), model("sim/limited", limits={"requests": "2/minute"}),
-            model("sim/busy-429x1-ra1"), model("sim/flaky-503x1"), model("sim/late-cold-20s"), model("sim/paced", "paced"),
+            model("sim/busy-429x1-ra1"), model("sim/flaky-503x1"), model("sim/late-cold-20s"),
+            model("sim/paced", "paced"),
             {"name": "sim/primary", "deployments": [{"upstream": "sim", "model": "sim/primary-503xall"},
                                                      {"upstream": "sim", "model": "sim/backup"}]},
             {"name": "sim/broken", "deployments": [{"upstream": "fragile", "model": "sim/broken-503xall"}]},

@@ -18,7 +18,7 @@ from gateway.config import load_settings
 from gateway.errors import BadRequest, ModelLoading, UpstreamStatusError, UpstreamUnreachable
 from gateway.metrics import Metrics
 from gateway.pipeline import Answer, Call, Dialect, Handler, Op, Reply, StreamReply, build_pipeline
-from gateway.policies.metrics import MetricsStage, StreamWatch, UpstreamTimer, retry_reason
+from gateway.policies.metrics import MetricsStage, StreamWatch, UpstreamTimer, model_label, retry_reason
 from gateway.routing import Router
 from gateway.upstream.fake import FakeUpstream
 
@@ -82,7 +82,8 @@ async def passthrough(call: Call, nxt: Handler) -> Answer:
 async def test_ttfb_is_taken_after_the_first_event_went_out_and_tokens_at_the_end() -> None:
     router, m = world()
     clock = FakeClock()
-    events = (b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', b'data: {"choices":[{"delta":{"content":"b"}}]}\n\n',
+    events = (b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n',
+              b'data: {"choices":[{"delta":{"content":"b"}}]}\n\n',
               b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}}\n\n', b"data: [DONE]\n\n")
 
     async def terminal(call: Call) -> Answer:
@@ -181,16 +182,23 @@ async def test_policy_annotations_become_events_once_per_call() -> None:
     assert value(m, "gateway_tokens_total") == 7
 
 
-async def test_a_failed_call_is_accounted_too_and_unknown_models_use_their_route_label() -> None:
+async def test_a_failed_call_is_accounted_too() -> None:
     router, m = world()
 
     async def limited(call: Call, nxt: Handler) -> Answer:
         call.extras["ratelimit"] = [("tenant", "limited")]
         raise BadRequest("no")
 
+    run = pipeline(m, FakeClock(), limited, FakeUpstream().send)  # type: ignore[arg-type]
     with pytest.raises(BadRequest):
-        await pipeline(m, FakeClock(), limited, FakeUpstream().send)(call_for(router, "made-up/model"))  # type: ignore[arg-type]
+        await run(call_for(router, "made-up/model"))
     assert value(m, "gateway_ratelimit_decisions_total", scope="tenant", outcome="limited") == 1
+
+
+def test_model_labels_keep_configured_names_and_aliases_else_the_route_label() -> None:
+    router, m = world()
+    assert [model_label(m, call_for(router, name)) for name in ("llama", "l3", "llama:novita", "made/up")] == [
+        "llama", "l3", "llama", "other"]
 
 
 async def test_retries_are_counted_on_the_same_deployment_by_their_cause_and_fallbacks_are_not() -> None:

@@ -34,7 +34,8 @@ def gauge(m: Metrics, name: str) -> dict[str, float]:
 def app_with(**upstream: Any) -> Any:
     settings = load_settings(
         None,
-        upstreams={"hf": {"token_env": None, "breaker_failures": 1, **upstream}, "tgi": {"kind": "tgi", "token_env": None, "breaker_failures": 1}},
+        upstreams={"hf": {"token_env": None, "breaker_failures": 1, **upstream},
+                   "tgi": {"kind": "tgi", "token_env": None, "breaker_failures": 1}},
         models=[{"name": "*", "deployments": [{"upstream": "hf"}]},
                 {"name": "llama", "deployments": [{"upstream": "tgi", "model": "org/llama"}]}],
     )  # fmt: skip
