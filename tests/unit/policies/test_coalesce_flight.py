@@ -7,22 +7,21 @@ flights, exactly as two gateway processes would; only the store is shared.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import fakeredis
 import orjson
 import pytest
 
-from gateway.clock import Clock, FakeClock, SystemClock
+from gateway.clock import Clock, FakeClock
 from gateway.errors import UpstreamStatusError
 from gateway.pipeline import Answer, Call, Reply
 from gateway.policies.coalesce_flight import FlightKeys
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
-from tests.unit.policies.cachekit import GatedUpstream, Replica, prefixed, settings
+from tests.unit.policies.cachekit import backend, store_pair  # noqa: F401  (fixtures)
+from tests.unit.policies.cachekit import GatedUpstream, Replica, StorePair, prefixed, settings
 
 
 @dataclass
@@ -41,43 +40,15 @@ class Pair:
         return FlightKeys(plan.key)
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
-def backend(request: pytest.FixtureRequest) -> tuple[str, str | None]:
-    """The store kind, and for a real Redis its URL (skipped locally, failing in CI, when unreachable)."""
-    if request.param != "redis":
-        return request.param, None
-    request.getfixturevalue("real_redis")  # also deletes this test's keys afterwards
-    return request.param, str(request.getfixturevalue("redis_url"))
-
-
 @pytest.fixture
-async def make_pair(backend: tuple[str, str | None], key_prefix: str) -> AsyncIterator[Callable[..., Pair]]:
-    kind, url = backend
-    made: list[Store] = []
-
+def make_pair(store_pair: Callable[[], StorePair], key_prefix: str) -> Callable[..., Pair]:
     def make(**cache: Any) -> Pair:
         cfg = prefixed(settings({"lock_ttl": 3.0, **cache}), key_prefix)
-        clock: Clock
-        if kind == "memory":
-            clock = FakeClock(autojump=True)
-            one = MemoryStore(clock)
-            stores: tuple[Store, Store] = (one, one)
-        elif kind == "fakeredis":
-            clock, server = SystemClock(), fakeredis.FakeServer()
-            stores = (RedisStore(fakeredis.aioredis.FakeRedis(server=server)),
-                      RedisStore(fakeredis.aioredis.FakeRedis(server=server)))
-        else:
-            assert url is not None
-            clock = SystemClock()
-            stores = (RedisStore.from_url(url, timeout=0.5), RedisStore.from_url(url, timeout=0.5))
-        made.extend(stores)
+        one, two, clock = store_pair()
         upstream = GatedUpstream()
-        return Pair(Replica(cfg, stores[0], clock, upstream), Replica(cfg, stores[1], clock, upstream),
-                    stores, clock, upstream)
+        return Pair(Replica(cfg, one, clock, upstream), Replica(cfg, two, clock, upstream), (one, two), clock, upstream)
 
-    yield make
-    for store in made:
-        await store.close()
+    return make
 
 
 async def until(cond: Callable[[], bool | Awaitable[bool]], what: str, limit: float = 5.0) -> None:
