@@ -81,12 +81,18 @@ class StoreFlight:
         keys = FlightKeys(plan.key)
         token = secrets.token_hex(12)
         while True:
+            # Only our own store calls are guarded: a StoreError out of `nxt` must never cause a second call.
             try:
-                if await self.store.set(keys.lock, token.encode(), ttl=self.config.lock_ttl, nx=True):
-                    return await self._lead(call, plan, nxt, keys, token)
-                holder = await self.store.get(keys.lock)
-                if holder is None:
-                    continue  # released between our two reads: try again
+                acquired = await self.store.set(keys.lock, token.encode(), ttl=self.config.lock_ttl, nx=True)
+                holder = None if acquired else await self.store.get(keys.lock)
+            except StoreError as exc:
+                self.cache.failed(call, exc)
+                return await nxt(call)
+            if acquired:
+                return await self._lead(call, plan, nxt, keys, token)
+            if holder is None:
+                continue  # released between our two reads: try again
+            try:
                 result = await self._follow(call, plan, keys, holder)
             except StoreError as exc:
                 self.cache.failed(call, exc)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from gateway.clock import FakeClock
 from gateway.errors import RateLimited, UpstreamStatusError, UpstreamTimeout
 from gateway.pipeline import Answer, Call, Flags, Op, Reply
@@ -128,3 +130,13 @@ async def test_a_timeout_past_the_leaders_own_deadline_is_not_handed_on() -> Non
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(results[0], UpstreamTimeout)
     assert all(isinstance(x, Reply) for x in results[1:]) and r.upstream.arrived == 2
+
+
+async def test_a_store_error_from_further_down_is_not_mistaken_for_ours() -> None:
+    from gateway.store import StoreError
+
+    r = _replica()
+    r.upstream.script(StoreError("redis: a stage below failed"))
+    with pytest.raises(StoreError):
+        await r.run(r.call())
+    assert r.upstream.arrived == 1  # not called a second time
