@@ -116,7 +116,7 @@ class ResponseCache:
                          inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         events = [answer.first]
         size = len(answer.first)
-        usable = 200 <= answer.status < 300
+        usable = 200 <= answer.status < 300 and size <= self.config.max_entry_bytes
         completed = False
         try:
             async for ev in inner:
