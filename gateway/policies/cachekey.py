@@ -133,16 +133,18 @@ class CachePlanner:
         if not self.config.enabled:
             return None
         task = cache_task(call)
+        if task is None:
+            return None  # nothing tells whether the answer is stable (set the route's `task:` to cache it)
         model = call.route.config.cache
-        rule = self.config.tasks.get(task) if task else None
+        rule = self.config.tasks.get(task)
         if model.enabled is False or (model.enabled is None and not self._task_on(task)):
             return None
         if task in SAMPLING_TASKS and not is_pinned(task, call.body):
             return None
         return model.ttl or (rule.ttl if rule else None) or self.config.ttl
 
-    def _task_on(self, task: str | None) -> bool:
-        rule = self.config.tasks.get(task) if task else None
+    def _task_on(self, task: str) -> bool:
+        rule = self.config.tasks.get(task)
         if rule is not None:
             return rule.enabled
         return task in DEFAULT_TASKS

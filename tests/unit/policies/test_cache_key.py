@@ -137,8 +137,9 @@ def test_config_turns_tasks_and_models_off_and_sets_ttls() -> None:
     assert planner.plan(make_call(per_model, CLOCK)) is None
     p = planner.plan(make_call(per_model, CLOCK, model=CLASSIFY, op=Op.HF_TASK, task="text-classification"))
     assert p is not None and p.ttl == 7
-    # a model switched on cannot make a sampled answer cacheable
+    # a model switched on cannot make a sampled answer, or one of an unknown task, cacheable
     assert planner.plan(make_call(per_model, CLOCK, model=CHAT, op=Op.CHAT, body=chat_body(0.7))) is None
+    assert planner.plan(make_call(per_model, CLOCK, model=CHAT, op=Op.HF_TASK, task=None)) is None
     assert _planner(enabled=False).plan(make_call(ROUTER, CLOCK)) is None
 
 
