@@ -4,16 +4,25 @@ The first event was peeked upstream, so the 200 is only committed once something
 After that nothing is retried: an upstream failure becomes one in-band error event in the route's
 dialect and the stream ends. A client that goes away stops the loop, and closing the event
 iterator closes the upstream response at once.
+
+Time limits on a stream: the upstream's `read_timeout` bounds the silence between two reads
+(enforced in `upstream/http.py`), and the request's deadline (`request_timeout`, or the client's
+shorter `X-Gateway-Timeout`) bounds the whole request, stream included: a stream still running at
+the deadline ends with an in-band timeout event, so a stream that never ends cannot hold a
+connection, a task and an upstream slot for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .errors import GatewayError
+from .clock import Clock
+from .errors import GatewayError, UpstreamTimeout
+from .keys import CLOCK
 from .pipeline import Call, Dialect, StreamReply
 from .streaming import openai_error_event, tgi_error_event
 
@@ -30,10 +39,11 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"
     events = answer.events()
+    timed = _until_deadline(events, call, request.app[CLOCK])
     try:
         await resp.prepare(request)
         try:
-            async for event in events:
+            async for event in timed:
                 await resp.write(event)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
@@ -48,12 +58,31 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
     except ConnectionResetError:
         call.extras["client_gone"] = True
     finally:
+        await timed.aclose()
         await events.aclose()
         for hook in answer.on_close:
             result = hook()
             if asyncio.iscoroutine(result):
                 await result
     return resp
+
+
+async def _until_deadline(events: AsyncIterator[bytes], call: Call, clock: Clock) -> AsyncIterator[bytes]:
+    """`events`, each awaited within what is left of the call's deadline; UpstreamTimeout past it."""
+    while True:
+        remaining = call.deadline - clock.monotonic()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(remaining) as scope:
+                event = await anext(events)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            if remaining > 0 and not scope.expired():
+                raise  # a TimeoutError of the upstream's own, not our deadline
+            raise UpstreamTimeout("the request's deadline passed before the stream finished") from exc
+        yield event
 
 
 def _error_event(call: Call, message: str) -> bytes:

@@ -18,7 +18,7 @@ import orjson
 from .errors import UpstreamProtocolError
 
 DONE = b"data: [DONE]\n\n"
-_MAX_EVENT = 1024 * 1024
+MAX_EVENT = 1024 * 1024  # one SSE event (or line) from an upstream; larger is a protocol error
 
 
 async def read_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -32,7 +32,7 @@ async def read_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 buf, size = [], 0
             continue
         size += len(line)
-        if size > _MAX_EVENT:
+        if size > MAX_EVENT:
             raise UpstreamProtocolError("upstream sent an SSE event over 1 MiB")
         buf.append(line if line.endswith(b"\n") else line + b"\n")
     if buf:

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import LineTooLong
 
 from ..clock import Clock
 from ..config import UpstreamConfig
@@ -26,7 +27,7 @@ from ..errors import (
     UpstreamUnreachable,
 )
 from ..pipeline import Answer, Call, Reply, StreamReply
-from ..streaming import DONE, error_in, read_events
+from ..streaming import DONE, MAX_EVENT, error_in, event_data, read_events
 from .base import Plan, Planner, SseStyle
 from .errors import status_error
 
@@ -73,7 +74,9 @@ class HttpUpstream:
         conn = self._connector
         if conn is None:
             return 0, 0
-        active = sum(len(v) for v in getattr(conn, "_acquired_per_host", {}).values())
+        # `_acquired` holds every connection in use (and connecting); `_acquired_per_host` is only
+        # filled when a per-host limit is set, so it cannot be used here.
+        active = len(getattr(conn, "_acquired", ()))
         idle = sum(len(v) for v in getattr(conn, "_conns", {}).values())
         return active, idle
 
@@ -168,15 +171,32 @@ class HttpUpstream:
                 first += ev
                 if ev.startswith(b"data:"):
                     break
+            err = error_in(first) if first else None
+            if err is not None:
+                raise _stream_error(err, self.name)
+            if not first:
+                raise UpstreamProtocolError(f"upstream {self.name} ended the stream before its first event")
+            _check_first_event(first, self.name)
         except asyncio.TimeoutError as exc:
+            await events.aclose()
             raise _reason(UpstreamTimeout(f"upstream {self.name} sent no first event in time"), "timeout") from exc
-        err = error_in(first) if first else None
-        if err is not None:
-            resp.release()
-            raise _stream_error(err, self.name)
-        if not first:
-            raise UpstreamProtocolError(f"upstream {self.name} ended the stream before its first event")
-        return StreamReply(first=first, rest=_rest(events, resp, plan.sse), headers=relayed)
+        except BaseException:
+            await events.aclose()  # no half-read generator left for the garbage collector to finalise
+            raise
+        # `resp.close` as a hook too: if the relay never starts iterating (the client left while the
+        # headers were being written), `_rest`'s own `finally` never runs and would not free the upstream.
+        return StreamReply(first=first, rest=_rest(events, resp, plan.sse), headers=relayed, on_close=[resp.close])
+
+
+def _check_first_event(first: bytes, upstream: str) -> None:
+    """The peeked event must carry JSON (or `[DONE]`): garbage is a 502 now, not a broken 200 stream."""
+    data = event_data(first)
+    if data is None or data.strip() == b"[DONE]":
+        return
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamProtocolError(f"upstream {upstream} sent a stream whose first event is not JSON") from exc
 
 
 def _reason(err: UpstreamError, reason: str) -> UpstreamError:
@@ -199,11 +219,11 @@ def _stream_error(err: dict[str, Any], upstream: str) -> UpstreamStatusError:
 async def _lines(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
     try:
         while True:
-            line = await resp.content.readline()
+            line = await resp.content.readline(max_line_length=MAX_EVENT)
             if not line:
                 return
             yield line
-    except ValueError as exc:
+    except (ValueError, LineTooLong) as exc:  # aiohttp raises LineTooLong (not a ClientError)
         raise UpstreamProtocolError(f"upstream {name} sent an overlong SSE line") from exc
     except asyncio.TimeoutError as exc:
         raise _reason(UpstreamTimeout(f"upstream {name} stalled mid-stream"), "timeout") from exc
@@ -212,13 +232,16 @@ async def _lines(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes
 
 
 async def _rest(events: AsyncIterator[bytes], resp: aiohttp.ClientResponse, style: SseStyle) -> AsyncIterator[bytes]:
-    saw_done = finished = False
+    finished = False
+    last = b""
     try:
         async for ev in events:
-            saw_done = ev == DONE
+            last = ev
             yield ev
         finished = True
-        if style is SseStyle.OPENAI and not saw_done:
+        # An OpenAI stream must end with [DONE], unless it ended with an in-band error: a failed
+        # stream never claims it finished.
+        if style is SseStyle.OPENAI and last != DONE and error_in(last) is None:
             yield DONE
     finally:
         # A stream abandoned half way (client gone, error) must not go back to the pool.

@@ -1,0 +1,236 @@
+"""The fault rig: the simulator and a gateway on real ports in the test's loop, a counting client,
+and leak checks.
+
+Both servers listen on 127.0.0.1 (real TCP, real resets), so every transport fault is the genuine
+article, while tasks and connection pools stay inspectable from the test. `Rig.send` makes one
+request and reads its answer to the end (a stream until EOF); the shared `Tally` counts requests
+sent against answers received and 5xx the gateway should not have produced. `Rig.settled` waits
+until nothing is left behind: no gateway task but the listeners', no upstream connection in use,
+nothing in flight at the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
+
+from gateway.app import create_app
+from gateway.config import Settings, load_settings
+from gateway.keys import UPSTREAMS
+from gateway.simulator.app import SIM_STATE, create_simulator_app
+from gateway.simulator.state import SimState
+
+UPSTREAM_TOKEN = "hf_fake_test_token_UPSTREAM_7c1e"
+CLIENT_TIMEOUT = 15.0  # the client's own hard limit: an answer later than this is a hang
+
+
+@dataclass
+class Tally:
+    """Requests sent versus answers received, for one suite."""
+
+    name: str
+    sent: int = 0
+    answered: int = 0
+    abandoned: int = 0  # the client left on purpose: no answer expected
+    gateway_5xx: int = 0
+    unexpected: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        extra = f" abandoned_by_client={self.abandoned}" if self.abandoned else ""
+        return f"{self.name}: sent={self.sent} answered={self.answered} gateway_5xx={self.gateway_5xx}{extra}"
+
+
+@dataclass
+class Answer:
+    """One answer as the client saw it."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+    stream: bool
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    @property
+    def events(self) -> list[bytes]:
+        return [e for e in self.body.split(b"\n\n") if e.strip()]
+
+    def error_event(self) -> Any | None:
+        """The in-band error event of a stream (the last event), parsed, or None."""
+        for ev in reversed(self.events):
+            line = ev.split(b"\n")[-1]
+            if line.startswith(b"data:"):
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    return None
+                try:
+                    obj = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    return None
+                return obj if isinstance(obj, dict) and "error" in obj else None
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fault_settings(sim_url: str, **overrides: Any) -> Settings:
+    """Gateway settings against the simulator: an `hf` upstream, an OpenAI one and a dead one."""
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    tight = {"connect_timeout": 1.0, "read_timeout": 1.0, "max_response_bytes": 1024 * 1024}
+    base: dict[str, Any] = dict(
+        upstream_url=sim_url,
+        upstreams={
+            "hf": {"kind": "hf", **tight},
+            "oai": {"kind": "openai", "base_url": f"{sim_url}/v1", **tight},
+            "dead": {"kind": "tgi", "base_url": dead, **tight},  # not `hf`: upstream_url would replace it
+        },
+        models=[
+            {"name": "oai/*", "deployments": [{"upstream": "oai"}]},
+            {"name": "dead/*", "deployments": [{"upstream": "dead"}]},
+            {"name": "*", "deployments": [{"upstream": "hf"}]},
+        ],
+        request_timeout=5.0,
+        log_format="text",
+    )
+    base.update(overrides)
+    return load_settings(None, **base)
+
+
+class Rig:
+    """A simulator, a gateway in front of it, and a client session."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+        self.sim_server: TestServer | None = None
+        self.gw_server: TestServer | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.baseline: set[asyncio.Task[Any]] = set()
+
+    @property
+    def sim(self) -> SimState:
+        assert self.sim_server is not None
+        return self.sim_server.app[SIM_STATE]
+
+    @property
+    def sim_url(self) -> str:
+        assert self.sim_server is not None
+        return str(self.sim_server.make_url("")).rstrip("/")
+
+    @property
+    def gw_url(self) -> str:
+        assert self.gw_server is not None
+        return str(self.gw_server.make_url("")).rstrip("/")
+
+    @property
+    def gw_app(self) -> web.Application:
+        assert self.gw_server is not None
+        return self.gw_server.app
+
+    async def start(self, settings_for: Callable[[str], Settings], **app_kwargs: Any) -> None:
+        self.baseline = set(asyncio.all_tasks())
+        self.sim_server = TestServer(create_simulator_app(), handler_cancellation=True)
+        await self.sim_server.start_server()
+        self.gw_server = TestServer(create_app(settings_for(self.sim_url), **app_kwargs), handler_cancellation=True)
+        await self.gw_server.start_server()
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT))
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        if self.gw_server is not None:
+            await self.gw_server.close()
+        if self.sim_server is not None:
+            await self.sim_server.close()
+
+    # --- requests --------------------------------------------------------------------------------
+    async def send(self, method: str, path: str, *, expect: Iterable[int], json: Any = None,
+                   data: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
+        """One request, its whole answer read; counted in the tally against `expect`."""
+        assert self.session is not None
+        self.tally.sent += 1
+        async with self.session.request(method, self.gw_url + path, json=json, data=data,
+                                        headers=headers) as resp:
+            body = await resp.read()
+            answer = Answer(resp.status, CIMultiDict(resp.headers), body,
+                            resp.headers.get("Content-Type", "").startswith("text/event-stream"))
+        self.record(answer.status, set(expect), f"{method} {path}")
+        return answer
+
+    def record(self, status: int, expect: set[int], what: str) -> None:
+        self.tally.answered += 1
+        if status not in expect:
+            self.tally.unexpected.append(f"{what} -> {status} (expected {sorted(expect)})")
+            if status >= 500:
+                self.tally.gateway_5xx += 1
+        elif status == 500:
+            self.tally.gateway_5xx += 1  # the gateway's own crash is never an acceptable answer
+
+    # --- leak checks -----------------------------------------------------------------------------
+    def pools(self) -> dict[str, tuple[int, int]]:
+        return {name: up.pool_stats() for name, up in self.gw_app[UPSTREAMS].items()}
+
+    def stray_tasks(self) -> list[str]:
+        """Tasks started since the rig came up that are not a server's per-connection reader."""
+        out = []
+        for task in asyncio.all_tasks() - self.baseline:
+            if task is asyncio.current_task() or task.done():
+                continue
+            name = task.get_coro().__qualname__  # type: ignore[union-attr]
+            if name in {"RequestHandler.start"}:
+                continue  # one per open keep-alive connection; pools are checked separately
+            out.append(name)
+        return sorted(out)
+
+    async def settled(self, timeout: float = 5.0) -> None:
+        """Assert that nothing is left behind: upstream connections released, no stray tasks."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            busy = {n: s for n, s in self.pools().items() if s[0]}
+            strays = self.stray_tasks()
+            if not busy and not strays and self.sim.in_flight == 0:
+                return
+            if loop.time() > end:
+                raise AssertionError(f"left behind: pools in use {busy}, tasks {strays}, "
+                                     f"simulator in flight {self.sim.in_flight}")
+            await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def rig(tally: Tally, settings_for: Callable[[str], Settings] = fault_settings,
+              **app_kwargs: Any) -> AsyncIterator[Rig]:
+    """A started Rig; closed (servers, client) on exit."""
+    os.environ.setdefault("HF_TOKEN", UPSTREAM_TOKEN)
+    r = Rig(tally)
+    try:
+        await r.start(settings_for, **app_kwargs)
+        yield r
+    finally:
+        await r.close()
+
+
+async def eventually(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll `pred` on the loop's clock until it holds (True) or `timeout` passes (False)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            return False
+        await asyncio.sleep(0.01)
+    return True
