@@ -41,7 +41,7 @@ from ..errors import (
     UpstreamUnreachable,
 )
 from ..metrics import Metrics, RetryReason
-from ..metrics_catalogue import CACHE_EVENTS, CACHE_OUTCOMES, RATELIMIT_OUTCOMES, RATELIMIT_SCOPES
+from ..metrics_catalogue import CACHE_EVENTS, RATELIMIT_OUTCOMES, RATELIMIT_SCOPES
 from ..pipeline import Answer, Call, Handler, StreamReply
 from ..streaming import DONE, event_data
 from .tokens import prompt_tokens
