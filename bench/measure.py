@@ -11,12 +11,13 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from . import wrk
 from .loadgen import Target
-from .procs import CLIENT_CPUS, BenchError, pinned
+from .procs import CLIENT_CPUS, BenchError, cpu_seconds, pinned
 from .topology import REPO, Server
 
 CHAT_PATH = "/v1/chat/completions"
@@ -44,13 +45,21 @@ class Meter:
 
     def load(self, server: Server, path: str, body: bytes, connections: int, duration: float,
              warmup: float = 0.5) -> dict[str, Any]:
-        """Requests back to back on `connections` keep-alive connections for `duration` seconds."""
+        """Requests back to back on `connections` keep-alive connections for `duration` seconds.
+
+        `server_cpu` is the server's CPU use over the whole call (1.0 = one core busy): a server
+        well under 1.0 at full load is waiting on something (Redis, the upstream), not computing."""
         target = Target("127.0.0.1", server.port, path, body, server.headers)
+        cpu0, wall0 = (cpu_seconds(server.pid) if server.pid else 0.0), time.monotonic()
         if self.tool == "wrk":
-            return wrk.run(target, connections, duration, self.run_dir, self._salt(), CLIENT_CPUS, warmup)
-        return self.python("load", server, path, body, ["--connections", str(connections), "--duration",
-                                                         str(duration), "--warmup", str(warmup)],
-                           timeout=duration + warmup + 60)
+            res = wrk.run(target, connections, duration, self.run_dir, self._salt(), CLIENT_CPUS, warmup)
+        else:
+            res = self.python("load", server, path, body, ["--connections", str(connections), "--duration",
+                                                            str(duration), "--warmup", str(warmup)],
+                              timeout=duration + warmup + 60)
+        if server.pid:
+            res["server_cpu"] = (cpu_seconds(server.pid) - cpu0) / max(1e-9, time.monotonic() - wall0)
+        return res
 
     def count(self, server: Server, path: str, body: bytes, requests: int, connections: int = 32,
               start: int = 0) -> dict[str, Any]:

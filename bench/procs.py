@@ -56,6 +56,19 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its direct children (the workers), 0 when gone."""
+    total = 0.0
+    for p in [pid, *children_of(pid)]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def children_of(pid: int) -> list[int]:
     """Direct children of `pid` (the forked workers of `serve --workers N`)."""
     try:

@@ -1,4 +1,4 @@
-"""Where the gateway's CPU goes under load: py-spy on a zero-config gateway (cProfile when py-spy is absent).
+"""Where a gateway's CPU goes under load: py-spy attached to a running gateway (cProfile when py-spy is absent).
 
 The summary lists the functions with the most samples on top of the stack (self) and on the
 stack at all (inclusive), grouped as `function (file)` with the line numbers dropped.
@@ -14,33 +14,31 @@ from pathlib import Path
 
 from .measure import CHAT, CHAT_PATH, Meter
 from .procs import CLIENT_CPUS, SERVER_CPUS, BenchError, Procs, free_port
-from .topology import REPO, UPSTREAM_TOKEN, Server, Topology
+from .topology import REPO, UPSTREAM_TOKEN, Server
 
 
-def profile_zero_config(procs: Procs, topo: Topology, meter: Meter, upstream: Server, seconds: float,
-                        out_dir: Path) -> str:
-    """Profile a zero-config gateway under 32-connection chat load; a text summary (also written to out_dir)."""
+def profile(procs: Procs, meter: Meter, server: Server, upstream: Server, seconds: float, out_dir: Path) -> str:
+    """Profile `server` (a running gateway) under 32-connection chat load; a text summary, also in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if shutil.which("py-spy"):
-        text = _with_py_spy(procs, topo, meter, upstream, seconds, out_dir)
-    else:
-        text = _with_cprofile(procs, meter, upstream, seconds, out_dir)
-    (out_dir / "zero-config-profile.txt").write_text(text)
+        text = _with_py_spy(procs, meter, server, seconds, out_dir)
+    else:  # cProfile needs its own process: a zero-config gateway, whatever `server` was
+        text = "cProfile of a zero-config gateway (py-spy is not installed)\n" + _with_cprofile(
+            procs, meter, upstream, seconds, out_dir)
+    (out_dir / f"{server.name}-profile.txt").write_text(text)
     return text
 
 
-def _with_py_spy(procs: Procs, topo: Topology, meter: Meter, upstream: Server, seconds: float,
-                 out_dir: Path) -> str:
-    gw = topo.gateway("gw-profile", upstream)
-    raw = out_dir / "zero-config.pyspy.txt"
-    spy = procs.spawn("py-spy", ["py-spy", "record", "--pid", str(gw.pid), "--duration", str(int(seconds)),
-                                 "--rate", "200", "--nonblocking", "--format", "raw", "-o", str(raw)], CLIENT_CPUS)
+def _with_py_spy(procs: Procs, meter: Meter, server: Server, seconds: float, out_dir: Path) -> str:
+    raw = out_dir / f"{server.name}.pyspy.txt"
+    spy = procs.spawn(f"py-spy-{server.name}", ["py-spy", "record", "--pid", str(server.pid), "--duration",
+                                                 str(int(seconds)), "--rate", "200", "--nonblocking", "--format",
+                                                 "raw", "-o", str(raw)], CLIENT_CPUS)
     try:
-        meter.load(gw, CHAT_PATH, CHAT, 32, seconds + 1, warmup=0)
+        meter.load(server, CHAT_PATH, CHAT, 32, seconds + 1, warmup=0)
         spy.popen.wait(seconds + 30)
     finally:
         procs.stop(spy)
-        procs.stop(gw.proc)  # type: ignore[arg-type]
     if not raw.exists():
         raise BenchError(f"py-spy wrote nothing:\n{spy.tail()}")
     return summarize_collapsed(raw.read_text())

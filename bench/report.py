@@ -29,6 +29,7 @@ class Row:
     rps: float | None = None
     p50: float | None = None
     p99: float | None = None
+    cpu: float | None = None  # the server's CPU use during the throughput run (1.0 = one core)
     ttfb50: float | None = None
     ttfb99: float | None = None
     errors: int = 0
@@ -65,13 +66,14 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def table(rep: Report) -> str:
     direct, bare = rep.rows.get("direct"), rep.rows.get("bare")
-    out = ["| scenario | req/s @32 | × bare | p50 @1 (ms) | p99 @1 (ms) | added p50 | added p99 "
+    out = ["| scenario | req/s @32 | × bare | server CPU | p50 @1 (ms) | p99 @1 (ms) | added p50 | added p99 "
            "| stream TTFB p50 (ms) | TTFB added | errors |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rep.rows.values():
         ref = direct if r.key not in ("direct", "hit") else None
         out.append(
             f"| {r.label} | {_f(r.rps, '{:,.0f}')} | {_f(_ratio(r.rps, bare.rps if bare else None), '{:.2f}')} "
+            f"| {_f(r.cpu, '{:.0%}')} "
             f"| {_f(r.p50)} | {_f(r.p99)} | {_f(_sub(r.p50, ref.p50) if ref else None)} "
             f"| {_f(_sub(r.p99, ref.p99) if ref else None)} | {_f(r.ttfb50)} "
             f"| {_f(_sub(r.ttfb50, ref.ttfb50) if ref else None)} | {r.errors} |"
@@ -89,12 +91,14 @@ def targets(rep: Report) -> list[tuple[str, str, str]]:
     direct, bare, full, hit = g("direct"), g("bare"), g("full"), g("hit")
     out: list[tuple[str, str, str]] = []
     share = _ratio(full.rps if full else None, bare.rps if bare else None)
-    out.append(("full chain throughput ≥ 90% of bare", _f(share, "{:.0%}"), _verdict(None if share is None else share >= 0.9)))
+    out.append(("full chain throughput ≥ 90% of bare", _f(share, "{:.0%}"),
+                _verdict(None if share is None else share >= 0.9)))
     added = _sub(full.p50 if full else None, direct.p50 if direct else None)
     out.append(("full chain median added latency ≤ 0.4 ms", _f(added, "{:.3f} ms"),
                 _verdict(None if added is None else added <= 0.4)))
     ttfb = _sub(full.ttfb50 if full else None, direct.ttfb50 if direct else None)
-    out.append(("full chain stream TTFB added ≤ 1 ms", _f(ttfb, "{:.3f} ms"), _verdict(None if ttfb is None else ttfb <= 1.0)))
+    out.append(("full chain stream TTFB added ≤ 1 ms", _f(ttfb, "{:.3f} ms"),
+                _verdict(None if ttfb is None else ttfb <= 1.0)))
     hit_ratio = _ratio(hit.rps if hit else None, bare.rps if bare else None)
     hit_text = _f(hit_ratio, "{:.2f}×")
     hitting = rep.cache_hits is None or rep.cache_hits[0] > 0
@@ -151,12 +155,13 @@ def facts(tool: str, upstream: str, load_at_start: float, cpu: tuple[tuple[int, 
     sha = _git("rev-parse", "--short", "HEAD")
     dirty = " (gateway/ has uncommitted changes)" if _git("status", "--porcelain", "--", "gateway") else ""
     wrk = _wrk_version() if tool == "wrk" else ""
+    pinning = "taskset (server core 0; load, upstream, Redis core 1)" if shutil.which("taskset") else "none"
     return (f"- machine: {os.cpu_count()} cores, {model}; {platform.system()} {platform.release()}; "
             f"load average at start {load_at_start:.2f}; CPU steal during the run {steal:.1f}%\n"
             f"- versions: python {platform.python_version()}, aiohttp {ver('aiohttp')}, uvloop {ver('uvloop')}, "
             f"orjson {ver('orjson')}, redis-py {ver('redis')}; gateway {sha}{dirty}\n"
             f"- load generator: {wrk or tool}; upstream: {upstream}; "
-            f"pinning: {'taskset (server core 0; load, upstream, Redis core 1)' if shutil.which('taskset') else 'none'}")
+            f"pinning: {pinning}")
 
 
 def _git(*args: str) -> str:

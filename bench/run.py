@@ -25,7 +25,7 @@ from .config_check import CONFIG_DIR, effective_config
 from .measure import CHAT, CHAT_PATH, CHAT_STREAM, EMBED, EMBED_PATH, Meter
 from .memory import open_streams_rss, rss_flatness
 from .procs import BenchError, Procs
-from .profile import profile_zero_config
+from .profile import profile
 from .redis_trips import trips_per_request
 from .report import RESULTS, Report, append, cpu_snapshot, facts, render
 from .topology import AUTH, UPSTREAM_TOKEN, Server, Topology, http, require_ok, upstream_requests
@@ -72,7 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="mini: bench/upstream.py (default: see README for why); sim: `hf-gateway simulate --fast`")
     p.add_argument("--only", help=f"comma-separated rows to measure, of {','.join(ROWS)}")
     p.add_argument("--skip", default="", help=f"comma-separated extras to skip, of {','.join(EXTRAS)}")
-    p.add_argument("--profile", action="store_true", help="also profile the zero-config gateway with py-spy")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile the zero-config and full-chain gateways with py-spy")
     p.add_argument("--no-append", action="store_true", help="print the table without appending to RESULTS.md")
     p.add_argument("--results", type=Path, default=RESULTS)
     return p.parse_args(argv)
@@ -143,7 +144,8 @@ def probe(servers: dict[str, Server], up: Server, rep: Report) -> None:
     for key in list(servers):
         if key == "hit":
             continue
-        if _try(rep, f"probing {key}", lambda: require_ok(servers[key], CHAT_PATH, ONE_CHAT, b"choices") or True) is None:
+        server = servers[key]
+        if _try(rep, f"probing {key}", lambda: require_ok(server, CHAT_PATH, ONE_CHAT, b"choices") or True) is None:
             servers.pop(key)
             if key == "full":
                 servers.pop("hit", None)
@@ -198,6 +200,7 @@ def measure_rows(meter: Meter, servers: dict[str, Server], plan: Plan, rep: Repo
         row = rep.row(k, ROWS[k])
         tp, lat, tt = got.get(("throughput", k), []), got.get(("latency", k), []), got.get(("ttfb", k), [])
         row.rps = _median([r["rps"] for r in tp])
+        row.cpu = _median([r.get("server_cpu") for r in tp])
         row.p50, row.p99 = _median([r["p50_ms"] for r in lat]), _median([r["p99_ms"] for r in lat])
         row.ttfb50 = _median([r["ttfb"]["p50_ms"] for r in tt])
         row.ttfb99 = _median([r["ttfb"]["p99_ms"] for r in tt])
@@ -229,7 +232,8 @@ def run_extras(meter: Meter, topo: Topology, servers: dict[str, Server], up: Ser
                plan: Plan, rep: Report) -> None:
     full, zero = servers.get("full"), servers.get("zero")
     if "trips" in plan.extras and full and redis[0]:
-        rep.trips = _try(rep, "Redis round trips", lambda: trips_per_request(meter, full, redis[0] or "", 2000, redis[1]))
+        url, own = redis
+        rep.trips = _try(rep, "Redis round trips", lambda: trips_per_request(meter, full, url or "", 2000, own))
     if "workers" in plan.extras and zero and plan.workers > 1 and rep.rows.get("zero"):
         rep.workers = _try(rep, "workers scaling", lambda: workers_scaling(meter, topo, up, plan, rep))
     if "streams" in plan.extras:
@@ -243,12 +247,14 @@ def run_extras(meter: Meter, topo: Topology, servers: dict[str, Server], up: Ser
                 if res is not None:
                     rep.flat[key] = res
     if "profile" in plan.extras:
-        out_dir = Path(__file__).parent / "profile"
-        text = _try(rep, "profile", lambda: profile_zero_config(topo.procs, topo, meter, up, plan.profile_seconds,
-                                                                out_dir))
-        if text:
-            print(text)
-            rep.notes.append(f"profile of the zero-config gateway: {out_dir.name}/zero-config-profile.txt")
+        out_dir = Path(__file__).parent / "out" / "profile"
+        for server in (s for s in (zero, full) if s is not None):
+            text = _try(rep, f"profile {server.name}",
+                        lambda: profile(topo.procs, meter, server, up, plan.profile_seconds, out_dir))
+            if text:
+                print(f"--- profile of {server.name} ---\n{text}", file=sys.stderr)
+                rep.notes.append(f"profile of {server.name}: bench/out/profile/{server.name}-profile.txt "
+                                 "(findings: bench/PROFILE.md)")
 
 
 def workers_scaling(meter: Meter, topo: Topology, up: Server, plan: Plan, rep: Report) -> dict[str, float]:

@@ -35,7 +35,8 @@ def _lua_str(data: str) -> str:
 def lua_script(target: Target, salt: str) -> str:
     lines = ['wrk.method = "POST"', f"wrk.path = {_lua_str(target.path)}",
              'wrk.headers["Content-Type"] = "application/json"']
-    lines += [f"wrk.headers[ {_lua_str(k)} ] = {_lua_str(v)}" for k, v in target.headers]  # spaces: `[[` would open a string
+    # The spaces matter: `headers[[=[...` would open a Lua long string instead of indexing.
+    lines += [f"wrk.headers[ {_lua_str(k)} ] = {_lua_str(v)}" for k, v in target.headers]
     body = target.body.decode()
     if MARK.decode() not in body:
         lines.append(f"wrk.body = {_lua_str(body)}")
