@@ -24,6 +24,7 @@ from .ops import add_ops_routes
 from .parsing import CallParser
 from .pipeline import Stage, build_pipeline
 from .policies.metrics import MetricsStage, UpstreamTimer
+from .policies.overload import overload_middleware
 from .policies.readouts import watch_policies
 from .policies.ratelimit import RateLimitStage
 from .policies.shaping import ShapingStage
@@ -94,6 +95,10 @@ def create_app(
     middlewares = [error_middleware(clock), auth_middleware(settings, store, clock)]
     # Observe outside everything: it sees the status the client got and times the whole request.
     middlewares.insert(0, observe_middleware(metrics, clock))
+    # In-flight caps after auth (the tenant is known), before any handler reads a body (issue 8).
+    overload = overload_middleware(settings)
+    if overload is not None:
+        middlewares.append(overload)
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app[METRICS] = metrics
     app[SETTINGS] = settings
