@@ -5,6 +5,13 @@ With `--workers N` the supervisor switches prometheus-client to multiprocess mod
 `GET /metrics` adds them all up, and a worker that exits is marked dead so its live gauges leave the
 sums. The directory is `PROMETHEUS_MULTIPROC_DIR` when set (emptied at start), else a fresh temporary
 one, removed at exit.
+
+Graceful drain (SIGTERM or SIGINT), as aiohttp's `run_app(shutdown_timeout=drain_timeout)` does it:
+the listening socket closes first (new connections are refused), idle keep-alive connections are
+closed, requests and streams in progress get up to `drain_timeout` seconds to finish, whatever
+still runs then is cancelled (its upstream request is dropped), the app's cleanup closes the
+upstream pools and the store, and the process exits 0. With `--workers N` the supervisor forwards
+the signal to every worker and exits 0 once they all have. tests/faults/test_sigterm.py proves it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from aiohttp import web
 
 from .app import create_app
 from .config import Settings
+from .keys import SETTINGS
 
 log = logging.getLogger("gateway")
 
@@ -46,6 +54,7 @@ def _configure_logging(settings: Settings) -> None:
 def _run_one(settings: Settings, sock: socket.socket | None = None, metrics_dir: str | None = None) -> None:
     _install_uvloop()
     app = create_app(settings, metrics_dir=metrics_dir)
+    app.on_shutdown.append(_drain_notice)
     if not settings.keys:
         log.warning("no API keys configured: the gateway is open to anyone who can reach %s:%s",
                     settings.host, settings.port)
@@ -60,6 +69,12 @@ def _run_one(settings: Settings, sock: socket.socket | None = None, metrics_dir:
         print=None,
         reuse_port=settings.workers > 1 or None,
     )
+
+
+async def _drain_notice(app: web.Application) -> None:
+    """Runs once the listener is closed, before in-flight requests are waited for."""
+    log.info("shutting down: no new connections; finishing requests in flight for up to %ss",
+             app[SETTINGS].drain_timeout)
 
 
 def serve(settings: Settings) -> None:
