@@ -25,7 +25,6 @@ its lease bounds a crashed replica); a request cancelled while parked makes no u
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -156,6 +155,8 @@ class ColdStartStage:
                 answer = await self._go(v.call, v.nxt, v.target)
             except ModelLoading as exc:
                 await self._learned(v.target, exc, sent)
+                if not self._may_park(v.call):
+                    raise  # the upstream's own answer, as it came
                 return None
             except GatewayError:
                 # It answered without loading (or is plainly down): the parked go on their own.
@@ -252,7 +253,7 @@ class ColdStartStage:
 
     def _still_loading(self, target: Target, left: float) -> ModelLoading:
         return ModelLoading(f"Model {target.model} is currently loading",
-                            estimated_time=math.ceil(left * 10) / 10, retry_after_cap=self.cfg.retry_after_cap)
+                            estimated_time=round(left, 2), retry_after_cap=self.cfg.retry_after_cap)
 
 
 async def _shielded(aw: object) -> None:

@@ -45,35 +45,58 @@ class Progress:
         return keepalive_comment(f"loading model, about {left} s left")
 
 
+class _Pending:
+    """The waiting work, and whether its answer has been handed on (then it is no longer ours to close)."""
+
+    def __init__(self, work: Coroutine[Any, Any, Answer]) -> None:
+        self.task: asyncio.Task[Answer] = asyncio.ensure_future(work)
+        self.taken = False
+
+    def take(self) -> Answer:
+        self.taken = True
+        return self.task.result()
+
+    async def discard(self) -> None:
+        """Stop the work; close a stream it produced that nobody will relay (or its upstream keeps going)."""
+        if not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        if self.taken or self.task.cancelled() or self.task.exception() is not None:
+            return  # an exception here was (or will be) reported in-band; reading it marks it retrieved
+        answer = self.take()
+        if isinstance(answer, StreamReply):
+            await _close(answer)
+
+
 async def commit_when_slow(work: Coroutine[Any, Any, Answer], progress: Progress, interval: float,
                            call: Call) -> Answer:
     """`work`'s answer if it comes within `interval`; else a stream that keeps the client company."""
-    task: asyncio.Task[Answer] = asyncio.ensure_future(work)
+    pending = _Pending(work)
     try:
-        finished = await _within(task, interval, progress.clock)
+        finished = await _within(pending.task, interval, progress.clock)
     except BaseException:
-        await _cancel(task)
+        await pending.discard()  # the client left: a stream that was ready at that instant is closed too
         raise
     if finished:
-        return task.result()
-    events = _events(task, progress, interval, call)
+        return pending.take()
+    events = _events(pending, progress, interval, call)
 
     async def close() -> None:
         await events.aclose()
-        await _cancel(task)  # `aclose` does nothing to a generator that never started
+        await pending.discard()  # `aclose` does nothing to a generator that never started
 
     call.extras[KEEPALIVES] = 1
     return StreamReply(first=progress.comment(), rest=events, on_close=[close])
 
 
-async def _events(task: asyncio.Task[Answer], progress: Progress, interval: float,
-                  call: Call) -> AsyncIterator[bytes]:
+async def _events(pending: _Pending, progress: Progress, interval: float, call: Call) -> AsyncIterator[bytes]:
     inner: StreamReply | None = None
     try:
-        while not await _within(task, interval, progress.clock):
+        while not await _within(pending.task, interval, progress.clock):
             call.extras[KEEPALIVES] = call.extras.get(KEEPALIVES, 0) + 1
             yield progress.comment()
-        answer = task.result()  # a GatewayError here becomes the relay's in-band error event
+        answer = pending.take()  # a GatewayError here becomes the relay's in-band error event
         if isinstance(answer, Reply):
             # A JSON answer to a stream request (rare): one data event, so the client still parses it.
             yield b"data: " + answer.body.strip() + b"\n\n"
@@ -84,9 +107,10 @@ async def _events(task: asyncio.Task[Answer], progress: Progress, interval: floa
         async for event in inner.events():
             yield event
     finally:
-        await _cancel(task)
         if inner is not None:
             await _close(inner)
+        else:
+            await pending.discard()
 
 
 async def _within(task: asyncio.Task[Answer], seconds: float, clock: Clock) -> bool:
@@ -101,15 +125,6 @@ async def _within(task: asyncio.Task[Answer], seconds: float, clock: Clock) -> b
         with contextlib.suppress(asyncio.CancelledError):
             await timer
     return task.done()
-
-
-async def _cancel(task: asyncio.Task[Answer]) -> None:
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    elif not task.cancelled():
-        task.exception()  # mark it retrieved: it was (or will be) reported in-band
 
 
 async def _close(stream: StreamReply) -> None:

@@ -10,6 +10,7 @@ import pytest
 from gateway.clock import FakeClock
 from gateway.errors import GatewayError, ModelLoading, UpstreamStatusError
 from gateway.pipeline import Answer, Call, Reply, StreamReply
+from gateway.policies.keepalive import Progress, commit_when_slow
 from gateway.policies.loadstate import LoadState
 from gateway.policies.target import Target
 from gateway.store.base import StoreError, key
@@ -321,6 +322,45 @@ async def test_closing_a_parked_stream_cancels_its_wait_without_calling_upstream
     await rig.clock.sleep(100)
     assert len(cold.times) == 1
     assert await rig.store.get(key("gw", "cold", "hf|org/model", "probe")) is None
+
+
+async def test_a_stream_ready_at_the_instant_the_client_leaves_is_closed_exactly_once() -> None:
+    closed: list[str] = []
+
+    async def ready() -> Answer:
+        return StreamReply(first=b"data: 1\n\n", rest=_one_more(), on_close=[lambda: closed.append("closed")])
+
+    call = Rig(settings(), {"hf": fake()}).call(stream=True)
+    outer = asyncio.ensure_future(commit_when_slow(ready(), Progress(FakeClock()), 10.0, call))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the work finished; the stage has not resumed yet
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert closed == ["closed"]
+
+
+async def test_a_relayed_stream_behind_keepalives_is_closed_once() -> None:
+    rig, _ = _rig(25, keepalive_interval=10)
+    closed: list[str] = []
+    cold_until = rig.clock.monotonic() + 25
+
+    def cold_then_stream(call: Call, model: str) -> Answer:
+        if rig.clock.monotonic() < cold_until:
+            left = cold_until - rig.clock.monotonic()
+            raise ModelLoading("Model org/model is currently loading", estimated_time=left)
+        return StreamReply(first=b"data: 1\n\n", rest=_one_more(), on_close=[lambda: closed.append("closed")])
+
+    rig.upstreams["hf"].default = cold_then_stream
+    answer = await rig.run(rig.call(stream=True))
+    assert isinstance(answer, StreamReply) and answer.first.startswith(b":")
+    events = await drain(answer)
+    assert events[-2:] == [b"data: 1\n\n", b"data: 2\n\n"]
+    assert closed == ["closed"]
+
+
+async def _one_more():  # type: ignore[no-untyped-def]
+    yield b"data: 2\n\n"
 
 
 # -- the store scripts: memory twin, fakeredis and a real Redis behave alike -----------------
