@@ -185,25 +185,26 @@ class Rig:
     def pools(self) -> dict[str, tuple[int, int]]:
         return {name: up.pool_stats() for name, up in self.gw_app[UPSTREAMS].items()}
 
-    def stray_tasks(self) -> list[str]:
+    def stray_tasks(self, allow: Iterable[str] = ()) -> list[str]:
         """Tasks started since the rig came up that are not a server's per-connection reader."""
+        allowed = {"RequestHandler.start", *allow}  # one reader per open keep-alive connection
         out = []
         for task in asyncio.all_tasks() - self.baseline:
             if task is asyncio.current_task() or task.done():
                 continue
             name = task.get_coro().__qualname__  # type: ignore[union-attr]
-            if name in {"RequestHandler.start"}:
-                continue  # one per open keep-alive connection; pools are checked separately
-            out.append(name)
+            if name not in allowed:
+                out.append(name)
         return sorted(out)
 
-    async def settled(self, timeout: float = 5.0) -> None:
-        """Assert that nothing is left behind: upstream connections released, no stray tasks."""
+    async def settled(self, timeout: float = 5.0, allow: Iterable[str] = ()) -> None:
+        """Assert that nothing is left behind: upstream connections released, no stray tasks
+        (but the long-lived ones named in `allow`, e.g. the store's pub/sub reader)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while True:
             busy = {n: s for n, s in self.pools().items() if s[0]}
-            strays = self.stray_tasks()
+            strays = self.stray_tasks(allow)
             if not busy and not strays and self.sim.in_flight == 0:
                 return
             if loop.time() > end:
