@@ -50,7 +50,10 @@ class FallbackStage:
         deps = call.route.deployments
         if len(deps) == 1:
             return await self._only(call, nxt, deps[0])
-        return await self._in_order(call, nxt, deps)
+        try:
+            return await self._in_order(call, nxt, deps)
+        finally:
+            call.extras.pop(HANDOFF, None)  # a conversation between stages, not something to log
 
     async def _only(self, call: Call, nxt: Handler, dep: Deployment) -> Answer:
         target = target_of(dep, call.model)

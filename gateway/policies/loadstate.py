@@ -105,6 +105,7 @@ class LoadingBoard:
         self.cfg = cfg
         self._up: OrderedDict[Target, float] = OrderedDict()  # target -> monotonic expiry
         self._loading: OrderedDict[Target, LoadState] = OrderedDict()  # last seen, for /status
+        self._forget_at: dict[Target, float] = {}  # monotonic time a loading entry is surely stale
         self._store_failing = False
         self._listeners: dict[Target, _Listener] = {}
 
@@ -126,7 +127,7 @@ class LoadingBoard:
 
     def note_up(self, target: Target) -> None:
         """`target` just answered without loading."""
-        self._loading.pop(target, None)
+        self._forget(target)
         if self.cfg.idle_after > 0:
             self._up[target] = self.clock.monotonic() + self.cfg.idle_after
             self._up.move_to_end(target)
@@ -138,8 +139,9 @@ class LoadingBoard:
         self._up.pop(target, None)
         self._loading[target] = state
         self._loading.move_to_end(target)
+        self._forget_at[target] = self.clock.monotonic() + max(0.0, state.ready_at - state.at) + _GRACE
         while len(self._loading) > _LOCAL_LIMIT:
-            self._loading.popitem(last=False)
+            self._forget_at.pop(self._loading.popitem(last=False)[0], None)
 
     def loading_state(self, target: Target) -> LoadState | None:
         """The last loading record this process saw for `target` (no store round trip)."""
@@ -155,7 +157,7 @@ class LoadingBoard:
         elif state is not None:
             self.note_up(target)
         else:
-            self._loading.pop(target, None)
+            self._forget(target)
         return state
 
     def loading_record(self, estimate: float) -> LoadState:
@@ -297,7 +299,14 @@ class LoadingBoard:
 
     def seen_loading(self) -> int:
         """How many targets this process currently believes are loading (for a gauge)."""
+        now = self.clock.monotonic()
+        for target in [t for t, until in self._forget_at.items() if now > until]:
+            self._forget(target)  # its record has expired in the store too, and nobody asked since
         return len(self._loading)
+
+    def _forget(self, target: Target) -> None:
+        self._loading.pop(target, None)
+        self._forget_at.pop(target, None)
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -272,6 +272,17 @@ async def test_a_store_error_from_further_down_is_not_taken_for_a_store_outage()
     assert len(rig.upstreams["hf"].calls) == 1
 
 
+def test_a_loading_model_nobody_asks_for_again_leaves_the_gauge_after_its_record_expires() -> None:
+    clock = FakeClock()
+    rig = Rig(settings(), {"hf": fake()}, clock=clock)
+    rig.board.note_loading(T, rig.board.loading_record(20))
+    assert rig.board.seen_loading() == 1
+    clock.advance(79)
+    assert rig.board.seen_loading() == 1
+    clock.advance(2)
+    assert rig.board.seen_loading() == 0
+
+
 # -- streams ----------------------------------------------------------------------------------
 
 
