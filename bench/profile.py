@@ -17,25 +17,28 @@ from .procs import CLIENT_CPUS, SERVER_CPUS, BenchError, Procs, free_port
 from .topology import REPO, UPSTREAM_TOKEN, Server
 
 
-def profile(procs: Procs, meter: Meter, server: Server, upstream: Server, seconds: float, out_dir: Path) -> str:
-    """Profile `server` (a running gateway) under 32-connection chat load; a text summary, also in out_dir."""
+def profile(procs: Procs, meter: Meter, server: Server, upstream: Server, seconds: float, out_dir: Path,
+            path: str = CHAT_PATH, body: bytes = CHAT, name: str | None = None) -> str:
+    """Profile `server` (a running gateway) under 32-connection load; a text summary, also in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    name = name or server.name
     if shutil.which("py-spy"):
-        text = _with_py_spy(procs, meter, server, seconds, out_dir)
+        text = _with_py_spy(procs, meter, server, seconds, out_dir / name, path, body)
     else:  # cProfile needs its own process: a zero-config gateway, whatever `server` was
         text = "cProfile of a zero-config gateway (py-spy is not installed)\n" + _with_cprofile(
             procs, meter, upstream, seconds, out_dir)
-    (out_dir / f"{server.name}-profile.txt").write_text(text)
+    (out_dir / f"{name}-profile.txt").write_text(text)
     return text
 
 
-def _with_py_spy(procs: Procs, meter: Meter, server: Server, seconds: float, out_dir: Path) -> str:
-    raw = out_dir / f"{server.name}.pyspy.txt"
-    spy = procs.spawn(f"py-spy-{server.name}", ["py-spy", "record", "--pid", str(server.pid), "--duration",
+def _with_py_spy(procs: Procs, meter: Meter, server: Server, seconds: float, stem: Path, path: str,
+                 body: bytes) -> str:
+    raw = stem.with_suffix(".pyspy.txt")
+    spy = procs.spawn(f"py-spy-{stem.name}", ["py-spy", "record", "--pid", str(server.pid), "--duration",
                                                  str(int(seconds)), "--rate", "200", "--nonblocking", "--format",
                                                  "raw", "-o", str(raw)], CLIENT_CPUS)
     try:
-        meter.load(server, CHAT_PATH, CHAT, 32, seconds + 1, warmup=0)
+        meter.load(server, path, body, 32, seconds + 1, warmup=0)
         spy.popen.wait(seconds + 30)
     finally:
         procs.stop(spy)

@@ -108,7 +108,8 @@ def targets(rep: Report) -> list[tuple[str, str, str]]:
                 _verdict(None if hit_ratio is None else hit_ratio >= 1.5 and hitting)))
     if rep.trips:
         t = rep.trips
-        text = f"{t['trips_per_request']:.2f} trips, {t['commands_per_request']:.2f} commands" + (
+        text = (f"{t['trips_per_request']:.2f} round trips ({t['commands_per_request']:.0f} commands, counting "
+                f"those run inside scripts)") + (
             "" if t["exact"] else " (shared Redis: approximate)")
         out.append(("≤ 1 Redis round trip per request", text, _verdict(t["trips_per_request"] <= 1.05)))
     if rep.streams:
@@ -157,7 +158,8 @@ def facts(tool: str, upstream: str, load_at_start: float, cpu: tuple[tuple[int, 
     wrk = _wrk_version() if tool == "wrk" else ""
     pinning = "taskset (server core 0; load, upstream, Redis core 1)" if shutil.which("taskset") else "none"
     return (f"- machine: {os.cpu_count()} cores, {model}; {platform.system()} {platform.release()}; "
-            f"load average at start {load_at_start:.2f}; CPU steal during the run {steal:.1f}%\n"
+            f"load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end (other work on the "
+            f"machine shows as noise); CPU steal during the run {steal:.1f}%\n"
             f"- versions: python {platform.python_version()}, aiohttp {ver('aiohttp')}, uvloop {ver('uvloop')}, "
             f"orjson {ver('orjson')}, redis-py {ver('redis')}; gateway {sha}{dirty}\n"
             f"- load generator: {wrk or tool}; upstream: {upstream}; "
@@ -186,8 +188,9 @@ def render(rep: Report, machine_facts: str) -> str:
              "| target (issue 7) | measured | verdict |", "|---|---|---|"]
     parts += [f"| {t} | {m} | {v} |" for t, m, v in targets(rep)]
     if rep.trips and rep.trips.get("by_command"):
-        by = ", ".join(f"{k} {v:.2f}" for k, v in sorted(rep.trips["by_command"].items(), key=lambda kv: -kv[1]))
-        parts += ["", f"Redis commands per request (full chain): {by}"]
+        ranked = sorted(rep.trips["by_command"].items(), key=lambda kv: -kv[1])
+        by = ", ".join(f"{k} {v:.2f}" for k, v in ranked if v >= 0.005)
+        parts += ["", f"Redis commands per request, full chain (inside scripts included): {by}"]
     for name, f in (rep.flat or {}).items():
         pts = ", ".join(f"{n // 1000}k:{kib / 1024:.1f}" for n, kib in f["samples"])
         parts += ["", f"RSS samples, {name} (requests:MB): {pts}"]

@@ -248,12 +248,16 @@ def run_extras(meter: Meter, topo: Topology, servers: dict[str, Server], up: Ser
                     rep.flat[key] = res
     if "profile" in plan.extras:
         out_dir = Path(__file__).parent / "out" / "profile"
-        for server in (s for s in (zero, full) if s is not None):
-            text = _try(rep, f"profile {server.name}",
-                        lambda: profile(topo.procs, meter, server, up, plan.profile_seconds, out_dir))
+        jobs = [(zero, CHAT_PATH, CHAT, "gw-zero"), (full, CHAT_PATH, CHAT, "gw-full"),
+                (servers.get("hit"), EMBED_PATH, EMBED, "gw-full-hit")]
+        for server, path, body, name in jobs:
+            if server is None:
+                continue
+            text = _try(rep, f"profile {name}", lambda: profile(topo.procs, meter, server, up, plan.profile_seconds,
+                                                                 out_dir, path, body, name))
             if text:
-                print(f"--- profile of {server.name} ---\n{text}", file=sys.stderr)
-                rep.notes.append(f"profile of {server.name}: bench/out/profile/{server.name}-profile.txt "
+                print(f"--- profile of {name} ---\n{text}", file=sys.stderr)
+                rep.notes.append(f"profile of {name}: bench/out/profile/{name}-profile.txt "
                                  "(findings: bench/PROFILE.md)")
 
 
