@@ -24,6 +24,9 @@ from .routing import Router
 _MODEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-+@]*(/[A-Za-z0-9_][A-Za-z0-9._\-+@]*)?(:[A-Za-z0-9._\-]+)?$")
 _TASK_RE = re.compile(r"^[a-z][a-z0-9\-]{1,63}$")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-:]{1,128}$")
+# JSON deeper than this is refused: orjson cannot re-serialise past 255 levels (cache keys, model
+# rewrites) and recursive walkers would hit Python's recursion limit; real requests nest ~20 levels.
+MAX_JSON_DEPTH = 128
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 FORWARDED = ("x-hf-bill-to",)
@@ -75,7 +78,23 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise BadRequest(f"the request body is not valid JSON: {_short(exc)}") from exc
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth_over(data, MAX_JSON_DEPTH):
+        raise BadRequest(f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
     return data
+
+
+def _depth_over(data: Any, limit: int) -> bool:
+    """Whether `data` nests containers more than `limit` deep (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False
 
 
 def _short(exc: Exception) -> str:

@@ -6,23 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .rig import Tally
-
-
-def report(config: pytest.Config, tally: Tally) -> None:
-    """Print the tally's one-line summary where CI output shows it (even under -q)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    line = tally.line()
-    if reporter is None:  # pragma: no cover - running without the terminal plugin
-        print(line)
-        return
-    if capture is None:  # pragma: no cover - running with -p no:capture
-        reporter.write_line(line)
-        return
-    with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
-        reporter.write_line("")
-        reporter.write_line(line)
+from .rig import Tally, report
 
 
 @pytest.fixture(scope="session")

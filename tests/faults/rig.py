@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
@@ -235,3 +236,62 @@ async def eventually(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         await asyncio.sleep(0.01)
     return True
+
+
+def report(config: pytest.Config, tally: Tally) -> None:
+    """Print the tally's one-line summary where CI output shows it (even under -q)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    line = tally.line()
+    if reporter is None:  # pragma: no cover - running without the terminal plugin
+        print(line)
+        return
+    if capture is None:  # pragma: no cover - running with -p no:capture
+        reporter.write_line(line)
+        return
+    with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
+        reporter.write_line("")
+        reporter.write_line(line)
+
+
+@dataclass
+class RawAnswer:
+    """An HTTP/1.1 answer read off a raw socket: status, headers (lower-cased names, repeated kept), body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k == name.lower()), None)
+
+
+async def raw_request(url: str, head: bytes, body: bytes = b"", *, timeout: float = CLIENT_TIMEOUT) -> RawAnswer:
+    """Send `head` (request line and headers, CRLF-terminated, without the blank line) and `body`
+    exactly as given, then read one answer. The socket is never half-closed (aiohttp drops a
+    connection whose client shut its side down), so a body shorter than promised stays pending."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head + b"\r\n" + body)
+        await writer.drain()
+        return await asyncio.wait_for(_read_answer(reader), timeout)
+    finally:
+        writer.close()
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> RawAnswer:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("the server closed the connection without an answer")
+    status = int(status_line.split(b" ", 2)[1])
+    headers: list[tuple[str, str]] = []
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name.strip().lower(), value.strip()))
+    length = next((int(v) for k, v in headers if k == "content-length"), None)
+    body = await reader.readexactly(length) if length is not None else await reader.read()
+    return RawAnswer(status, headers, body)
