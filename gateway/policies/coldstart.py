@@ -25,7 +25,7 @@ its lease bounds a crashed replica); a request cancelled while parked makes no u
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -114,7 +114,7 @@ class ColdStartStage:
         """Nobody knows whether the model is loaded: one request finds out, the others hold."""
         lock = await self._shared(self.board.lock(v.target, self._lease(v.call)))
         if lock is not None:
-            return await self._probe(v, lock)
+            return await self._probe(v, lock) if await self._still(v, lock, _unknown_state) else None
         age = await self._shared(self.board.lock_age(v.target))
         if age is None:
             return None  # the probe just answered: read the state again
@@ -130,7 +130,7 @@ class ColdStartStage:
         if now >= state.next_probe:
             lock = await self._shared(self.board.lock(v.target, self._lease(v.call)))
             if lock is not None:
-                return await self._probe(v, lock)
+                return await self._probe(v, lock) if await self._still(v, lock, self._probe_due) else None
             age = await self._shared(self.board.lock_age(v.target))
             if age is None:
                 return None  # the probe just answered: read the state again
@@ -145,6 +145,26 @@ class ColdStartStage:
             raise self._still_loading(v.target, left)
         await self._park(v, self.clock.monotonic() + max(0.0, state.next_probe - now))
         return None
+
+    async def _still(self, v: _Visit, lock: str, wanted: Callable[[LoadState | None], bool]) -> bool:
+        """Whether a probe is still wanted, read again under the lock (keep it if so, else give it back).
+
+        Reading and locking are two steps: between them another request may have probed and
+        written the news (then released the lock we just took). Without this second look it
+        would call the upstream again for nothing.
+        """
+        try:
+            state = await self._shared(self.board.read(v.target))
+        except BaseException:
+            await _shielded(self.board.unlock(v.target, lock))
+            raise
+        if wanted(state):
+            return True
+        await _shielded(self.board.unlock(v.target, lock))
+        return False
+
+    def _probe_due(self, state: LoadState | None) -> bool:
+        return state is not None and state.loading and self.clock.time() >= state.next_probe
 
     async def _probe(self, v: _Visit, lock: str) -> Answer | None:
         """Call the upstream for everyone; None when the model is (still) loading."""
@@ -254,6 +274,10 @@ class ColdStartStage:
     def _still_loading(self, target: Target, left: float) -> ModelLoading:
         return ModelLoading(f"Model {target.model} is currently loading",
                             estimated_time=round(left, 2), retry_after_cap=self.cfg.retry_after_cap)
+
+
+def _unknown_state(state: LoadState | None) -> bool:
+    return state is None
 
 
 async def _shielded(aw: object) -> None:

@@ -283,6 +283,33 @@ def test_a_loading_model_nobody_asks_for_again_leaves_the_gauge_after_its_record
     assert rig.board.seen_loading() == 0
 
 
+async def test_a_request_that_takes_the_lock_just_after_a_probe_looks_again_before_calling() -> None:
+    class Racy(MemoryStore):
+        """Lets another replica finish a whole probe between our read of the state and our lock."""
+
+        hook: Any = None
+
+        async def set(self, key: str, value: bytes, *, ttl: float | None = None, nx: bool = False) -> bool:
+            if nx and self.hook is not None:
+                hook, self.hook = self.hook, None
+                await hook()
+            return await super().set(key, value, ttl=ttl, nx=nx)
+
+    clock = FakeClock(autojump=True)
+    store = Racy(clock)
+    cold = ColdModel(clock, 20)
+    a = Rig(settings(), {"hf": fake(cold=cold)}, clock=clock, store=store)
+    b = Rig(settings(), {"hf": fake(cold=cold)}, clock=clock, store=store)
+
+    async def a_probes() -> None:
+        with pytest.raises(ModelLoading):
+            await a.run(a.call(wait=False))
+
+    store.hook = a_probes
+    assert (await b.run(b.call())).status == 200  # type: ignore[union-attr]
+    assert cold.loading_answers == 1  # b saw a's news under the lock and parked instead of calling
+
+
 # -- streams ----------------------------------------------------------------------------------
 
 
