@@ -28,7 +28,6 @@ from typing import Any
 from aiohttp import web
 
 from ..clock import Clock
-from ..keys import CLOCK, SETTINGS
 from ..config import UpstreamConfig
 from ..errors import (
     ClientError,
@@ -39,6 +38,7 @@ from ..errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from ..keys import CLOCK, SETTINGS
 from .target import Target
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"

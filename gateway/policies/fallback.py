@@ -22,8 +22,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..clock import Clock
-from ..keys import CLOCK
 from ..errors import GatewayError, ModelLoading, ServiceUnavailable
+from ..keys import CLOCK
 from ..pipeline import Answer, Call, Handler
 from ..routing import Deployment
 from ..store.base import StoreError

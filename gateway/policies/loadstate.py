@@ -30,8 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from ..clock import Clock
-from ..keys import CLOCK, SETTINGS, STORE
 from ..config import ResilienceConfig
+from ..keys import CLOCK, SETTINGS, STORE
 from ..store.base import Store, StoreError, key
 from ..store.memory import MemoryState
 from ..store.scripts import memory_twin
