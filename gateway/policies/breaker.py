@@ -30,8 +30,6 @@ from aiohttp import web
 from ..clock import Clock
 from ..config import UpstreamConfig
 from ..errors import (
-    ClientError,
-    GatewayError,
     ModelLoading,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -67,9 +65,7 @@ def outcome_of(exc: BaseException | None, *, deadline_passed: bool = False) -> O
         return Outcome.NEUTRAL if deadline_passed else Outcome.FAILURE
     if isinstance(exc, (UpstreamUnreachable, UpstreamProtocolError)):
         return Outcome.FAILURE
-    if isinstance(exc, (ClientError, GatewayError)):
-        return Outcome.NEUTRAL
-    return Outcome.NEUTRAL
+    return Outcome.NEUTRAL  # our own refusals (client errors, overload) say nothing about the deployment
 
 
 @dataclass(slots=True)
