@@ -141,3 +141,23 @@ def test_upstream_saw_the_gateway_credential_never_the_clients(stack: Stack) -> 
     assert gw_requests
     for h in gw_requests:
         assert CLIENT_TOKEN not in str(h)
+
+
+def test_bill_to_and_request_id_are_forwarded_and_legacy_headers_are_not(stack: Stack) -> None:
+    client = InferenceClient(model=f"{stack.gw_url}/models/{SST}", token=CLIENT_TOKEN, bill_to="my-org",
+                             headers={"X-Wait-For-Model": "true", "X-Use-Cache": "false", "X-Request-Id": "rid-e2e-1"})
+    client.text_classification("forwarding check")
+    req = [r for r in stack.sim.requests if r.headers.get("x-request-id") == "rid-e2e-1"][-1]
+    assert req.headers.get("x-hf-bill-to") == "my-org"
+    assert "x-wait-for-model" not in {k.lower() for k in req.headers}
+    assert "x-use-cache" not in {k.lower() for k in req.headers}
+
+
+def test_legacy_options_are_parsed_not_forwarded(stack: Stack) -> None:
+    import httpx2
+
+    body = {"inputs": "legacy flags", "options": {"wait_for_model": True, "use_cache": False}}
+    r = httpx2.post(f"{stack.gw_url}/models/{SST}", json=body, headers={"X-Request-Id": "rid-e2e-2"})
+    assert r.status_code == 200
+    req = [x for x in stack.sim.requests if x.headers.get("x-request-id") == "rid-e2e-2"][-1]
+    assert b"options" not in req.body and b"wait_for_model" not in req.body
