@@ -11,9 +11,10 @@ import logging
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
-from .errors import GatewayError, NotFound
+from .errors import GatewayError, NotFound, PayloadTooLarge
+from .middleware import render_error
 from .parsing import CallParser, check_model, check_task
 from .pipeline import Answer, Call, Handler, Op, Reply, StreamReply
 from .relay import relay_stream
@@ -36,16 +37,33 @@ class Gateway:
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
-        r.add_post("/v1/chat/completions", self.chat)
-        r.add_post("/v1/completions", self.completions)
-        r.add_post("/v1/embeddings", self.embeddings)
-        r.add_get("/v1/models", self.models)
-        r.add_get("/v1/models/{model_id:.+}", self.model_info)
-        r.add_post("/models/{rest:.+}", self.legacy_model)
-        r.add_post("/pipeline/{task}/{model_id:.+}", self.legacy_pipeline)
-        r.add_post("/hf-inference/models/{rest:.+}", self.router_model)
-        r.add_get("/models/{rest:.+}", self.model_get)
-        r.add_get("/hf-inference/models/{rest:.+}", self.model_get)
+        opts = {"expect_handler": self.expect}  # Expect: 100-continue checks the body size first
+        r.add_post("/v1/chat/completions", self.chat, **opts)
+        r.add_post("/v1/completions", self.completions, **opts)
+        r.add_post("/v1/embeddings", self.embeddings, **opts)
+        r.add_get("/v1/models", self.models, **opts)
+        r.add_get("/v1/models/{model_id:.+}", self.model_info, **opts)
+        r.add_post("/models/{rest:.+}", self.legacy_model, **opts)
+        r.add_post("/pipeline/{task}/{model_id:.+}", self.legacy_pipeline, **opts)
+        r.add_post("/hf-inference/models/{rest:.+}", self.router_model, **opts)
+        r.add_get("/models/{rest:.+}", self.model_get, **opts)
+        r.add_get("/hf-inference/models/{rest:.+}", self.model_get, **opts)
+
+    async def expect(self, request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue`: refuse an oversized body before the client sends it; ignore other values.
+
+        aiohttp's default answers any other Expect value with a plain-text 417 that bypasses the
+        middlewares (no dialect, no request id); RFC 9110 lets a server ignore what it does not know.
+        """
+        if request.version != HttpVersion11 or request.headers.get("Expect", "").lower() != "100-continue":
+            return None
+        length = request.content_length
+        if length is not None and length > self.parser.max_body:
+            return render_error(request, PayloadTooLarge(
+                f"request body of {length} bytes is over the limit of {self.parser.max_body} bytes"))
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not the body
+        return None
 
     # --- OpenAI dialect --------------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:

@@ -320,3 +320,22 @@ async def test_raw_request_targets_with_traversal(gw: Rig) -> None:
                                    b'{"inputs": "x"}')
         gw.record(answer.status, {200, 400, 404, 405}, target.decode())
     assert not any(r.path.startswith("/_sim") for r in gw.sim.requests)
+
+
+async def test_expect_continue_with_a_huge_body_is_refused_before_it_is_sent(gw: Rig) -> None:
+    """The client waits for `100 Continue` before sending; an oversized body gets 413 instead, unsent."""
+    head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\nExpect: 100-continue\r\n")
+    gw.tally.sent += 1
+    answer = await raw_request(gw.gw_url, head)  # headers only: nothing of the body is ever sent
+    gw.record(answer.status, {413}, "Expect: 100-continue, 1 GB")
+    assert orjson.loads(answer.body)["error"]["code"] == "payload_too_large"
+    assert answer.header("x-request-id")
+
+
+@pytest.mark.parametrize("expect", ["100-continue", "0", "something-else"])
+async def test_expect_header_values(gw: Rig, expect: str) -> None:
+    """`100-continue` works as HTTP says; unknown expectations are ignored (not a bare-text 417)."""
+    answer = await gw.send("POST", "/v1/embeddings", json={"model": "oai/e", "input": "x"},
+                           headers={"Expect": expect}, expect={200})
+    assert answer.json()["data"]
