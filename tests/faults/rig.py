@@ -143,9 +143,9 @@ class Rig:
         assert self.gw_server is not None
         return self.gw_server.app
 
-    async def start(self, settings_for: Callable[[str], Settings], **app_kwargs: Any) -> None:
+    async def start(self, settings_for: Callable[[str], Settings], sim_config: Any = None, **app_kwargs: Any) -> None:
         self.baseline = set(asyncio.all_tasks())
-        self.sim_server = TestServer(create_simulator_app(), handler_cancellation=True)
+        self.sim_server = TestServer(create_simulator_app(sim_config), handler_cancellation=True)
         await self.sim_server.start_server()
         self.gw_server = TestServer(create_app(settings_for(self.sim_url), **app_kwargs), handler_cancellation=True)
         await self.gw_server.start_server()
@@ -215,13 +215,13 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(tally: Tally, settings_for: Callable[[str], Settings] = fault_settings,
+async def rig(tally: Tally, settings_for: Callable[[str], Settings] = fault_settings, sim_config: Any = None,
               **app_kwargs: Any) -> AsyncIterator[Rig]:
-    """A started Rig; closed (servers, client) on exit."""
+    """A started Rig (simulator built from `sim_config`, a `SimConfig`); closed (servers, client) on exit."""
     os.environ.setdefault("HF_TOKEN", UPSTREAM_TOKEN)
     r = Rig(tally)
     try:
-        await r.start(settings_for, **app_kwargs)
+        await r.start(settings_for, sim_config, **app_kwargs)
         yield r
     finally:
         await r.close()

@@ -28,8 +28,6 @@ def _stream(closed: list[str]) -> StreamReply:
     return StreamReply(first=b"data: 1\n\n", rest=rest(), on_close=[lambda: closed.append("closed")])
 
 
-@pytest.mark.xfail(strict=True, reason="keepalive.commit_when_slow drops a finished StreamReply when it is "
-                                       "cancelled before it resumes: the upstream stream is never closed (issue 3)")
 async def test_keepalive_closes_a_stream_that_arrives_as_the_client_leaves() -> None:
     closed: list[str] = []
     reply = _stream(closed)
