@@ -48,8 +48,11 @@ class Tally:
     unexpected: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        extra = f" abandoned_by_client={self.abandoned}" if self.abandoned else ""
-        return f"{self.name}: sent={self.sent} answered={self.answered} gateway_5xx={self.gateway_5xx}{extra}"
+        """`name: sent=N answered=N gateway_5xx=0`; requests their client abandoned on purpose are
+        not counted as sent (no answer is owed to a client that left) and are listed apart."""
+        extra = f" (+{self.abandoned} abandoned by their client on purpose)" if self.abandoned else ""
+        return (f"{self.name}: sent={self.sent - self.abandoned} answered={self.answered} "
+                f"gateway_5xx={self.gateway_5xx}{extra}")
 
 
 @dataclass
