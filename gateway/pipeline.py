@@ -133,16 +133,42 @@ class Stage(Protocol):
 
 
 def build_pipeline(stages: Sequence[Stage], terminal: Handler) -> Handler:
-    """Fold `stages` around `terminal`; stages[0] is the outermost."""
+    """Fold `stages` around `terminal`; stages[0] is the outermost.
+
+    A stage may also have `prepare(call) -> None` and `abandon(call) -> None`: before the first
+    stage runs, every `prepare` may start store work for its stage (on Redis, queued so that all
+    of it travels in one round trip; a store without pipelining gets nothing started, so its
+    behaviour stays strictly sequential); once the call is over, every `abandon` undoes what was
+    started for a stage the call never reached (a cache hit never reaches the rate limiter).
+    """
     handler = terminal
     for stage in reversed(stages):
         handler = _bind(stage, handler)
-    return handler
+    prepares = [p for p in (getattr(s, "prepare", None) for s in stages) if p is not None]
+    if not prepares:
+        return handler
+    abandons = [a for a in (getattr(s, "abandon", None) for s in stages) if a is not None]
+    return _prepared(handler, prepares, abandons)
 
 
 def _bind(stage: Stage, nxt: Handler) -> Handler:
-    async def run(call: Call) -> Answer:
-        return await stage(call, nxt)
+    # A plain function handing back the stage's own coroutine: no wrapper coroutine frame per stage.
+    def run(call: Call) -> Awaitable[Answer]:
+        return stage(call, nxt)
 
     run.__qualname__ = f"{type(stage).__name__}.bound"
+    return run
+
+
+def _prepared(head: Handler, prepares: list[Callable[[Call], None]],
+              abandons: list[Callable[[Call], None]]) -> Handler:
+    async def run(call: Call) -> Answer:
+        for prepare in prepares:
+            prepare(call)
+        try:
+            return await head(call)
+        finally:
+            for abandon in abandons:
+                abandon(call)
+
     return run

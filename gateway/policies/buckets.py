@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 from ..store.base import Store, StoreError
 from ..store.memory import MemoryState
+from ..store.ordered import send_script
 from ..store.scripts import memory_twin
 
 log = logging.getLogger("gateway.ratelimit")
@@ -72,6 +73,13 @@ async def decide(store: Store, buckets: Sequence[Bucket], *, mode: Mode = "take"
         return Decision(True, 0.0, ())
     keys, args = script_args(buckets, mode, now)
     return parse_reply(await store.run_script(SCRIPT, keys, args))
+
+
+def send_decision(store: Store, buckets: Sequence[Bucket], *, mode: Mode = "take",
+                  now: float | None = None) -> Awaitable[Any]:
+    """The script for `buckets`, queued now on a pipelined store (see store/ordered.py); its raw reply."""
+    keys, args = script_args(buckets, mode, now)
+    return send_script(store, SCRIPT, keys, args)
 
 
 def _fmt(x: float) -> bytes:
@@ -126,16 +134,24 @@ class StoreGuard:
             async with asyncio.timeout(self.timeout):
                 result = await op
         except (StoreError, TimeoutError, OSError) as exc:
-            self.errors += 1
-            if not self.failing:
-                self.failing = True
-                log.warning("%s: the store is failing (%s); following on_store_error from now on",
-                            self.what, _why(exc))
-            raise StoreError(_why(exc)) from exc
+            raise self.failed(exc) from exc
+        self.answered()
+        return result
+
+    def failed(self, exc: BaseException) -> StoreError:
+        """Count a failure (logged when an outage starts); the StoreError to raise."""
+        self.errors += 1
+        if not self.failing:
+            self.failing = True
+            log.warning("%s: the store is failing (%s); following on_store_error from now on",
+                        self.what, _why(exc))
+        return exc if isinstance(exc, StoreError) and str(exc) == _why(exc) else StoreError(_why(exc))
+
+    def answered(self) -> None:
+        """The store answered: log the end of an outage once."""
         if self.failing:
             self.failing = False
             log.warning("%s: the store answers again; limits are enforced", self.what)
-        return result
 
 
 def _why(exc: BaseException) -> str:

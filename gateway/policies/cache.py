@@ -22,10 +22,14 @@ For metrics and logs: `call.cache` (hit|miss|bypass|coalesced|none), `call.extra
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -35,8 +39,21 @@ from ..keys import CLOCK, SETTINGS, STORE
 from ..pipeline import Answer, Call, Handler, Reply, StreamReply
 from ..store import Store, StoreError
 from ..streaming import error_in
+from ..store.ordered import forget, in_background, pipelined, send_get
 from .cache_entry import Envelope, decode, encode_reply, encode_stream
 from .cachekey import CachePlan, CachePlanner
+from .flight_scripts import Claim, FlightKeys, finish, read_claim, send_claim
+
+CLAIM = "_cache_claim"  # call.extras: the flight claim the lookup made, for the coalesce stage below
+SENT = "_cache_sent"  # call.extras: the lookup `prepare` queued before the pipeline ran
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A lookup queued ahead of the stage: a claim (with its token) or a plain GET (token None)."""
+
+    token: str | None
+    work: Awaitable[Any]
 
 log = logging.getLogger("gateway.cache")
 
@@ -60,6 +77,7 @@ class ResponseCache:
         # and the oldest dropped once their total passes `memory_max_bytes`.
         self._sizes: OrderedDict[str, int] | None = OrderedDict() if store.kind == "memory" else None
         self._total = 0
+        self.coalescing = False  # set by the coalesce stage: lookups of coalesced plans take the lock too
 
     def available(self) -> bool:
         """False while cooling down after a store failure."""
@@ -73,16 +91,52 @@ class ResponseCache:
                         extra={"request_id": call.request_id})
         self._down_until = self.clock.monotonic() + self.config.store_cooldown
 
-    async def lookup(self, plan: CachePlan) -> Envelope | None:
-        """The entry of `plan`, if present and fit for the plan's form. Raises StoreError.
+    async def lookup(self, plan: CachePlan, sent: Awaitable[Any] | None = None) -> Envelope | None:
+        """The entry of `plan`, if present and fit for the plan's form. Raises StoreError."""
+        return self.usable(plan, await (sent if sent is not None else self.store.get(plan.key)))
+
+    def send_lookup(self, plan: CachePlan) -> Sent:
+        """The lookup of `plan` (a claim when it flies), queued now on a pipelined store."""
+        if self.flies(plan):
+            token = secrets.token_hex(12)
+            return Sent(token, send_claim(self.store, FlightKeys(plan.key), token, self.config.lock_ttl))
+        return Sent(None, send_get(self.store, plan.key))
+
+    def usable(self, plan: CachePlan, raw: bytes | None) -> Envelope | None:
+        """`raw` decoded, when it is an entry fit for the plan's form.
 
         The form is in the key already; this is the second lock. A stream request may get a
         complete answer back (an upstream that answered it with JSON): the same answer it got first.
         """
-        env = decode(await self.store.get(plan.key))
+        env = decode(raw)
         if env is None or env.kind not in (("stream", "reply") if plan.stream else ("reply",)):
             return None
         return env
+
+    def flies(self, plan: CachePlan) -> bool:
+        """Whether calls of `plan` are coalesced (a coalesce stage is on the road and the plan fits)."""
+        return self.coalescing and not plan.stream and plan.read and plan.write
+
+    async def claim(self, plan: CachePlan, token: str | None = None, sent: Sent | None = None) -> Claim:
+        """The entry, or the flight's lock, or its holder, in one round trip (flight_scripts.py). Raises StoreError."""
+        keys = FlightKeys(plan.key)
+        if sent is None or sent.token is None:
+            token = token or secrets.token_hex(12)
+            sent = Sent(token, send_claim(self.store, keys, token, self.config.lock_ttl))
+        token = sent.token
+        got = read_claim(await sent.work, token)
+        if got.entry is not None:
+            got.env = self.usable(plan, got.entry)
+            if got.env is None:  # present but unreadable here (another format): lock the old way
+                if await self.store.set(keys.lock, token.encode(), ttl=self.config.lock_ttl, nx=True):
+                    return Claim(token, lead=True)
+                return Claim(token, holder=await self.store.get(keys.lock))
+        return got
+
+    async def release(self, got: Claim, plan: CachePlan) -> None:
+        """Let go of a lead claim nobody used (the call went its own way): the lock, and wake any follower."""
+        work = finish(self.store, FlightKeys(plan.key), got.token, "none", b"", self.config.outcome_ttl)
+        await in_background(work)
 
     def serve(self, call: Call, env: Envelope, outcome: str) -> Answer:
         """A stored answer for `call`, marked with `outcome` (hit or coalesced)."""
@@ -101,11 +155,15 @@ class ResponseCache:
 
     async def store_reply(self, call: Call, plan: CachePlan, reply: Reply) -> bool:
         """Store a complete answer if it qualifies; whether it was stored."""
-        if not 200 <= reply.status < 300 or len(reply.body) > self.config.max_entry_bytes:
+        raw = self.entry_for(call, plan, reply)
+        return raw is not None and await self._put(call, plan, raw)
+
+    def entry_for(self, call: Call, plan: CachePlan, reply: Reply) -> bytes | None:
+        """The entry to store for a complete answer; None (and `store_skipped`) when it does not qualify."""
+        if not 200 <= reply.status < 300 or len(reply.body) > self.config.max_entry_bytes or not self.available():
             call.extras["cache_store"] = "store_skipped"
-            return False
-        raw = encode_reply(reply, self.clock.time(), self.config.compress_over_bytes)
-        return await self._put(call, plan, raw)
+            return None
+        return encode_reply(reply, self.clock.time(), self.config.compress_over_bytes)
 
     def capture(self, call: Call, plan: CachePlan, answer: StreamReply) -> StreamReply:
         """Record the stream's events as they pass; store them in the end if the stream completed cleanly."""
@@ -154,11 +212,15 @@ class ResponseCache:
             self.failed(call, exc)
             call.extras["cache_store"] = "store_skipped"
             return False
-        call.extras["cache_store"] = "store"
-        call.extras["cache_stored_bytes"] = len(raw)
-        if self._sizes is not None:
-            await self._bound_memory(plan.key, len(raw))
+        await self.storing(call, plan, len(raw))
         return True
+
+    async def storing(self, call: Call, plan: CachePlan, size: int) -> None:
+        """Account for an entry of `size` bytes written (or, on Redis, queued) under `plan.key`."""
+        call.extras["cache_store"] = "store"
+        call.extras["cache_stored_bytes"] = size
+        if self._sizes is not None:
+            await self._bound_memory(plan.key, size)
 
     async def _bound_memory(self, key: str, size: int) -> None:
         assert self._sizes is not None
@@ -193,6 +255,31 @@ class CacheStage:
     def from_app(cls, app: web.Application) -> CacheStage:
         return cls(response_cache(app))
 
+    def prepare(self, call: Call) -> None:
+        """On Redis: queue the lookup now, so it shares a round trip with the limiter's take (pipeline.py)."""
+        if not pipelined(self.cache.store):
+            return
+        plan = self.cache.planner.plan(call)
+        if plan is not None and plan.read and not plan.bypass and self.cache.available():
+            call.extras[SENT] = self.cache.send_lookup(plan)
+
+    def abandon(self, call: Call) -> None:
+        """A queued lookup the stage never used: a lock it may have taken is let go."""
+        sent: Sent | None = call.extras.pop(SENT, None)
+        if sent is None:
+            return
+        if sent.token is None or not isinstance(sent.work, asyncio.Future):
+            forget(sent.work)
+            return
+        plan = self.cache.planner.plan(call)
+        sent.work.add_done_callback(lambda fut: self._let_go(fut, sent, plan))
+
+    def _let_go(self, fut: asyncio.Future[Any], sent: Sent, plan: CachePlan | None) -> None:
+        if fut.cancelled() or fut.exception() is not None or plan is None or sent.token is None:
+            return
+        if read_claim(fut.result(), sent.token).lead:
+            forget(finish(self.cache.store, FlightKeys(plan.key), sent.token, "none", b"", self.cache.config.outcome_ttl))
+
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         plan = self.cache.planner.plan(call)
         if plan is None:
@@ -200,9 +287,15 @@ class CacheStage:
         if plan.bypass or not self.cache.available():
             mark(call, "bypass")
             return await nxt(call)
+        got: Claim | None = None
+        sent: Sent | None = call.extras.pop(SENT, None)
         if plan.read:
             try:
-                env = await self.cache.lookup(plan)
+                if self.cache.flies(plan):  # the lookup also takes the flight's lock: one round trip
+                    got = await self.cache.claim(plan, sent=sent)
+                    env = got.env
+                else:
+                    env = await self.cache.lookup(plan, sent.work if sent is not None else None)
             except StoreError as exc:
                 self.cache.failed(call, exc)
                 mark(call, "bypass")
@@ -210,7 +303,13 @@ class CacheStage:
             if env is not None:
                 return self.cache.serve(call, env, "hit")
         mark(call, "miss")
-        answer = await nxt(call)
-        if call.cache == "coalesced" or "cache_store" in call.extras:
-            return answer  # a follower's answer, or the coalescing leader stored it already
-        return await self.cache.keep(call, plan, answer)
+        if got is not None:
+            call.extras[CLAIM] = got
+        try:
+            answer = await nxt(call)
+            if call.cache == "coalesced" or "cache_store" in call.extras:
+                return answer  # a follower's answer, or the coalescing leader stored it already
+            return await self.cache.keep(call, plan, answer)
+        finally:
+            if got is not None and got.lead and not got.taken:
+                await self.cache.release(got, plan)

@@ -26,10 +26,11 @@ from aiohttp import web
 
 from ..errors import GatewayError
 from ..pipeline import Answer, Call, Handler, Reply
-from .cache import ResponseCache, mark, response_cache
+from .cache import CLAIM, ResponseCache, mark, response_cache
 from .cache_entry import decode, encode_error
 from .cachekey import CachePlan
 from .coalesce_flight import StoreFlight, personal
+from .flight_scripts import Claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class CoalesceStage:
         self.cache = cache
         self.flight = StoreFlight(cache)
         self._flights: dict[str, asyncio.Future[Outcome]] = {}
+        cache.coalescing = cache.config.coalesce  # the cache stage's lookup now also claims the flight
 
     @classmethod
     def from_app(cls, app: web.Application) -> CoalesceStage:
@@ -75,22 +77,24 @@ class CoalesceStage:
         plan = self.cache.planner.plan(call)
         if plan is None or not self.applies(plan):
             return await nxt(call)
+        got: Claim | None = call.extras.pop(CLAIM, None)  # the cache stage's lookup claimed the flight
         while True:
             fut = self._flights.get(plan.key)
             if fut is None:
-                return await self._lead(call, plan, nxt)
+                return await self._lead(call, plan, nxt, got)
+            got = None  # followed locally; a lead claim left untaken is released by the cache stage
             outcome = await asyncio.shield(fut)
             if outcome is DIRECT:
                 return await nxt(call)
             if outcome is not ABANDON:
                 return outcome.give(call)
 
-    async def _lead(self, call: Call, plan: CachePlan, nxt: Handler) -> Answer:
+    async def _lead(self, call: Call, plan: CachePlan, nxt: Handler, got: Claim | None) -> Answer:
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._flights[plan.key] = fut
         outcome = ABANDON
         try:
-            answer = await self._call(call, plan, nxt)
+            answer = await self._call(call, plan, nxt, got)
             if isinstance(answer, Reply):  # a copy: stages outside may still decorate the leader's own
                 outcome = Outcome("answer", reply=Reply(answer.status, answer.body, answer.content_type,
                                                         dict(answer.headers)))
@@ -108,8 +112,10 @@ class CoalesceStage:
             del self._flights[plan.key]
             fut.set_result(outcome)
 
-    async def _call(self, call: Call, plan: CachePlan, nxt: Handler) -> Answer:
+    async def _call(self, call: Call, plan: CachePlan, nxt: Handler, got: Claim | None) -> Answer:
         # With the store down (the cache stage marked the call bypassed) only this process coalesces.
         if call.cache == "bypass" or not self.cache.available():
             return await nxt(call)
-        return await self.flight.run(call, plan, nxt)
+        if got is not None:
+            got.taken = True
+        return await self.flight.run(call, plan, nxt, got)

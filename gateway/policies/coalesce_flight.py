@@ -2,11 +2,16 @@
 
 Keys (all under the entry's hash tag, so one Cluster slot): the entry `K`, the lock `K:lock` (the
 leader's random token, `SET NX PX lock_ttl`), the outcome `K:outcome` (a leader's error or "not
-stored", tagged with its token, kept `outcome_ttl`) and the channel `K:done`.
+stored", tagged with its token, kept `outcome_ttl`), the waiter count `K:waiters` and the channel
+`K:done`.
 
-Leader: re-reads the entry (a leader that just finished may have filled it), calls the upstream,
-renews its lock every lock_ttl/3 while it works, then writes the entry (or the outcome), releases
-the lock (only if still its own: `cache_lock_release.lua`) and publishes on the channel.
+Claim (`flight_scripts.claim`, usually made by the cache stage's lookup itself): in one atomic
+step the entry, or the lock (lead), or the holder's token (follow, counted as a waiter).
+
+Leader: calls the upstream, renews its lock every lock_ttl/3 while it works, then in one script
+(`cache_finish.lua`) writes the entry (or the outcome), releases the lock (only if still its own)
+and publishes on the channel only when a follower registered. On Redis that script is queued
+without waiting for it: the answer is not held back by the round trip.
 
 Follower: subscribes, then re-checks the state in growing slices (so a publish sent before the
 subscription took hold costs at most one slice): the entry -> served as COALESCED; an outcome of
@@ -33,8 +38,12 @@ from ..pipeline import Answer, Call, Handler, Reply
 from ..store import StoreError
 from ..store.scripts import memory_twin
 from .cache import ResponseCache
+from ..store.ordered import in_background, pipelined
 from .cache_entry import decode, encode_error, encode_skip
 from .cachekey import CachePlan
+from .flight_scripts import Claim, FlightKeys, finish
+
+__all__ = ["FlightKeys", "StoreFlight", "Verdict", "personal"]
 
 log = logging.getLogger("gateway.coalesce")
 _FIRST_POLL = 0.05  # seconds; covers the time a subscription takes to hold
@@ -47,16 +56,6 @@ class Verdict(enum.Enum):
 
     TAKE_OVER = "take_over"  # the leader is gone without an answer: try to lead
     DIRECT = "direct"  # the leader's answer was not stored: call the upstream yourself
-
-
-class FlightKeys:
-    """The store keys of one flight, derived from the entry key."""
-
-    def __init__(self, entry: str) -> None:
-        self.entry = entry
-        self.lock = f"{entry}:lock"
-        self.outcome = f"{entry}:outcome"
-        self.channel = f"{entry}:done"
 
 
 def personal(err: BaseException, call: Call, now: float) -> bool:
@@ -76,24 +75,30 @@ class StoreFlight:
         self.clock = cache.clock
         self.config = cache.config
 
-    async def run(self, call: Call, plan: CachePlan, nxt: Handler) -> Answer:
-        """Lead or follow the flight of `plan`; the answer (or the leader's error) for this call."""
+    async def run(self, call: Call, plan: CachePlan, nxt: Handler, first: Claim | None = None) -> Answer:
+        """Lead or follow the flight of `plan`; the answer (or the leader's error) for this call.
+
+        `first`: the claim the cache stage already made for this call (its lookup was the claim).
+        """
         keys = FlightKeys(plan.key)
-        token = secrets.token_hex(12)
+        token = first.token if first is not None else secrets.token_hex(12)
+        pending = first
         while True:
             # Only our own store calls are guarded: a StoreError out of `nxt` must never cause a second call.
             try:
-                acquired = await self.store.set(keys.lock, token.encode(), ttl=self.config.lock_ttl, nx=True)
-                holder = None if acquired else await self.store.get(keys.lock)
+                got = pending if pending is not None else await self.cache.claim(plan, token)
             except StoreError as exc:
                 self.cache.failed(call, exc)
                 return await nxt(call)
-            if acquired:
+            pending = None
+            if got.env is not None:  # found while taking over: the previous leader's answer
+                return self.cache.serve(call, got.env, "coalesced")
+            if got.lead:
                 return await self._lead(call, plan, nxt, keys, token)
-            if holder is None:
+            if got.holder is None:
                 continue  # released between our two reads: try again
             try:
-                result = await self._follow(call, plan, keys, holder)
+                result = await self._follow(call, plan, keys, got.holder)
             except StoreError as exc:
                 self.cache.failed(call, exc)
                 return await nxt(call)
@@ -104,14 +109,7 @@ class StoreFlight:
 
     # --- leading -----------------------------------------------------------------------------------
     async def _lead(self, call: Call, plan: CachePlan, nxt: Handler, keys: FlightKeys, token: str) -> Answer:
-        try:
-            env = await self.cache.lookup(plan)
-        except StoreError as exc:
-            self.cache.failed(call, exc)
-            env = None
-        if env is not None:
-            await self._finish(call, keys, token, None)
-            return self.cache.serve(call, env, "coalesced")
+        # No re-check of the entry: the claim that made us leader found none, atomically with the lock.
         beat = asyncio.get_running_loop().create_task(self._renew(keys, token))
         try:
             answer = await nxt(call)
@@ -129,8 +127,11 @@ class StoreFlight:
             await _shielded(self._finish(call, keys, token, None))
             raise
         beat.cancel()
-        stored = isinstance(answer, Reply) and await self.cache.store_reply(call, plan, answer)
-        await self._finish(call, keys, token, None if stored else encode_skip(token))
+        entry = self.cache.entry_for(call, plan, answer) if isinstance(answer, Reply) else None
+        if entry is None:
+            await self._finish(call, keys, token, encode_skip(token))
+        else:
+            await self._finish(call, keys, token, None, entry=(plan, entry))
         return answer
 
     def _error(self, err: GatewayError, token: str) -> bytes:
@@ -146,15 +147,39 @@ class StoreFlight:
             except StoreError:
                 continue  # the lock may lapse; a follower then takes over, which is only a duplicate call
 
-    async def _finish(self, call: Call, keys: FlightKeys, token: str, outcome: bytes | None) -> None:
-        """Outcome (if any) first, then the lock, then the notification: followers rely on that order."""
+    async def _finish(self, call: Call, keys: FlightKeys, token: str, outcome: bytes | None,
+                      entry: tuple[CachePlan, bytes] | None = None) -> None:
+        """Entry or outcome first, then the lock, then the notification (followers rely on that order).
+
+        One script; on Redis it is queued and the answer goes out without waiting for it.
+        """
+        if entry is not None:
+            work = finish(self.store, keys, token, "entry", entry[1], entry[0].ttl)
+        elif outcome is not None:
+            work = finish(self.store, keys, token, "outcome", outcome, self.config.outcome_ttl)
+        else:
+            work = finish(self.store, keys, token, "none", b"", self.config.outcome_ttl)
+        if pipelined(self.store):
+            if entry is not None:
+                await self.cache.storing(call, entry[0], len(entry[1]))
+
+            def failed(exc: StoreError) -> None:
+                if entry is not None:
+                    call.extras["cache_store"] = "store_skipped"
+                    call.extras.pop("cache_stored_bytes", None)
+                self.cache.failed(call, exc)
+
+            await in_background(work, failed)
+            return
         try:
-            if outcome is not None:
-                await self.store.set(keys.outcome, outcome, ttl=self.config.outcome_ttl)
-            await self.store.run_script("cache_lock_release", [keys.lock], [token])
-            await self.store.publish(keys.channel, b"done")
+            await work
         except StoreError as exc:
+            if entry is not None:
+                call.extras["cache_store"] = "store_skipped"
             self.cache.failed(call, exc)
+            return
+        if entry is not None:
+            await self.cache.storing(call, entry[0], len(entry[1]))
 
     # --- following ---------------------------------------------------------------------------------
     async def _follow(self, call: Call, plan: CachePlan, keys: FlightKeys, holder: bytes) -> Answer | Verdict:

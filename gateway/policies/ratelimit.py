@@ -1,10 +1,12 @@
 """The [ratelimit] stage: token buckets per tenant, (tenant, model) and model; requests and tokens.
 
 For each call: plan its buckets (`limits.py`), pay them all or none in one script call per hash
-tag (`buckets.py`), answer 429 `RateLimited` with the exact wait when a bucket is empty, and put
+tag (`buckets.py`; on Redis both calls travel in one round trip), answer 429 `RateLimited` with the exact wait when a bucket is empty, and put
 `x-ratelimit-*` headers on every answer. Token buckets are charged an estimate up front and
 settled with the real count afterwards (`tokens.py`): right after a complete answer, or when a
-stream ends; a call that fails upstream gives its whole token reservation back.
+stream ends; a call that fails upstream gives its whole token reservation back. On Redis the
+settlement is queued without waiting for its answer: it costs the response no round trip, and
+the command queue still runs it before any later command of this process.
 
 Time: with the real clock the script reads Redis `TIME` (one clock for every replica); an
 injected clock (tests, simulations) is passed to the script instead, so fake time rules there.
@@ -17,16 +19,34 @@ Retry-After. Never a silent per-process fallback. Decisions are recorded for met
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
 
 from ..clock import Clock, SystemClock
 from ..config import Settings
 from ..errors import GatewayError, RateLimited, StoreUnavailable
 from ..pipeline import Answer, Call, Handler, StreamReply
 from ..store.base import Store, StoreError
-from .buckets import Bucket, Decision, StoreGuard, decide
+from ..store.ordered import forget, in_background, pipelined
+from .buckets import Bucket, Decision, StoreGuard, decide, parse_reply, send_decision
 from .limits import Limit, LimitPlan, LimitPlanner, denied_scopes, rate_headers
 from .tokens import StreamMeter, estimate, metered, prompt_tokens, reply_tokens
+
+
+TAKEN = "_ratelimit_taken"  # call.extras: the take `prepare` queued before the pipeline ran
+_FREE = Decision(True, 0.0, ())  # an empty group pays nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A take queued ahead of the stage: the plan and each group's pending decision (None: empty group)."""
+
+    plan: LimitPlan
+    tenant: Awaitable[Any] | None
+    model: Awaitable[Any] | None
 
 
 class RateLimitStage:
@@ -40,13 +60,55 @@ class RateLimitStage:
         self.guard = StoreGuard(self.cfg.store_timeout, "rate limiter")
         self._server_time = isinstance(clock, SystemClock)
 
+    def prepare(self, call: Call) -> None:
+        """On Redis: queue the take now, in the same round trip as the cache lookup (pipeline.py).
+
+        A call that never reaches this stage (a cache hit, a coalesced follower) gets it back in `abandon`.
+        """
+        if not self.cfg.enabled or not pipelined(self.store):
+            return
+        plan = self.planner.plan(call, lambda c: estimate(c, self.cfg.completion_estimate))
+        if plan is not None:
+            call.extras[TAKEN] = Taken(plan, self._send(plan.tenant_group), self._send(plan.model_group))
+
+    def abandon(self, call: Call) -> None:
+        """Refund what `prepare` took for a call that never got here (queued, nobody waits for it)."""
+        taken: Taken | None = call.extras.pop(TAKEN, None)
+        if taken is None:
+            return
+        for group, sent in ((taken.plan.tenant_group, taken.tenant), (taken.plan.model_group, taken.model)):
+            if isinstance(sent, asyncio.Future):
+                sent.add_done_callback(lambda fut, g=group: self._refund_if_paid(fut, g))  # type: ignore[misc]
+            elif sent is not None:
+                forget(sent)
+
+    def _refund_if_paid(self, fut: asyncio.Future[Any], group: list[Limit]) -> None:
+        if fut.cancelled() or fut.exception() is not None or not parse_reply(fut.result()).allowed:
+            return
+        back = [Bucket(lim.bucket.key, lim.bucket.rate, lim.bucket.capacity, -lim.bucket.cost) for lim in group]
+        forget(send_decision(self.store, back, mode="force", now=self._now()))
+
+    def _send(self, group: list[Limit]) -> Awaitable[Any] | None:
+        return send_decision(self.store, [lim.bucket for lim in group], now=self._now()) if group else None
+
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         if not self.cfg.enabled:
             return await nxt(call)
+        taken: Taken | None = call.extras.pop(TAKEN, None)
+        if taken is not None:
+            reserved = await self._admit_together(call, taken.plan, taken.tenant, taken.model)
+            return await self._go(call, taken.plan, reserved, nxt)
         plan = self.planner.plan(call, lambda c: estimate(c, self.cfg.completion_estimate))
         if plan is None:
             return await nxt(call)
-        reserved = await self._admit(call, plan)
+        if plan.model_group and pipelined(self.store):
+            reserved = await self._admit_together(call, plan, self._send(plan.tenant_group),
+                                                  self._send(plan.model_group))
+        else:
+            reserved = await self._admit(call, plan)
+        return await self._go(call, plan, reserved, nxt)
+
+    async def _go(self, call: Call, plan: LimitPlan, reserved: bool, nxt: Handler) -> Answer:
         if not reserved or not plan.estimate:
             return await nxt(call)
         return await self._settling(call, plan, nxt)
@@ -72,13 +134,54 @@ class RateLimitStage:
             if not second.allowed:
                 await self._refund(plan.tenant_group)  # all-or-nothing across the two hash tags
                 self._deny(call, plan, plan.model_group, second)
+        self._admitted(call, plan, first, second)
+        return True
+
+    async def _admit_together(self, call: Call, plan: LimitPlan, first_sent: Awaitable[Any] | None,
+                              second_sent: Awaitable[Any] | None) -> bool:
+        """Both groups sent at once (one round trip); all-or-nothing by refunding the group that paid."""
+        try:
+            first = parse_reply(await self.guard.run(first_sent)) if first_sent is not None else _FREE
+        except StoreError:
+            paid = await self._answer_of(second_sent)
+            if paid is not None and paid.allowed:
+                await self._refund(plan.model_group)
+            self._store_failed(call, plan.limits)
+            return False
+        try:
+            second = parse_reply(await self.guard.run(second_sent)) if second_sent is not None else _FREE
+        except StoreError:
+            if not first.allowed:
+                self._deny(call, plan, plan.tenant_group, first)
+            if self.cfg.on_store_error == "fail_closed":
+                await self._refund(plan.tenant_group)
+            self._store_failed(call, plan.model_group)
+            second = Decision(True, 0.0, ())
+        if not first.allowed:
+            if second.allowed and second.remaining:
+                await self._refund(plan.model_group)
+            self._deny(call, plan, plan.tenant_group, first)
+        if not second.allowed:
+            await self._refund(plan.tenant_group)
+            self._deny(call, plan, plan.model_group, second)
+        self._admitted(call, plan, first, second)
+        return True
+
+    async def _answer_of(self, sent: Awaitable[object] | None) -> Decision | None:
+        if sent is None:
+            return None
+        try:
+            return parse_reply(await self.guard.run(sent))
+        except StoreError:
+            return None
+
+    def _admitted(self, call: Call, plan: LimitPlan, first: Decision, second: Decision) -> None:
         outcomes = call.extras.setdefault("ratelimit", [])
         outcomes.extend((lim.scope, "allowed") for lim in plan.tenant_group)
         if second.remaining:
             outcomes.extend((lim.scope, "allowed") for lim in plan.model_group)
         pairs = list(zip(plan.tenant_group, first.remaining)) + list(zip(plan.model_group, second.remaining))
         call.reply_headers.update(rate_headers(pairs))
-        return True
 
     async def _take(self, limits: list[Limit]) -> Decision:
         return await self.guard.run(decide(self.store, [lim.bucket for lim in limits], now=self._now()))
@@ -137,6 +240,14 @@ class RateLimitStage:
         delta = [Bucket(lim.bucket.key, lim.bucket.rate, lim.bucket.capacity, used - lim.bucket.cost)
                  for lim in limits if used != lim.bucket.cost]
         if not delta:
+            return
+        if pipelined(self.store):  # after the answer, off its path; still ahead of this process's next take
+            def failed(exc: StoreError) -> None:
+                call.extras["ratelimit_settle_error"] = True
+                self.guard.failed(exc)
+
+            sent = send_decision(self.store, delta, mode="force", now=self._now())
+            await in_background(sent, failed, lambda _: self.guard.answered())
             return
         try:
             await self.guard.run(decide(self.store, delta, mode="force", now=self._now()))

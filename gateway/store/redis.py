@@ -1,6 +1,8 @@
 """The Redis store: shared by every replica. The one place redis exceptions become `StoreError`.
 
-Scripts are registered once (`register_script`, EVALSHA with automatic reload). Notifications use
+Commands are pipelined automatically and run in the order they were issued (`pipelining.py`):
+`send_script` / `send_set` queue a command without waiting, for work done after the response.
+Scripts run as EVALSHA (loaded again on NOSCRIPT). Notifications use
 one pub/sub connection per process with a single reader task that wakes local waiters; a lost
 connection is re-established on the next wait, so Redis coming back needs no restart.
 """
@@ -8,16 +10,19 @@ connection is re-established on the next wait, so Redis coming back needs no res
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from .base import StoreError
+from .ordered import forget
+from .pipelining import CommandQueue
 from .scripts import lua_source
 
 log = logging.getLogger("gateway.store")
@@ -27,11 +32,14 @@ class RedisStore:
     """Store protocol on a Redis server."""
 
     kind = "redis"
+    pipelined = True  # send_script / send_set exist: queued in order, answered later (see ordered.py)
 
     def __init__(self, client: aioredis.Redis, *, timeout: float = 0.25) -> None:
         self.client = client
         self.timeout = timeout
-        self._scripts: dict[str, AsyncScript] = {}
+        # Commands go through one FIFO pipeline (pipelining.py); pub/sub has its own connection.
+        self.queue = CommandQueue(client, timeout * 4)
+        self._shas: dict[str, str] = {}
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -45,35 +53,51 @@ class RedisStore:
         return cls(client, timeout=timeout)
 
     async def _do(self, coro: Any) -> Any:
+        """A direct call outside the command queue (pub/sub); bounded without spawning a task."""
         try:
-            return await asyncio.wait_for(coro, self.timeout * 4)
+            async with asyncio.timeout(self.timeout * 4):
+                return await coro
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreError(f"redis: {type(exc).__name__}") from exc
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._do(self.client.get(key))
-        return bytes(value) if value is not None else None
+        return await self.queue.submit("GET", key)  # type: ignore[no-any-return]  # bytes (no decoding)
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None, nx: bool = False) -> bool:
-        px = max(1, int(ttl * 1000)) if ttl is not None else None
-        return bool(await self._do(self.client.set(key, value, px=px, nx=nx)))
+        return bool(await self.queue.submit(*_set_args(key, value, ttl, nx)))
 
     async def delete(self, *keys: str) -> None:
         if keys:
-            await self._do(self.client.delete(*keys))
+            await self.queue.submit("DEL", *keys)
 
     async def ttl(self, key: str) -> float | None:
-        ms = await self._do(self.client.pttl(key))
+        ms = await self.queue.submit("PTTL", key)
         return None if ms is None or ms < 0 else ms / 1000.0
 
     async def run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self.client.register_script(lua_source(name))
-        return await self._do(script(keys=keys, args=args))
+        return await self.send_script(name, keys, args)
+
+    def send_script(self, name: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """Queue the script now, in order; await the future for its answer, or leave it (fire and forget)."""
+        sha = self._shas.get(name)
+        if sha is None:
+            source = lua_source(name)
+            sha = self._shas[name] = hashlib.sha1(source.encode()).hexdigest()
+            # Loaded ahead of its first EVALSHA, in the same batch: a NOSCRIPT (only after the server
+            # lost its scripts) is the one case a command runs after one queued behind it.
+            forget(self.queue.submit("SCRIPT", "LOAD", source))
+        return self.queue.submit("EVALSHA", sha, len(keys), *keys, *args, script=partial(lua_source, name))
+
+    def send_get(self, key: str) -> asyncio.Future[Any]:
+        """`get`, queued now; the future answers the value (bytes) or None."""
+        return self.queue.submit("GET", key)
+
+    def send_set(self, key: str, value: bytes, *, ttl: float | None = None, nx: bool = False) -> asyncio.Future[Any]:
+        """`set`, queued now; the future answers whether it was stored."""
+        return self.queue.submit(*_set_args(key, value, ttl, nx))
 
     async def publish(self, channel: str, message: bytes) -> None:
-        await self._do(self.client.publish(channel, message))
+        await self.queue.submit("PUBLISH", channel, message)
 
     async def wait_for(self, channel: str, timeout: float) -> bytes | None:
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -132,7 +156,7 @@ class RedisStore:
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._do(self.client.ping()))
+            return bool(await self.queue.submit("PING"))
         except StoreError:
             return False
 
@@ -143,4 +167,12 @@ class RedisStore:
                 await self._reader
             except (asyncio.CancelledError, Exception):
                 pass
+        await self.queue.drain()  # what was sent after a response (settlements, cache writes) still lands
         await self.client.aclose()
+
+
+def _set_args(key: str, value: bytes, ttl: float | None, nx: bool) -> tuple[Any, ...]:
+    args: tuple[Any, ...] = ("SET", key, value)
+    if ttl is not None:
+        args += ("PX", max(1, int(ttl * 1000)))
+    return args + ("NX",) if nx else args

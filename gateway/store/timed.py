@@ -11,6 +11,7 @@ Invariants: behaviour is the inner store's, unchanged (same results, same `Store
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..clock import Clock
@@ -24,6 +25,7 @@ class TimedStore:
     def __init__(self, inner: Store, metrics: Metrics, clock: Clock) -> None:
         self.inner = inner
         self.kind = inner.kind
+        self.pipelined = bool(getattr(inner, "pipelined", False))
         self._m = metrics
         self._clock = clock
 
@@ -53,6 +55,26 @@ class TimedStore:
 
     async def run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._timed(name, self.inner.run_script(name, keys, args))
+
+    def send_script(self, name: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        return self._sent(name, self.inner.send_script(name, keys, args))  # type: ignore[attr-defined]
+
+    def send_get(self, key: str) -> asyncio.Future[Any]:
+        return self._sent("get", self.inner.send_get(key))  # type: ignore[attr-defined]
+
+    def send_set(self, key: str, value: bytes, *, ttl: float | None = None, nx: bool = False) -> asyncio.Future[Any]:
+        return self._sent("set", self.inner.send_set(key, value, ttl=ttl, nx=nx))  # type: ignore[attr-defined]
+
+    def _sent(self, op: str, fut: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """Time a queued command from now until its answer, without waiting for it."""
+        start = self._clock.monotonic()
+
+        def done(f: asyncio.Future[Any]) -> None:
+            ok = not f.cancelled() and f.exception() is None
+            self._m.redis_op(op, self._clock.monotonic() - start, ok=ok)
+
+        fut.add_done_callback(done)
+        return fut
 
     async def publish(self, channel: str, message: bytes) -> None:
         await self._timed("publish", self.inner.publish(channel, message))

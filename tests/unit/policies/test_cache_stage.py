@@ -243,6 +243,12 @@ class FlakyStore(MemoryStore):
             raise StoreError("redis: ConnectionError")
         return await super().set(key, value, ttl=ttl, nx=nx)
 
+    async def run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        self.ops += 1
+        if self.down:
+            raise StoreError("redis: ConnectionError")
+        return await super().run_script(name, keys, args)
+
 
 async def test_store_down_bypasses_the_cache_serves_requests_and_recovers_after_the_cooldown() -> None:
     clock = FakeClock()

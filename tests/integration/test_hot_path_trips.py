@@ -1,0 +1,114 @@
+"""Redis round trips on the hot path (issue 7): one before the upstream, none after it on the answer's path.
+
+The full chain (API key, tenant and model rate limits with tokens, cache with coalescing) on a
+Redis store, counting the store's pipelined batches (`RedisStore.queue.batches`: one batch is one
+write and one read on the Redis connection, i.e. one round trip). Runs on fakeredis and a real Redis.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.keys import STORE
+from gateway.pipeline import Answer, Call, Reply
+from gateway.store.redis import RedisStore
+from gateway.upstream.fake import FakeUpstream
+from tests.unit.policies.rl_support import A, chat, settings
+
+_n = itertools.count()
+
+
+class CountingUpstream(FakeUpstream):
+    """Answers with usage, and notes how many store batches had been sent when each call arrived."""
+
+    def __init__(self, store: RedisStore) -> None:
+        super().__init__("hf", default=self._answer)
+        self.store = store
+        self.batches_at_call: list[int] = []
+
+    def _answer(self, call: Call, model: str) -> Answer:
+        self.batches_at_call.append(self.store.queue.batches)
+        call.tokens_in, call.tokens_out = 12, 30
+        return Reply(200, orjson.dumps({"id": next(_n), "usage": {"prompt_tokens": 12, "completion_tokens": 30}}))
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def redis_at(request: pytest.FixtureRequest) -> str | None:
+    """None for fakeredis; the real Redis URL (skipped locally, failing in CI, when unreachable)."""
+    if request.param == "fakeredis":
+        return None
+    request.getfixturevalue("real_redis")  # deletes this test's keys afterwards
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+async def store(redis_at: str | None) -> AsyncIterator[RedisStore]:
+    made = RedisStore(fakeredis.FakeAsyncRedis(), timeout=1.0) if redis_at is None else RedisStore.from_url(
+        redis_at, timeout=1.0)
+    yield made
+    await made.close()
+
+
+def _full_chain(prefix: str) -> Any:
+    tenants = {"team-a": {"limits": {"requests": "100000/minute", "tokens": "100000/hour"}}}
+    models = [{"name": "*", "limits": {"requests": "100000/minute"}, "cache": {"enabled": True}}]
+    return settings(tenants, models=models, redis_prefix=prefix, ratelimit={"store_timeout": 1.0},
+                    cache={"enabled": True, "coalesce": True})
+
+
+async def _client(store: RedisStore, prefix: str) -> tuple[TestClient, CountingUpstream]:
+    up = CountingUpstream(store)
+    client = TestClient(TestServer(create_app(_full_chain(prefix), store=store, upstreams={"hf": up})))
+    await client.start_server()
+    return client, up
+
+
+async def _settled(store: RedisStore) -> int:
+    await store.queue.drain()
+    return store.queue.batches
+
+
+async def test_a_miss_costs_one_round_trip_before_the_upstream_and_none_on_the_answers_path(
+    store: RedisStore, key_prefix: str,
+) -> None:
+    client, up = await _client(store, key_prefix)
+    try:
+        body: Callable[[str], dict[str, Any]] = lambda text: chat(text=text, temperature=0, max_tokens=50)
+        await client.post("/v1/chat/completions", json=body("warm-up"), headers=A)  # loads the scripts
+        for i in range(3):
+            before = await _settled(store)
+            r = await client.post("/v1/chat/completions", json=body(f"unique {i}"), headers=A)
+            assert r.status == 200 and r.headers["X-Cache"] == "MISS"
+            assert "x-ratelimit-remaining-tokens" in r.headers
+            assert up.batches_at_call[-1] - before == 1  # cache lookup-or-lock + both limit groups: one trip
+            after = await _settled(store)
+            assert after - before == 2  # + one queued after the answer: cache write, lock release, settlement
+        again = await client.post("/v1/chat/completions", json=body("unique 2"), headers=A)
+        assert again.headers["X-Cache"] == "HIT" and len(up.batches_at_call) == 4  # this process reads its writes
+    finally:
+        await client.close()
+
+
+async def test_the_settlement_sent_after_the_answer_is_seen_by_the_next_request(
+    store: RedisStore, key_prefix: str,
+) -> None:
+    client, _ = await _client(store, key_prefix)
+    try:
+        first = await client.post("/v1/chat/completions", json=chat(text="one", max_tokens=500), headers=A)
+        second = await client.post("/v1/chat/completions", json=chat(text="two", max_tokens=500), headers=A)
+        left_1 = int(first.headers["x-ratelimit-remaining-tokens"])
+        left_2 = int(second.headers["x-ratelimit-remaining-tokens"])
+        # The first call reserved ~500 tokens and settled to the 42 it used, after its answer went out;
+        # the second's take already sees that settlement (else the two would differ by ~500).
+        assert 100_000 - left_1 > 500
+        assert 30 < left_1 - left_2 < 60
+    finally:
+        await client.close()
