@@ -35,6 +35,7 @@ log = logging.getLogger("gateway.upstream")
 
 # Response headers worth giving back to the client.
 _RELAY_PREFIXES = ("x-ratelimit-", "ratelimit", "x-inference-provider", "x-compute-")
+_CREDENTIAL_STATUSES = frozenset({401, 402, 403})  # the upstream refuses the gateway's token (or its account)
 _TGI_ERROR_STATUS = {"validation": 422, "overloaded": 429, "generation": 424, "template": 422, "tool_error": 422}
 
 
@@ -113,15 +114,18 @@ class HttpUpstream:
         headers["Accept"] = plan.accept or ("text/event-stream" if plan.stream else "*/*")
         return headers
 
-    async def _status_error(self, resp: aiohttp.ClientResponse) -> UpstreamStatusError:
+    async def _status_error(self, resp: aiohttp.ClientResponse) -> UpstreamError:
         try:
             body = await resp.content.read(64 * 1024)
         except (aiohttp.ClientError, asyncio.TimeoutError):
             body = b""
         resp.release()
         headers = {k.lower(): v for k, v in resp.headers.items()}
-        return status_error(resp.status, headers, body, now=self._clock.time(), upstream=self.name,
-                            retry_after_cap=self._retry_after_cap)
+        err = status_error(resp.status, headers, body, now=self._clock.time(), upstream=self.name,
+                           retry_after_cap=self._retry_after_cap)
+        if resp.status in _CREDENTIAL_STATUSES:
+            return _credentials_refused(err, self.name)
+        return err
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         cap = self.config.max_response_bytes
@@ -186,6 +190,17 @@ class HttpUpstream:
         # `resp.close` as a hook too: if the relay never starts iterating (the client left while the
         # headers were being written), `_rest`'s own `finally` never runs and would not free the upstream.
         return StreamReply(first=first, rest=_rest(events, resp, plan.sse), headers=relayed, on_close=[resp.close])
+
+
+def _credentials_refused(err: UpstreamStatusError, upstream: str) -> UpstreamError:
+    """An upstream 401/402/403 refuses the gateway's own credential, not the client's key: relayed as
+    is, the client would read it as "your key is wrong" (the openai SDK raises AuthenticationError)
+    and nothing it can do would help. So: a 502 naming the upstream, never retried (a plain
+    `UpstreamError`, not a status error, so no stage mistakes it for a retryable 502)."""
+    out = UpstreamError(f"upstream {upstream} refused the gateway's credentials ({err.status}): {err.message}")
+    out.code = "upstream_credentials_refused"
+    out.retryable = False
+    return out
 
 
 def _check_first_event(first: bytes, upstream: str) -> None:

@@ -221,10 +221,17 @@ class Rig:
 async def rig(tally: Tally, settings_for: Callable[[str], Settings] = fault_settings, sim_config: Any = None,
               **app_kwargs: Any) -> AsyncIterator[Rig]:
     """A started Rig (simulator built from `sim_config`, a `SimConfig`); closed (servers, client) on exit."""
-    os.environ.setdefault("HF_TOKEN", UPSTREAM_TOKEN)
     r = Rig(tally)
+    saved = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = UPSTREAM_TOKEN  # read once, while the settings are built
     try:
-        await r.start(settings_for, sim_config, **app_kwargs)
+        try:
+            await r.start(settings_for, sim_config, **app_kwargs)
+        finally:
+            if saved is None:  # leave the environment as we found it for other suites
+                os.environ.pop("HF_TOKEN", None)
+            else:
+                os.environ["HF_TOKEN"] = saved
         yield r
     finally:
         await r.close()
