@@ -53,7 +53,7 @@ class InFlight:
         if self.global_cap is not None and self.total >= self.global_cap:
             raise Overloaded("the gateway is at its in-flight request limit; retry shortly", retry_after=RETRY_AFTER)
         cap = self.tenant_caps.get(tenant) if tenant is not None else None
-        if cap is not None and self.by_tenant.get(tenant, 0) >= cap:  # type: ignore[arg-type]
+        if tenant is not None and cap is not None and self.by_tenant.get(tenant, 0) >= cap:
             raise Overloaded(f"tenant {tenant!r} is at its in-flight request limit ({cap}); retry shortly",
                              retry_after=RETRY_AFTER)
         self.total += 1
