@@ -1,7 +1,7 @@
 """Misbehaving upstreams: every fault gives the client one clear answer in its dialect, in time,
 and leaves nothing behind (no task, no upstream connection in use, nothing in flight upstream).
 
-Semantics these tests pin down (docs/security.md and README "Errors"):
+Semantics these tests pin down (README "Security" and "Errors"):
 - a failure before the first byte reaches the client is an HTTP error: 502 for refused, reset,
   truncated, garbage or oversized answers, 504 when the upstream is too slow;
 - after the first event of a stream has gone out, a failure ends the stream with one in-band
