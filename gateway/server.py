@@ -55,7 +55,7 @@ def _run_one(settings: Settings, sock: socket.socket | None = None, metrics_dir:
     _install_uvloop()
     app = create_app(settings, metrics_dir=metrics_dir)
     app.on_shutdown.append(_drain_notice)
-    if not settings.keys:
+    if not settings.keys and not settings.ratelimit.keys_in_store:
         log.warning("no API keys configured: the gateway is open to anyone who can reach %s:%s",
                     settings.host, settings.port)
     web.run_app(
