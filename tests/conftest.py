@@ -1,36 +1,23 @@
-"""Shared fixtures: a real Redis (fail in CI when unreachable), fakeredis, per-test key prefixes."""
+"""Shared fixtures: a real Redis (fail in CI when unreachable), per-test key prefixes, a private
+throw-away `redis-server`, and real gateway processes (their code lives in `tests/support/`)."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-async def _reachable(url: str) -> bool:
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(await client.ping())
-    except Exception:
-        return False
-    finally:
-        await client.aclose()
+from tests.support.processes import Processes
+from tests.support.redis_server import PrivateRedis, running_private_redis, shared_redis_url
 
 
 @pytest.fixture
 async def redis_url() -> str:
     """The real Redis URL; skips locally and FAILS in CI when Redis cannot be reached."""
-    if not await _reachable(REDIS_URL):
-        if IN_CI:
-            pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}")
-    return REDIS_URL
+    return await shared_redis_url()
 
 
 @pytest.fixture
@@ -47,3 +34,18 @@ async def real_redis(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.
     async for k in client.scan_iter(match=f"{key_prefix}*", count=500):
         await client.delete(k)
     await client.aclose()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A started private redis-server on a free port (never the shared one), killed afterwards;
+    FAILS in CI when redis-server is missing, skips locally."""
+    with running_private_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Real processes started by this test (logs in tmp_path), stopped by their own pids afterwards."""
+    with Processes(tmp_path) as procs:
+        yield procs

@@ -19,7 +19,7 @@ from gateway.policies.buckets import Bucket, decide
 from gateway.store.base import Store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from tests.conftest import IN_CI, REDIS_URL, _reachable
+from tests.support.redis_server import shared_redis_url
 
 T0 = 1_700_000_000.0
 
@@ -32,21 +32,12 @@ async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterato
     if request.param == "fakeredis":
         s = RedisStore(fakeredis.FakeAsyncRedis(), timeout=1.0)
     else:
-        s = RedisStore.from_url(await _real_redis_url(), timeout=1.0)
+        s = RedisStore.from_url(await shared_redis_url(), timeout=1.0)
     yield s
     if request.param == "redis":
         async for k in s.client.scan_iter(match=f"{key_prefix}*", count=500):
             await s.client.delete(k)
     await s.close()
-
-
-async def _real_redis_url() -> str:
-    """The real Redis, with the suite's rules: skip locally, FAIL in CI when it is unreachable."""
-    if not await _reachable(REDIS_URL):
-        if IN_CI:
-            pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}")
-    return REDIS_URL
 
 
 def b(prefix: str, name: str, rate: float, cap: float, cost: float = 1.0, max_wait: float = 0.0) -> Bucket:

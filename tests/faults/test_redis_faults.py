@@ -23,8 +23,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.config import Settings
+from tests.support.redis_server import PrivateRedis
 
-from .private_redis import PrivateRedis, private_redis  # noqa: F401 (fixture)
 from .rig import Rig, Tally, fault_settings, rig
 
 WORKERS = 8
@@ -124,7 +124,7 @@ async def _cache_keys(url: str) -> int:
 
 
 @pytest.mark.parametrize("mode", ["fail_open", "fail_closed"])
-async def test_redis_killed_and_restarted_under_load(tally: Tally, private_redis: PrivateRedis,  # noqa: F811
+async def test_redis_killed_and_restarted_under_load(tally: Tally, private_redis: PrivateRedis,
                                                      mode: str) -> None:
     async with rig(tally, _settings(private_redis.url, mode)) as r:
         load = Load(r)
@@ -151,7 +151,7 @@ async def test_redis_killed_and_restarted_under_load(tally: Tally, private_redis
         await r.settled(allow=[READER])
 
 
-async def test_redis_made_slow_under_load(tally: Tally, private_redis: PrivateRedis) -> None:  # noqa: F811
+async def test_redis_made_slow_under_load(tally: Tally, private_redis: PrivateRedis) -> None:
     """`DEBUG SLEEP` freezes Redis for 1.5 s: requests do not wait for it, nothing fails, it recovers."""
     async with rig(tally, _settings(private_redis.url, "fail_open")) as r:
         load = Load(r)

@@ -8,12 +8,7 @@ Real time and real sockets (the outage is real), kept to a few seconds and a bou
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -23,62 +18,13 @@ from gateway.app import create_app
 from gateway.auth import hash_key
 from gateway.config import load_settings
 from gateway.upstream.fake import FakeUpstream
+from tests.support.redis_server import PrivateRedis
 
 from .rig import Tally
 
 KEY = "gwk_fake_test_key_faults"
 LIMIT = 20
 MAX_REQUESTS = 4000  # per phase, whatever the speed of the machine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A throw-away redis-server the test may kill and start again on the same port."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary, self.port = binary, _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise AssertionError("the private redis-server did not start") from None
-                time.sleep(0.01)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("redis-server is required in CI for the Redis fault tests")
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(binary)
-    server.start()
-    yield server
-    server.kill()
 
 
 @dataclass(frozen=True)

@@ -1,79 +1,19 @@
 """Redis dies under a running gateway: the cache is bypassed, requests are still served, and it comes back.
 
-A private `redis-server` on a free port (never the shared one), killed and restarted by the test.
+A private `redis-server` on a free port (never the shared one; the `private_redis` fixture),
+killed and restarted by the test.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
-
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import load_settings
+from tests.support.redis_server import PrivateRedis
 from tests.unit.policies.cachekit import EMBED, GatedUpstream
 
 BODY = {"model": EMBED, "input": "hello"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A throw-away redis-server (no persistence) that the test may kill and start again."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise AssertionError("private redis-server did not start") from None
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("redis-server is required in CI")
-        pytest.skip("redis-server not installed")
-    server = PrivateRedis(binary)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 async def test_redis_down_bypasses_the_cache_and_requests_are_still_served(private_redis: PrivateRedis) -> None:

@@ -39,7 +39,7 @@ from gateway.config import load_settings
 from gateway.logs import configure_logging
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import SimConfig
-from tests.conftest import IN_CI, REDIS_URL, _reachable
+from tests.support.redis_server import IN_CI, shared_redis_url
 from tests.unit.test_dashboards import DASHBOARDS, load, metric_names, queries
 
 KEY = "gw_fake_traffic_key_0123456789"
@@ -195,11 +195,7 @@ async def _delete_keys(url: str, prefix: str) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def redis_url_module() -> str:
     """The real Redis (skipped locally, a failure in CI, when it is unreachable)."""
-    if not await _reachable(REDIS_URL):
-        if IN_CI:
-            pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis not reachable at {REDIS_URL}")
-    return REDIS_URL
+    return await shared_redis_url()
 
 
 # -- what every request leaves behind ----------------------------------------------------------

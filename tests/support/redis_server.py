@@ -1,0 +1,103 @@
+"""Redis for tests: the shared server on 6379 and private throw-away `redis-server`s.
+
+Invariants:
+- The CI rule lives here once: a test that needs Redis (or the `redis-server` binary) and cannot
+  have it is skipped locally and FAILS when CI=true (`unavailable`).
+- A `PrivateRedis` never touches the shared server: it runs its own process on a free port, without
+  persistence (a restart comes back empty, as a crashed cache node would), with `DEBUG` enabled on
+  that private server only (Redis >= 7) so a test may put it to sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import pytest
+import redis.asyncio as aioredis
+
+from .processes import free_port
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Stop the test for a missing dependency: a failure in CI, a skip locally."""
+    if IN_CI:
+        pytest.fail(f"{reason} (required in CI)")
+    pytest.skip(reason)
+
+
+async def reachable(url: str) -> bool:
+    """True when a Redis answers PING at `url` within half a second."""
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(await client.ping())
+    except Exception:  # any failure to answer means "not usable here"
+        return False
+    finally:
+        await client.aclose()
+
+
+async def shared_redis_url() -> str:
+    """The shared Redis URL once it answers; otherwise skip (locally) or fail (CI)."""
+    if not await reachable(REDIS_URL):
+        unavailable(f"Redis is not reachable at {REDIS_URL}")
+    return REDIS_URL
+
+
+class PrivateRedis:
+    """One redis-server process; `kill()` then `start()` again keeps the same port."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--enable-debug-command", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not self.accepting():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError("the private redis-server did not start")
+            time.sleep(0.01)
+
+    def accepting(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@contextmanager
+def running_private_redis() -> Iterator[PrivateRedis]:
+    """A started PrivateRedis, killed on exit (the `private_redis` fixture's body)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed")
+    server = PrivateRedis(binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.kill()
