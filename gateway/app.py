@@ -63,8 +63,15 @@ def build_stages(app: web.Application) -> Sequence[Stage]:
     # [retry]      backoff with full jitter, Retry-After honoured, inside the deadline (issue 3)
     stages.append(RetryStage.from_app(app))
     # [shaping]    paces each attempt to the upstream's declared budget (issue 4)
-    stages.append(ShapingStage(app[SETTINGS], app[STORE], app[CLOCK]))
-    return stages
+    stages.append(ShapingStage(app[SETTINGS], app[STORE], app[CLOCK], app[UPSTREAMS]))
+    # A stage inert for this configuration (`active` false: no limit, no budget, cache off) costs a
+    # coroutine per request for nothing: it is left off the road (issue 7).
+    return [s for s in stages if _active(s)]
+
+
+def _active(stage: Stage) -> bool:
+    active = getattr(stage, "active", True)
+    return bool(active() if callable(active) else active)
 
 
 def create_app(

@@ -95,6 +95,10 @@ class RedactingFilter(logging.Filter):
     """Masks secrets in the message and extra fields, and fills in the request id."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_redacted", False):  # an access line: `access_log` masked its free text already
+            if getattr(record, "request_id", None) is None:
+                setattr(record, "request_id", REQUEST_ID.get())  # noqa: B010 - not a declared attribute
+            return True
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not make logging raise
@@ -187,12 +191,30 @@ def request_context(request_id: str) -> Iterator[None]:
         REQUEST_ID.reset(token)
 
 
+# Access-line fields that are free text from the client; every other one is a number, a flag, a
+# validated id or a label the gateway chose, and cannot carry a secret.
+_FREE_TEXT_FIELDS = ("request_id", "path", "model", "tenant", "deployment")
+
+
 def access_log(record: Mapping[str, object]) -> None:
-    """The one access line of a request: ACCESS_FIELDS always present, extra keys kept."""
+    """The one access line of a request: ACCESS_FIELDS always present, extra keys kept.
+
+    Hot path (one per request): only the free-text fields go through `redact`, the record is marked
+    so `RedactingFilter` does not scan it again, and no caller lookup is made (`findCaller` walks
+    the stack; an access line's origin is always this function).
+    """
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not logger.isEnabledFor(logging.INFO):
+        return
     fields: dict[str, object] = {name: record.get(name) for name in ACCESS_FIELDS}
     for key, value in record.items():
         if key not in fields:
             # A key that clashes with a LogRecord attribute would make logging raise.
-            fields[f"{key}_" if key in _STANDARD_ATTRS else key] = value
+            fields[f"{key}_" if key in _STANDARD_ATTRS else key] = redact_value(key, value)
+    for key in _FREE_TEXT_FIELDS:
+        value = fields[key]
+        if isinstance(value, str):
+            fields[key] = redact(value)
+    fields["_redacted"] = True
     message = " ".join("-" if fields[k] is None else str(fields[k]) for k in ("method", "path", "status"))
-    logging.getLogger(ACCESS_LOGGER).info(message, extra=fields)
+    logger.handle(logger.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, message, None, None, extra=fields))

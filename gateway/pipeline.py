@@ -135,11 +135,12 @@ class Stage(Protocol):
 def build_pipeline(stages: Sequence[Stage], terminal: Handler) -> Handler:
     """Fold `stages` around `terminal`; stages[0] is the outermost.
 
-    A stage may also have `prepare(call) -> None` and `abandon(call) -> None`: before the first
+    A stage may also have `prepare(call) -> bool` and `abandon(call) -> None`: before the first
     stage runs, every `prepare` may start store work for its stage (on Redis, queued so that all
     of it travels in one round trip; a store without pipelining gets nothing started, so its
-    behaviour stays strictly sequential); once the call is over, every `abandon` undoes what was
-    started for a stage the call never reached (a cache hit never reaches the rate limiter).
+    behaviour stays strictly sequential); a `prepare` that answers True will answer the call by
+    itself (a cache hit held in process), so the stages after it prepare nothing. Once the call
+    is over, every `abandon` undoes what was started for a stage the call never reached.
     """
     handler = terminal
     for stage in reversed(stages):
@@ -160,11 +161,12 @@ def _bind(stage: Stage, nxt: Handler) -> Handler:
     return run
 
 
-def _prepared(head: Handler, prepares: list[Callable[[Call], None]],
+def _prepared(head: Handler, prepares: list[Callable[[Call], bool]],
               abandons: list[Callable[[Call], None]]) -> Handler:
     async def run(call: Call) -> Answer:
         for prepare in prepares:
-            prepare(call)
+            if prepare(call):
+                break
         try:
             return await head(call)
         finally:

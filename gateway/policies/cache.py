@@ -41,10 +41,12 @@ from ..store import Store, StoreError
 from ..streaming import error_in
 from ..store.ordered import forget, in_background, pipelined, send_get
 from .cache_entry import Envelope, decode, encode_reply, encode_stream
+from .cache_local import LocalEntries
 from .cachekey import CachePlan, CachePlanner
 from .flight_scripts import Claim, FlightKeys, finish, read_claim, send_claim
 
 CLAIM = "_cache_claim"  # call.extras: the flight claim the lookup made, for the coalesce stage below
+ENTRY_OVERHEAD = 512  # bytes an embedded-store entry costs beyond key and value (dict slots, expiry, LRU node)
 SENT = "_cache_sent"  # call.extras: the lookup `prepare` queued before the pipeline ran
 
 
@@ -78,6 +80,9 @@ class ResponseCache:
         self._sizes: OrderedDict[str, int] | None = OrderedDict() if store.kind == "memory" else None
         self._total = 0
         self.coalescing = False  # set by the coalesce stage: lookups of coalesced plans take the lock too
+        # Hot entries held in process, in front of a shared store (the embedded store is in process already).
+        local = LocalEntries(clock, config.local_ttl, config.local_max_entries, config.local_max_bytes)
+        self.local: LocalEntries | None = local if store.kind != "memory" and local.enabled else None
 
     def available(self) -> bool:
         """False while cooling down after a store failure."""
@@ -112,6 +117,12 @@ class ResponseCache:
         if env is None or env.kind not in (("stream", "reply") if plan.stream else ("reply",)):
             return None
         return env
+
+    def keep_local(self, plan: CachePlan, env: Envelope) -> None:
+        """Hold an entry read from the store in process, for what is left of its life (at most local_ttl)."""
+        if self.local is not None:
+            left = plan.ttl - (self.clock.time() - float(env.meta.get("at", 0.0)))
+            self.local.put(plan.key, env, left)
 
     def flies(self, plan: CachePlan) -> bool:
         """Whether calls of `plan` are coalesced (a coalesce stage is on the road and the plan fits)."""
@@ -224,6 +235,7 @@ class ResponseCache:
 
     async def _bound_memory(self, key: str, size: int) -> None:
         assert self._sizes is not None
+        size += len(key) + ENTRY_OVERHEAD  # what the entry really costs the process, not just its bytes
         self._total += size - self._sizes.pop(key, 0)
         self._sizes[key] = size
         while self._total > self.config.memory_max_bytes and len(self._sizes) > 1:
@@ -255,13 +267,25 @@ class CacheStage:
     def from_app(cls, app: web.Application) -> CacheStage:
         return cls(response_cache(app))
 
-    def prepare(self, call: Call) -> None:
-        """On Redis: queue the lookup now, so it shares a round trip with the limiter's take (pipeline.py)."""
+    @property
+    def active(self) -> bool:
+        """False when the cache is off (the stage is then left off the road: app.build_stages)."""
+        return self.cache.config.enabled
+
+    def prepare(self, call: Call) -> bool:
+        """On Redis: queue the lookup now, so it shares a round trip with the limiter's take (pipeline.py).
+
+        True when the entry is held in process: the call will be answered here, nothing else is sent.
+        """
         if not pipelined(self.cache.store):
-            return
+            return False
         plan = self.cache.planner.plan(call)
-        if plan is not None and plan.read and not plan.bypass and self.cache.available():
-            call.extras[SENT] = self.cache.send_lookup(plan)
+        if plan is None or not plan.read or plan.bypass or not self.cache.available():
+            return False
+        if self.cache.local is not None and self.cache.local.get(plan.key) is not None:
+            return True
+        call.extras[SENT] = self.cache.send_lookup(plan)
+        return False
 
     def abandon(self, call: Call) -> None:
         """A queued lookup the stage never used: a lock it may have taken is let go."""
@@ -290,6 +314,9 @@ class CacheStage:
         got: Claim | None = None
         sent: Sent | None = call.extras.pop(SENT, None)
         if plan.read:
+            held = self.cache.local.get(plan.key) if self.cache.local is not None and sent is None else None
+            if held is not None:
+                return self.cache.serve(call, held, "hit")
             try:
                 if self.cache.flies(plan):  # the lookup also takes the flight's lock: one round trip
                     got = await self.cache.claim(plan, sent=sent)
@@ -301,6 +328,7 @@ class CacheStage:
                 mark(call, "bypass")
                 return await nxt(call)
             if env is not None:
+                self.cache.keep_local(plan, env)
                 return self.cache.serve(call, env, "hit")
         mark(call, "miss")
         if got is not None:

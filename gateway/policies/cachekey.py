@@ -30,6 +30,7 @@ from ..pipeline import Call, Op
 from ..store import key
 
 KEY_FORMAT = "c1"
+_MAX_IDENTITIES = 4096
 # Fields that never change the answer. `stream` is represented by the answer form instead;
 # `stream_options` is kept for streams (include_usage adds a chunk) and dropped otherwise.
 _IRRELEVANT = frozenset({"stream", "user", "options", "metadata", "store"})
@@ -86,8 +87,19 @@ def canonical_body(call: Call) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
-def cache_digest(call: Call, task: str | None, shared: bool) -> str:
-    """The hash naming a call's entry (see the module docstring for what goes in)."""
+def cache_digest(call: Call, task: str | None, shared: bool, identity: bytes | None = None) -> str:
+    """The hash naming a call's entry (see the module docstring for what goes in).
+
+    `identity`: `identity_bytes(call, task, shared)`, when the caller has it memoised.
+    """
+    h = hashlib.blake2b(identity if identity is not None else identity_bytes(call, task, shared), digest_size=16)
+    h.update(b"\n")
+    h.update(canonical_body(call))
+    return h.hexdigest()
+
+
+def identity_bytes(call: Call, task: str | None, shared: bool) -> bytes:
+    """Everything in the key but the body, serialised: it depends on the route and the call's form only."""
     accept = call.accept if call.accept and call.accept not in _GENERIC_ACCEPT else None
     identity = {
         "format": KEY_FORMAT,
@@ -99,11 +111,7 @@ def cache_digest(call: Call, task: str | None, shared: bool) -> str:
         "model": call.model, "op": call.op.value, "dialect": call.dialect.value, "task": task,
         "form": "stream" if call.stream else "complete", "accept": accept,
     }  # fmt: skip
-    h = hashlib.blake2b(digest_size=16)
-    h.update(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS))
-    h.update(b"\n")
-    h.update(canonical_body(call))
-    return h.hexdigest()
+    return orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
 
 
 class CachePlanner:
@@ -112,6 +120,9 @@ class CachePlanner:
     def __init__(self, config: CacheConfig, prefix: str) -> None:
         self.config = config
         self.prefix = prefix
+        # identity_bytes per (route, form): built once instead of per request. Bounded (tenants
+        # may come from the store): cleared when full, which only costs a rebuild.
+        self._identities: dict[tuple[object, ...], tuple[object, bytes]] = {}
 
     def plan(self, call: Call) -> CachePlan | None:
         """The call's plan, or None when its answer is not cacheable at all."""
@@ -120,7 +131,7 @@ class CachePlanner:
             return None
         digest = call.extras.get("cache_digest")
         if not isinstance(digest, str):  # computed once per call, reused by the next stage
-            digest = cache_digest(call, cache_task(call), call.route.config.cache.shared)
+            digest = self._digest(call)
             call.extras["cache_digest"] = digest
         flags = call.flags
         off = flags.use_cache is False or flags.no_store
@@ -128,6 +139,17 @@ class CachePlanner:
             key=key(self.prefix, "cache", digest), ttl=ttl, read=not off and not flags.no_cache,
             write=not off, stream=call.stream,
         )
+
+    def _digest(self, call: Call) -> str:
+        task, shared = cache_task(call), call.route.config.cache.shared
+        memo = (id(call.route), call.model, call.op, call.dialect, task, call.stream, call.accept,
+                shared or call.tenant)
+        known = self._identities.get(memo)
+        if known is None or known[0] is not call.route:  # (the route itself guards against a reused id)
+            if len(self._identities) >= _MAX_IDENTITIES:
+                self._identities.clear()
+            known = self._identities[memo] = (call.route, identity_bytes(call, task, shared))
+        return cache_digest(call, task, shared, known[1])
 
     def _ttl_if_cacheable(self, call: Call) -> float | None:
         if not self.config.enabled:

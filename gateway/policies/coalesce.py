@@ -70,6 +70,11 @@ class CoalesceStage:
     def from_app(cls, app: web.Application) -> CoalesceStage:
         return cls(response_cache(app))
 
+    @property
+    def active(self) -> bool:
+        """False when the cache or coalescing is off (the stage is then left off the road: app.build_stages)."""
+        return self.cache.config.enabled and self.cache.config.coalesce
+
     def applies(self, plan: CachePlan | None) -> bool:
         return plan is not None and self.cache.config.coalesce and not plan.stream and plan.read and plan.write
 

@@ -60,6 +60,13 @@ class RateLimitStage:
         self.guard = StoreGuard(self.cfg.store_timeout, "rate limiter")
         self._server_time = isinstance(clock, SystemClock)
 
+    @property
+    def active(self) -> bool:
+        """Whether any limit is configured at all (else the stage is left off the road: app.build_stages)."""
+        s = self.planner.settings
+        tenants = any(t.limits or t.model_limits for t in s.tenants.values())
+        return self.cfg.enabled and bool(s.ratelimit.default or tenants or any(m.limits for m in s.models))
+
     def prepare(self, call: Call) -> None:
         """On Redis: queue the take now, in the same round trip as the cache lookup (pipeline.py).
 

@@ -18,26 +18,37 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Mapping
 
 from ..clock import Clock, SystemClock
 from ..config import Rate, Settings
 from ..errors import RateLimited, StoreUnavailable
 from ..pipeline import Answer, Call, Handler
 from ..store.base import Store, StoreError, key
+from ..upstream.base import Upstream
 from .buckets import Bucket, StoreGuard, decide
 
 
 class ShapingStage:
     """Holds each call until its upstream's budget has a slot for it."""
 
-    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+    def __init__(self, settings: Settings, store: Store, clock: Clock,
+                 upstreams: Mapping[str, Upstream] | None = None) -> None:
         self.cfg = settings.ratelimit
+        # Budgets are read off the upstreams the app really calls (tests inject their own).
+        self.budgets = [u.config.budget for u in upstreams.values()] if upstreams is not None else [
+            u.budget for u in settings.upstreams.values()]
         self.prefix = settings.redis_prefix
         self.store = store
         self.clock = clock
         self.guard = StoreGuard(self.cfg.store_timeout, "outbound shaping")
         self._server_time = isinstance(clock, SystemClock)
         self.waiting: dict[str, int] = {}  # upstream -> calls queued now; read at scrape time (issue 6)
+
+    @property
+    def active(self) -> bool:
+        """Whether any upstream declares a budget (else the stage is left off the road: app.build_stages)."""
+        return any(budget is not None for budget in self.budgets)
 
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         dep = call.target or call.route.deployments[0]

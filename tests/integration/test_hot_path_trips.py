@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
+from gateway.clock import FakeClock
 from gateway.keys import STORE
 from gateway.pipeline import Answer, Call, Reply
 from gateway.store.redis import RedisStore
@@ -110,5 +111,30 @@ async def test_the_settlement_sent_after_the_answer_is_seen_by_the_next_request(
         # the second's take already sees that settlement (else the two would differ by ~500).
         assert 100_000 - left_1 > 500
         assert 30 < left_1 - left_2 < 60
+    finally:
+        await client.close()
+
+
+async def test_a_hot_entry_held_in_process_costs_no_round_trip_until_local_ttl_passes(
+    store: RedisStore, key_prefix: str,
+) -> None:
+    clock = FakeClock()
+    up = CountingUpstream(store)
+    s = _full_chain(key_prefix).model_copy(deep=True)
+    s.cache.local_ttl = 1.0
+    client = TestClient(TestServer(create_app(s, clock=clock, store=store, upstreams={"hf": up})))
+    await client.start_server()
+    try:
+        body = chat(text="hot", temperature=0)
+        assert (await client.post("/v1/chat/completions", json=body, headers=A)).headers["X-Cache"] == "MISS"
+        assert (await client.post("/v1/chat/completions", json=body, headers=A)).headers["X-Cache"] == "HIT"
+        before = await _settled(store)
+        for _ in range(5):  # held in process since the store hit: no Redis work at all, no limiter charge
+            r = await client.post("/v1/chat/completions", json=body, headers=A)
+            assert r.status == 200 and r.headers["X-Cache"] == "HIT"
+        assert await _settled(store) == before and len(up.batches_at_call) == 1
+        clock.advance(1.5)  # past local_ttl: the store is asked again (and still has it)
+        again = await client.post("/v1/chat/completions", json=body, headers=A)
+        assert again.headers["X-Cache"] == "HIT" and await _settled(store) > before
     finally:
         await client.close()

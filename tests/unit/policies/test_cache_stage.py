@@ -10,6 +10,7 @@ import pytest
 from gateway.clock import FakeClock
 from gateway.errors import UpstreamError, UpstreamStatusError
 from gateway.pipeline import Answer, Flags, Op, Reply, StreamReply
+from gateway.policies.cache import ENTRY_OVERHEAD
 from gateway.store import StoreError
 from gateway.store.memory import MemoryStore
 from tests.unit.policies.cachekit import (
@@ -157,7 +158,8 @@ async def test_oversized_answers_are_not_stored_and_large_ones_are_compressed() 
 
 
 async def test_the_embedded_store_keeps_its_cache_under_the_memory_bound() -> None:
-    r = _replica({"memory_max_bytes": 600, "compress_over_bytes": 1 << 20})
+    # Room for two entries of ~300 bytes, each counted with its key and bookkeeping.
+    r = _replica({"memory_max_bytes": 2 * (ENTRY_OVERHEAD + 400), "compress_over_bytes": 1 << 20})
     r.upstream.default = lambda call, model: Reply(200, b"x" * 200)
     for i in range(5):
         await r.run(r.call(body={"model": "m", "input": str(i)}))
@@ -165,6 +167,18 @@ async def test_the_embedded_store_keeps_its_cache_under_the_memory_bound() -> No
     await r.run(oldest)
     await r.run(newest)
     assert (oldest.cache, newest.cache) == ("miss", "hit")
+
+
+async def test_the_memory_bound_counts_what_an_entry_costs_beyond_its_bytes() -> None:
+    # Tiny answers: counting only their bytes, 64 KiB would hold thousands (and RSS would grow with them).
+    r = _replica({"memory_max_bytes": 64 * 1024, "compress_over_bytes": 1 << 20})
+    r.upstream.default = lambda call, model: Reply(200, b"{}")
+    for i in range(1000):
+        await r.run(r.call(body={"model": "m", "input": str(i)}))
+    store = r.cache.store
+    assert isinstance(store, MemoryStore)
+    entries = [k for k in store.state.data if k.startswith(f"{r.settings.redis_prefix}:v1:cache:") and k.count(":") == 3]
+    assert 50 <= len(entries) <= 64 * 1024 // ENTRY_OVERHEAD
 
 
 STREAM = [b"data: {\"t\":\"a\"}\n\n", b"data: {\"t\":\"b\"}\n\n", b"data: {\"t\":\"c\"}\n\n", b"data: [DONE]\n\n"]
