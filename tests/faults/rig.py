@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from gateway.config import Settings, load_settings
 from gateway.keys import UPSTREAMS
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.state import SimState
+from tests.support.processes import free_port
 
 UPSTREAM_TOKEN = "hf_fake_test_token_UPSTREAM_7c1e"
 CLIENT_TIMEOUT = 15.0  # the client's own hard limit: an answer later than this is a hang
@@ -85,12 +85,6 @@ class Answer:
                     return None
                 return obj if isinstance(obj, dict) and "error" in obj else None
         return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fault_settings(sim_url: str, **overrides: Any) -> Settings:

@@ -11,22 +11,21 @@ closes the upstream pools. These tests prove that end to end.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.simulator.app import SIM_STATE, create_simulator_app
+from tests.support.processes import Processes, free_port, gateway_env
 
-from .rig import UPSTREAM_TOKEN, Tally, eventually, free_port
+from .rig import UPSTREAM_TOKEN, Tally, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -34,23 +33,18 @@ pytestmark = pytest.mark.slow
 @asynccontextmanager
 async def _gateway(sim_url: str, drain: float, workers: int = 1) -> AsyncIterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
-    env = {**os.environ, "HF_TOKEN": UPSTREAM_TOKEN, "GATEWAY_DRAIN_TIMEOUT": str(drain),
-           "GATEWAY_LOG_FORMAT": "text", "GATEWAY_RESILIENCE__IDLE_AFTER": "0"}
-    env.pop("GATEWAY_CONFIG", None)
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port), "--upstream", sim_url,
-                             "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = gateway_env({"HF_TOKEN": UPSTREAM_TOKEN, "GATEWAY_DRAIN_TIMEOUT": str(drain),
+                       "GATEWAY_LOG_FORMAT": "text", "GATEWAY_RESILIENCE__IDLE_AFTER": "0"})
     url = f"http://127.0.0.1:{port}"
-    try:
+    # stop_timeout=0: a gateway a failed test left running is killed at once, not drained
+    with tempfile.TemporaryDirectory() as logs, Processes(Path(logs), stop_timeout=0) as procs:
+        gw = procs.gateway("gateway", "serve", "--port", str(port), "--upstream", sim_url, "--workers", str(workers),
+                           env=env)
+        proc = gw.popen
         assert await eventually(lambda: proc.poll() is not None or _accepts(port), 20), "gateway did not start"
-        assert proc.poll() is None, _tail(log)
+        assert proc.poll() is None, gw.tail()
         await _wait_healthy(url)
         yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        log.close()
 
 
 def _accepts(port: int) -> bool:
@@ -59,11 +53,6 @@ def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _tail(log: Any) -> str:
-    log.seek(0)
-    return log.read().decode(errors="replace")[-3000:]
 
 
 async def _wait_healthy(url: str) -> None:

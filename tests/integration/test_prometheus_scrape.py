@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +31,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.simulator.app import create_simulator_app
+from tests.support.processes import Child, Processes, free_port
 from tests.unit.test_dashboards import DASHBOARDS, load, queries, substitute
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,13 +50,6 @@ def need(tool: str) -> str:
             pytest.fail(f"{tool} is missing in CI (.ci/run installs Debian's prometheus package)")
         pytest.skip(f"{tool} not installed (apt-get install prometheus)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def wait_until(what: str, probe: Any) -> Any:
@@ -85,8 +77,7 @@ async def get(url: str, **params: str) -> tuple[int, str]:
 @dataclass
 class Gateway:
     url: str
-    process: subprocess.Popen[str]
-    log: Path  # its stderr (line-buffered, so readable while it runs)
+    process: Child  # its log is readable while it runs
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -105,24 +96,14 @@ async def gateway(simulator: str, tmp_path_factory: pytest.TempPathFactory) -> A
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_")) and k != "HF_TOKEN"}
     cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", "2",
            "--upstream", simulator, "--log-format", "text"]  # fmt: skip
-    log = tmp_path_factory.mktemp("gateway") / "stderr.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
-    gw = Gateway(f"http://127.0.0.1:{port}", proc, log)
-    try:
+    with Processes(tmp_path_factory.mktemp("gateway"), stop_timeout=20) as procs:  # SIGTERM on exit
+        gw = Gateway(f"http://127.0.0.1:{port}", procs.spawn("gateway", cmd, env=env, cwd=REPO))
         await wait_until("the gateway to listen", lambda: _healthy(gw.url))
         for _ in range(REQUESTS):
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
                 async with s.post(f"{gw.url}/v1/chat/completions", json=CHAT) as r:
                     assert r.status == 200, await r.text()
         yield gw
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 async def _healthy(url: str) -> bool:
@@ -156,7 +137,7 @@ async def test_promtool_finds_nothing_in_the_live_output(gateway: Gateway) -> No
 @dataclass
 class Prometheus:
     url: str
-    process: subprocess.Popen[bytes]
+    process: Child
 
 
 @pytest.fixture(scope="module")
@@ -170,20 +151,13 @@ def prometheus(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> It
     job["static_configs"][0]["targets"] = [gateway.url.removeprefix("http://")]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("wb"),
-    )  # fmt: skip
-    try:
+    with Processes(tmp) as procs:
+        proc = procs.spawn(
+            "prometheus",
+            [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            env=os.environ)  # fmt: skip
         yield Prometheus(f"http://127.0.0.1:{port}", proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 async def query(prom: Prometheus, expr: str) -> list[dict[str, Any]]:
@@ -215,7 +189,7 @@ async def test_prometheus_scrapes_the_gateway_and_dashboard_queries_answer(
 
 
 def test_the_text_log_format_has_one_access_line_per_request(gateway: Gateway) -> None:
-    lines = gateway.log.read_text().splitlines()
+    lines = gateway.process.log.read_text().splitlines()
     access = [line for line in lines if " gateway.access " in line]
     assert sum(" POST /v1/chat/completions 200 " in line for line in access) == REQUESTS
     assert all(" route=chat " in line and " model=sim/gpt2 " in line for line in access if " POST " in line)

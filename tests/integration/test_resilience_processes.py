@@ -3,86 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from tests.support.processes import Processes, start_fleet
+
 COLD = 2.5
 MODEL = f"sim/gpt2-cold-{COLD}s"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HF_TOKEN": "hf_fake_test_token"}
-    return subprocess.Popen([sys.executable, "-m", "gateway", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-            raise RuntimeError(f"{proc.args} exited early: {err}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(url)
-        time.sleep(0.05)
-
-
 @pytest.fixture
-def processes(tmp_path: Path, redis_url: str, key_prefix: str) -> Iterator[tuple[str, list[str]]]:
-    """The simulator and two gateways (ports), stopped afterwards by their own pids."""
-    sim_port, ports = _free_port(), [_free_port(), _free_port()]
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
-        f"redis_url: {redis_url}\nredis_prefix: {key_prefix}\nlog_format: text\nlog_level: WARNING\n"
-        f"upstreams:\n  hf: {{kind: hf, base_url: 'http://127.0.0.1:{sim_port}'}}\n"
-        "models:\n  - {name: '*'}\n",
-        encoding="utf-8",
-    )
-    procs = [_spawn(["simulate", "--port", str(sim_port)])]
-    procs += [_spawn(["serve", "--config", str(config), "--port", str(p)]) for p in ports]
-    try:
-        _until_up(f"http://127.0.0.1:{sim_port}/health", procs[0])
-        for port, proc in zip(ports, procs[1:]):
-            _until_up(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{sim_port}", [f"http://127.0.0.1:{p}" for p in ports]
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+def cluster(processes: Processes, redis_url: str, key_prefix: str) -> tuple[str, list[str]]:
+    """The simulator and two gateways (base URLs); the `processes` fixture stops them afterwards."""
+
+    def config(sim_url: str) -> dict[str, Any]:
+        return {"redis_url": redis_url, "redis_prefix": key_prefix, "log_format": "text", "log_level": "WARNING",
+                "upstreams": {"hf": {"kind": "hf", "base_url": sim_url}}, "models": [{"name": "*"}]}
+
+    fleet = start_fleet(processes, config, gateways=2)
+    return fleet.simulator, fleet.gateways
 
 
 @pytest.mark.slow
 @pytest.mark.redis
 async def test_two_gateway_processes_share_the_loading_state_and_the_single_probe(
-    processes: tuple[str, list[str]], redis_url: str, key_prefix: str
+    cluster: tuple[str, list[str]], redis_url: str, key_prefix: str
 ) -> None:
-    sim, gateways = processes
+    sim, gateways = cluster
     timeout = aiohttp.ClientTimeout(total=20)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         body = {"inputs": "Hello", "parameters": {"max_new_tokens": 3}}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,11 +13,7 @@ from typing import Any
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.processes import free_port
 
 
 def _call(url: str, body: Any | None = None) -> tuple[int, bytes]:
@@ -35,7 +30,7 @@ def _call(url: str, body: Any | None = None) -> tuple[int, bytes]:
 def test_run_simulator_fast_mode_with_config_file(tmp_path: Path) -> None:
     config = tmp_path / "sim.yaml"
     config.write_text("models:\n  flaky: {faults: '503x1'}\n", encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     code = (
         "from gateway.simulator.app import run_simulator; "
         f"run_simulator('127.0.0.1', {port}, {str(config)!r}, fast=True)"

@@ -66,13 +66,14 @@ class Processes:
     """The processes of one test; a context manager that always stops them."""
 
     directory: Path  # logs and config files go here (the test's tmp_path)
+    stop_timeout: float = 10.0  # how long each child gets to exit after SIGTERM before it is killed
     children: list[Child] = field(default_factory=list)
 
     def __enter__(self) -> Processes:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.stop(self.stop_timeout)
 
     def spawn(self, name: str, argv: list[str], *, env: Mapping[str, str] | None = None,
               cwd: Path | None = None) -> Child:
@@ -144,7 +145,7 @@ def start_fleet(procs: Processes, config_for: Callable[[str], dict[str, Any]], g
     ports = [free_port() for _ in range(gateways)]
     children = [procs.gateway(f"gateway-{i}", "serve", "--config", str(config), "--port", str(port), env=full_env)
                 for i, port in enumerate(ports)]
-    wait_healthy(sim, f"{sim_url}/health")
+    wait_healthy(sim, f"{sim_url}/_sim/stats")  # not /health: the simulator would count that as a request
     for child, port in zip(children, ports):
         wait_healthy(child, f"http://127.0.0.1:{port}/healthz")
     return Fleet(sim_url, [f"http://127.0.0.1:{p}" for p in ports])
