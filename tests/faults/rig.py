@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -256,6 +256,30 @@ def report(config: pytest.Config, tally: Tally) -> None:
     with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
         reporter.write_line("")
         reporter.write_line(line)
+
+
+def tally_fixtures(name: str, scope: Literal["session", "module"]) -> tuple[Any, Any]:
+    """The two fixtures of a suite that keeps a `Tally`: `<name>_tally`, one Tally per `scope`,
+    reported as one line when the scope ends, and `tally`, the same object for one test, which
+    fails the test if any of its answers was not one it expected. Assign both at module level:
+    `faults_tally, tally = tally_fixtures("faults", "session")`."""
+    suite_name = f"{name.replace('-', '_')}_tally"
+
+    @pytest.fixture(scope=scope, name=suite_name)
+    def suite(pytestconfig: pytest.Config) -> Iterator[Tally]:
+        tally = Tally(name)
+        yield tally
+        report(pytestconfig, tally)
+
+    @pytest.fixture(name="tally")
+    def per_test(request: pytest.FixtureRequest) -> Iterator[Tally]:
+        tally: Tally = request.getfixturevalue(suite_name)
+        seen = len(tally.unexpected)
+        yield tally
+        new = tally.unexpected[seen:]
+        assert not new, f"unexpected answers: {new}"
+
+    return suite, per_test
 
 
 @dataclass

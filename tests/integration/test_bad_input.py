@@ -9,7 +9,7 @@ every way we could think of, and it must never receive a single request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -18,24 +18,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.config import Settings
-from tests.faults.rig import Answer, Rig, Tally, fault_settings, raw_request, report, rig
+from tests.faults.rig import Answer, Rig, Tally, fault_settings, raw_request, rig, tally_fixtures
 
 LIMIT = 64 * 1024  # max_body_bytes here, so oversized bodies stay small
 HITS: web.AppKey[list[str]] = web.AppKey("hits", list)
 
 
-@pytest.fixture(scope="module")
-def bad_tally(pytestconfig: pytest.Config) -> Iterator[Tally]:
-    tally = Tally("bad-input")
-    yield tally
-    report(pytestconfig, tally)
-
-
-@pytest.fixture
-def tally(bad_tally: Tally) -> Iterator[Tally]:
-    seen = len(bad_tally.unexpected)
-    yield bad_tally
-    assert not bad_tally.unexpected[seen:], bad_tally.unexpected[seen:]
+bad_input_tally, tally = tally_fixtures("bad-input", "module")
 
 
 @pytest.fixture

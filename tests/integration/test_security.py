@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from gateway.auth import hash_key
 from gateway.config import Settings
 from gateway.logs import configure_logging
 from gateway.simulator.config import SimConfig
-from tests.faults.rig import Answer, Rig, Tally, fault_settings, report, rig
+from tests.faults.rig import Answer, Rig, Tally, fault_settings, rig, tally_fixtures
 
 # Recognisable fake secrets. HF_SECRET has the shape log redaction knows; the others do not, so
 # finding them anywhere means a real leak, not a redaction gap.
@@ -42,18 +42,7 @@ A = {"Authorization": f"Bearer {KEY_A}"}
 B = {"Authorization": f"Bearer {KEY_B}"}
 
 
-@pytest.fixture(scope="module")
-def sec_tally(pytestconfig: pytest.Config) -> Iterator[Tally]:
-    tally = Tally("security")
-    yield tally
-    report(pytestconfig, tally)
-
-
-@pytest.fixture
-def tally(sec_tally: Tally) -> Iterator[Tally]:
-    seen = len(sec_tally.unexpected)
-    yield sec_tally
-    assert not sec_tally.unexpected[seen:], sec_tally.unexpected[seen:]
+security_tally, tally = tally_fixtures("security", "module")
 
 
 def _settings(sim_url: str, **over: Any) -> Settings:
