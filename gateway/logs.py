@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -196,6 +197,11 @@ def request_context(request_id: str) -> Iterator[None]:
 _FREE_TEXT_FIELDS = ("request_id", "path", "model", "tenant", "deployment")
 
 
+# redact() of the access line's free text, memoised (a pure function): the same few paths and
+# model names come back all the time; bounded, so a flood of distinct paths only costs the regexes.
+_redacted_text = functools.lru_cache(maxsize=4096)(redact)
+
+
 def access_log(record: Mapping[str, object]) -> None:
     """The one access line of a request: ACCESS_FIELDS always present, extra keys kept.
 
@@ -210,11 +216,12 @@ def access_log(record: Mapping[str, object]) -> None:
     for key, value in record.items():
         if key not in fields:
             # A key that clashes with a LogRecord attribute would make logging raise.
-            fields[f"{key}_" if key in _STANDARD_ATTRS else key] = redact_value(key, value)
+            plain = value is None or isinstance(value, (bool, int, float))
+            fields[f"{key}_" if key in _STANDARD_ATTRS else key] = value if plain else redact_value(key, value)
     for key in _FREE_TEXT_FIELDS:
         value = fields[key]
         if isinstance(value, str):
-            fields[key] = redact(value)
+            fields[key] = _redacted_text(value)
     fields["_redacted"] = True
     message = " ".join("-" if fields[k] is None else str(fields[k]) for k in ("method", "path", "status"))
     logger.handle(logger.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, message, None, None, extra=fields))

@@ -130,6 +130,13 @@ class StoreGuard:
 
     async def run(self, op: Awaitable[T]) -> T:
         """`await op` within the timeout; any failure becomes StoreError."""
+        if isinstance(op, asyncio.Future) and op.done() and not op.cancelled():
+            # Already answered (the other half of a pipelined batch): no timeout scope to set up.
+            exc = op.exception()
+            if exc is not None:
+                raise self.failed(exc) from exc
+            self.answered()
+            return op.result()  # type: ignore[no-any-return]
         try:
             async with asyncio.timeout(self.timeout):
                 result = await op

@@ -64,6 +64,9 @@ class LimitPlanner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.prefix = settings.redis_prefix
+        # Limits are the same objects for every request of a tenant and model (costs of token
+        # limits vary, hence part of the memo key): built once. Bounded: cleared when full.
+        self._made: dict[tuple[str, Rate, str, str, float], Limit] = {}
 
     def plan(self, call: Call, estimate: Callable[[Call], int]) -> LimitPlan | None:
         """The call's buckets, or None when no limit applies to it (`estimate` runs only for token limits)."""
@@ -75,20 +78,32 @@ class LimitPlanner:
         plan = LimitPlan(tenant, tokens)
         add = plan.tenant_group.append
         if "requests" in own:
-            add(self._limit("tenant", "requests", own["requests"], key(self.prefix, "rl", tenant, "req"), 1))
+            add(self._made_limit("tenant", "requests", own["requests"], tenant, "", 1))
         if "requests" in per_model:
-            add(self._limit("tenant_model", "requests", per_model["requests"],
-                            key(self.prefix, "rl", tenant, "req", model_key), 1))
+            add(self._made_limit("tenant_model", "requests", per_model["requests"], tenant, model_key, 1))
         if "tokens" in own:
-            add(self._limit("tokens_tenant", "tokens", own["tokens"], key(self.prefix, "rl", tenant, "tok"), tokens))
+            add(self._made_limit("tokens_tenant", "tokens", own["tokens"], tenant, "", tokens))
         if "tokens" in per_model:
-            add(self._limit("tokens_tenant_model", "tokens", per_model["tokens"],
-                            key(self.prefix, "rl", tenant, "tok", model_key), tokens))
+            add(self._made_limit("tokens_tenant_model", "tokens", per_model["tokens"], tenant, model_key, tokens))
         across = call.route.config.limits.get("requests")
         if across is not None:
-            plan.model_group.append(self._limit("model", "requests", across,
-                                                key(self.prefix, "rlm", call.route.name, "req"), 1))
+            plan.model_group.append(self._made_limit("model", "requests", across, call.route.name, "", 1))
         return plan if plan.limits else None
+
+    def _made_limit(self, scope: str, kind: Kind, rate: Rate, tag: str, model_key: str, cost: float) -> Limit:
+        memo = (scope, rate, tag, model_key, cost)
+        made = self._made.get(memo)
+        if made is None:
+            if len(self._made) >= 4096:
+                self._made.clear()
+            if scope == "model":
+                bucket_key = key(self.prefix, "rlm", tag, "req")
+            else:
+                part = "req" if kind == "requests" else "tok"
+                bucket_key = key(self.prefix, "rl", tag, part, model_key) if model_key else key(
+                    self.prefix, "rl", tag, part)
+            made = self._made[memo] = self._limit(scope, kind, rate, bucket_key, cost)
+        return made
 
     @staticmethod
     def _tenant_model_limits(call: Call, tcfg: object) -> tuple[str, dict[str, Rate]]:

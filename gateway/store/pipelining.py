@@ -28,6 +28,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .base import StoreError
+from .resp import RespConnection
 
 log = logging.getLogger("gateway.store")
 
@@ -51,8 +52,9 @@ def store_error(exc: BaseException) -> StoreError:
 class CommandQueue:
     """FIFO auto-pipelining over a redis-py client (a real server or fakeredis alike)."""
 
-    def __init__(self, client: Any, timeout: float) -> None:
+    def __init__(self, client: Any, timeout: float, raw: RespConnection | None = None) -> None:
         self.client = client
+        self.raw = raw  # a plain connection written to directly (resp.py); else redis-py's pipeline
         self.timeout = timeout
         self._queue: list[Command] = []
         self._sender: asyncio.Task[None] | None = None
@@ -102,8 +104,9 @@ class CommandQueue:
                 results = await self._execute(live)
                 retry = [(c, r) for c, r in zip(live, results) if isinstance(r, NoScriptError) and c.script]
                 for cmd, _ in retry:  # the server lost its scripts (restart, SCRIPT FLUSH): load and run again
-                    await self.client.script_load(cmd.script())  # type: ignore[misc]
-                    results[live.index(cmd)] = await _one(self.client, cmd)
+                    assert cmd.script is not None
+                    load = Command(("SCRIPT", "LOAD", cmd.script()), cmd.future, cmd.deadline)
+                    results[live.index(cmd)] = (await self._execute([load, cmd]))[1]
         except (RedisError, OSError, TimeoutError) as exc:
             _fail(live, store_error(exc))
             return
@@ -116,6 +119,8 @@ class CommandQueue:
                 cmd.future.set_result(result)
 
     async def _execute(self, live: list[Command]) -> list[Any]:
+        if self.raw is not None:
+            return await self.raw.execute([c.args for c in live])
         if len(live) == 1:
             return [await _one(self.client, live[0])]
         pipe = self.client.pipeline(transaction=False)

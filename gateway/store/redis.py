@@ -18,11 +18,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisError
 
 from .base import StoreError
 from .ordered import forget
 from .pipelining import CommandQueue
+from .resp import RespConnection
 from .scripts import lua_source
 
 log = logging.getLogger("gateway.store")
@@ -34,11 +36,12 @@ class RedisStore:
     kind = "redis"
     pipelined = True  # send_script / send_set exist: queued in order, answered later (see ordered.py)
 
-    def __init__(self, client: aioredis.Redis, *, timeout: float = 0.25) -> None:
+    def __init__(self, client: aioredis.Redis, *, timeout: float = 0.25, raw: RespConnection | None = None) -> None:
         self.client = client
         self.timeout = timeout
-        # Commands go through one FIFO pipeline (pipelining.py); pub/sub has its own connection.
-        self.queue = CommandQueue(client, timeout * 4)
+        # Commands go through one FIFO pipeline (pipelining.py), on a plain hiredis connection when
+        # the URL allows (resp.py); pub/sub keeps redis-py's own connection.
+        self.queue = CommandQueue(client, timeout * 4, raw)
         self._shas: dict[str, str] = {}
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
         self._pubsub: PubSub | None = None
@@ -50,7 +53,7 @@ class RedisStore:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=max_connections,
             health_check_interval=30, retry_on_timeout=False,
         )
-        return cls(client, timeout=timeout)
+        return cls(client, timeout=timeout, raw=RespConnection.for_url(parse_url(url)))
 
     async def _do(self, coro: Any) -> Any:
         """A direct call outside the command queue (pub/sub); bounded without spawning a task."""
@@ -168,6 +171,8 @@ class RedisStore:
             except (asyncio.CancelledError, Exception):
                 pass
         await self.queue.drain()  # what was sent after a response (settlements, cache writes) still lands
+        if self.queue.raw is not None:
+            self.queue.raw.close()
         await self.client.aclose()
 
 

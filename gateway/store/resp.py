@@ -1,0 +1,143 @@
+"""`RespConnection`: one plain TCP connection to Redis, batches written whole, replies parsed by hiredis.
+
+The command queue (`pipelining.py`) sends one batch at a time; here a batch is one `write` of the
+commands packed by hiredis (C) and its replies are matched in order as they arrive: none of
+redis-py's per-command machinery (pool, retries, encoders, response callbacks) runs on the hot
+path. Used by `RedisStore.from_url` for plain `redis://host:port/db` URLs when hiredis is
+installed; anything else (TLS, unix sockets, fakeredis) goes through redis-py.
+
+Replies are raw RESP2 values (bytes, int, list, None; b"OK" for SET, b"PONG" for PING); an error
+reply is a `ResponseError` (`NoScriptError` for NOSCRIPT) in the command's place. A lost or
+timed-out connection fails the whole batch with `ConnectionError` and is replaced on the next one.
+
+Invariant: replies are matched to commands strictly in order; a connection whose batch timed out
+is closed rather than reused, so a late reply can never be taken for another command's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - a dependency; without it redis-py does the work
+    hiredis = None
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader()
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:  # garbage on the wire: nothing after it can be trusted
+                self._fail(RedisConnectionError(f"protocol error: {exc}"))
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            if reply is False:
+                return
+            if not self.waiting:
+                continue  # (cannot happen: every reply answers a command we sent)
+            fut = self.waiting.popleft()
+            if not fut.done():
+                fut.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._fail(RedisConnectionError("Connection closed by server."))
+
+    def _fail(self, exc: Exception) -> None:
+        while self.waiting:
+            fut = self.waiting.popleft()
+            if not fut.done():
+                fut.set_exception(exc)
+
+
+class RespConnection:
+    """Executes batches of commands on one lazily (re)opened connection."""
+
+    def __init__(self, host: str, port: int, *, db: int = 0, username: str | None = None,
+                 password: str | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.db = db
+        self.username = username
+        self.password = password
+        self._proto: _Protocol | None = None
+
+    @classmethod
+    def for_url(cls, params: dict[str, Any]) -> RespConnection | None:
+        """A connection for `redis.asyncio.connection.parse_url(url)`'s result; None when not plain TCP."""
+        if hiredis is None or "connection_class" in params or "path" in params or set(params) - {"host", "port", "db", "username",
+                                                                             "password"}:
+            return None
+        return cls(str(params.get("host", "localhost")), int(params.get("port", 6379)), db=int(params.get("db", 0)),
+                   username=params.get("username"), password=params.get("password"))
+
+    async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The replies of `commands`, in order (an error reply is a ResponseError in its place).
+
+        Raises ConnectionError (batch lost) or lets a cancellation through, after closing the
+        connection: replies still on their way must not be read as answers to a later batch.
+        """
+        proto = self._proto if self._proto is not None and not self._proto.lost else await self._connect()
+        try:
+            return await self._send(proto, commands)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _send(self, proto: _Protocol, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        assert proto.transport is not None
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        proto.waiting.extend(futures)
+        proto.transport.write(b"".join([hiredis.pack_command(c) for c in commands]))
+        replies = [await f for f in futures]
+        return [_error(r) if isinstance(r, hiredis.ReplyError) else r for r in replies]
+
+    async def _connect(self) -> _Protocol:
+        self.close()
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await loop.create_connection(_Protocol, self.host, self.port)
+        except OSError as exc:
+            raise RedisConnectionError(f"cannot connect to {self.host}:{self.port}: {exc.strerror}") from exc
+        self._proto = proto
+        hello: list[tuple[Any, ...]] = []
+        if self.password:
+            hello.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
+        if self.db:
+            hello.append(("SELECT", self.db))
+        if hello:
+            for reply in await self.execute(hello):
+                if isinstance(reply, Exception):
+                    self.close()
+                    raise RedisConnectionError(f"redis refused the connection setup: {reply}")
+        return proto
+
+    def close(self) -> None:
+        proto, self._proto = self._proto, None
+        if proto is not None and proto.transport is not None and not proto.lost:
+            proto.transport.abort()
+
+
+def _error(reply: hiredis.ReplyError) -> ResponseError:
+    text = str(reply)
+    return NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
