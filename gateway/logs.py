@@ -89,6 +89,9 @@ def redact_value(key: str, value: object) -> object:
 
 def extra_fields(record: logging.LogRecord) -> dict[str, object]:
     """The `extra=` fields of a record, in insertion order."""
+    known = record.__dict__.get("_fields")
+    if known is not None:  # an access line carries its own (already redacted) fields
+        return known  # type: ignore[no-any-return]
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
 
 
@@ -99,6 +102,7 @@ class RedactingFilter(logging.Filter):
         if getattr(record, "_redacted", False):  # an access line: `access_log` masked its free text already
             if getattr(record, "request_id", None) is None:
                 setattr(record, "request_id", REQUEST_ID.get())  # noqa: B010 - not a declared attribute
+                record.__dict__.get("_fields", {})["request_id"] = record.request_id  # type: ignore[attr-defined]
             return True
         try:
             message = record.getMessage()
@@ -222,6 +226,8 @@ def access_log(record: Mapping[str, object]) -> None:
         value = fields[key]
         if isinstance(value, str):
             fields[key] = _redacted_text(value)
-    fields["_redacted"] = True
     message = " ".join("-" if fields[k] is None else str(fields[k]) for k in ("method", "path", "status"))
-    logger.handle(logger.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, message, None, None, extra=fields))
+    line = logger.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, message, None, None, extra=fields)
+    line._redacted = True  # (attributes with "_" are never printed)
+    line._fields = fields  # the formatters take them as they are instead of sifting the record's attributes
+    logger.handle(line)

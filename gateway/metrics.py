@@ -250,6 +250,18 @@ class Metrics:
         if not ok:
             errors.inc()
 
+    def redis_recorder(self, op: str) -> Callable[[float, bool], None]:
+        """`redis_op` for one op, its children resolved once (the store records every command)."""
+        duration = self._c.redis_duration.get((op,))
+        errors = self._c.redis_errors.get((op,))  # created at 0 with the op's first use, as redis_op does
+
+        def record(seconds: float, ok: bool = True) -> None:
+            duration.observe(seconds)
+            if not ok:
+                errors.inc()
+
+        return record
+
     def register_pool_probe(self, deployment: str, fn: PoolProbe) -> None:
         """`fn() -> (active, idle)` is asked on every scrape, never per request."""
         self._probes[self.deployment_label(deployment)] = fn

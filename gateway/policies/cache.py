@@ -23,6 +23,7 @@ For metrics and logs: `call.cache` (hit|miss|bypass|coalesced|none), `call.extra
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import secrets
@@ -79,6 +80,10 @@ class ResponseCache:
         # and the oldest dropped once their total passes `memory_max_bytes`.
         self._sizes: OrderedDict[str, int] | None = OrderedDict() if store.kind == "memory" else None
         self._total = 0
+        # Lock tokens: unique across replicas by a random prefix, within the process by a counter
+        # (a token per cacheable miss; os.urandom for each was a measurable cost).
+        self._token_prefix = secrets.token_hex(8)
+        self._tokens = itertools.count()
         self.coalescing = False  # set by the coalesce stage: lookups of coalesced plans take the lock too
         # Hot entries held in process, in front of a shared store (the embedded store is in process already).
         local = LocalEntries(clock, config.local_ttl, config.local_max_entries, config.local_max_bytes)
@@ -103,7 +108,7 @@ class ResponseCache:
     def send_lookup(self, plan: CachePlan) -> Sent:
         """The lookup of `plan` (a claim when it flies), queued now on a pipelined store."""
         if self.flies(plan):
-            token = secrets.token_hex(12)
+            token = self.new_token()
             return Sent(token, send_claim(self.store, FlightKeys(plan.key), token, self.config.lock_ttl))
         return Sent(None, send_get(self.store, plan.key))
 
@@ -124,6 +129,10 @@ class ResponseCache:
             left = plan.ttl - (self.clock.time() - float(env.meta.get("at", 0.0)))
             self.local.put(plan.key, env, left)
 
+    def new_token(self) -> str:
+        """A lock token no other leader anywhere holds."""
+        return f"{self._token_prefix}{next(self._tokens):x}"
+
     def flies(self, plan: CachePlan) -> bool:
         """Whether calls of `plan` are coalesced (a coalesce stage is on the road and the plan fits)."""
         return self.coalescing and not plan.stream and plan.read and plan.write
@@ -132,7 +141,7 @@ class ResponseCache:
         """The entry, or the flight's lock, or its holder, in one round trip (flight_scripts.py). Raises StoreError."""
         keys = FlightKeys(plan.key)
         if sent is None or sent.token is None:
-            token = token or secrets.token_hex(12)
+            token = token or self.new_token()
             sent = Sent(token, send_claim(self.store, keys, token, self.config.lock_ttl))
         token = sent.token
         got = read_claim(await sent.work, token)

@@ -8,7 +8,7 @@ stored", tagged with its token, kept `outcome_ttl`), the waiter count `K:waiters
 Claim (`flight_scripts.claim`, usually made by the cache stage's lookup itself): in one atomic
 step the entry, or the lock (lead), or the holder's token (follow, counted as a waiter).
 
-Leader: calls the upstream, renews its lock every lock_ttl/3 while it works, then in one script
+Leader: calls the upstream, has its lock renewed while it works (`flight_leases.py`), then in one script
 (`cache_finish.lua`) writes the entry (or the outcome), releases the lock (only if still its own)
 and publishes on the channel only when a follower registered. On Redis that script is queued
 without waiting for it: the answer is not held back by the round trip.
@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import secrets
 from collections.abc import Awaitable
 from typing import Any
 
@@ -41,6 +40,7 @@ from .cache import ResponseCache
 from ..store.ordered import in_background, pipelined
 from .cache_entry import decode, encode_error, encode_skip
 from .cachekey import CachePlan
+from .flight_leases import Leases
 from .flight_scripts import Claim, FlightKeys, finish
 
 __all__ = ["FlightKeys", "StoreFlight", "Verdict", "personal"]
@@ -74,6 +74,7 @@ class StoreFlight:
         self.store = cache.store
         self.clock = cache.clock
         self.config = cache.config
+        self.leases = Leases(cache.store, cache.clock, cache.config.lock_ttl)  # renews the locks our leaders hold
 
     async def run(self, call: Call, plan: CachePlan, nxt: Handler, first: Claim | None = None) -> Answer:
         """Lead or follow the flight of `plan`; the answer (or the leader's error) for this call.
@@ -81,7 +82,7 @@ class StoreFlight:
         `first`: the claim the cache stage already made for this call (its lookup was the claim).
         """
         keys = FlightKeys(plan.key)
-        token = first.token if first is not None else secrets.token_hex(12)
+        token = first.token if first is not None else self.cache.new_token()
         pending = first
         while True:
             # Only our own store calls are guarded: a StoreError out of `nxt` must never cause a second call.
@@ -110,23 +111,23 @@ class StoreFlight:
     # --- leading -----------------------------------------------------------------------------------
     async def _lead(self, call: Call, plan: CachePlan, nxt: Handler, keys: FlightKeys, token: str) -> Answer:
         # No re-check of the entry: the claim that made us leader found none, atomically with the lock.
-        beat = asyncio.get_running_loop().create_task(self._renew(keys, token))
+        self.leases.hold(keys, token)
         try:
             answer = await nxt(call)
         except GatewayError as err:
-            beat.cancel()
+            self.leases.release(token)
             outcome = None if personal(err, call, self.clock.monotonic()) else self._error(err, token)
             await self._finish(call, keys, token, outcome)
             raise
         except Exception:
-            beat.cancel()
+            self.leases.release(token)
             await self._finish(call, keys, token, self._error(GatewayError("internal gateway error"), token))
             raise
         except BaseException:  # cancelled (the client left): let a follower take over at once
-            beat.cancel()
+            self.leases.release(token)
             await _shielded(self._finish(call, keys, token, None))
             raise
-        beat.cancel()
+        self.leases.release(token)
         entry = self.cache.entry_for(call, plan, answer) if isinstance(answer, Reply) else None
         if entry is None:
             await self._finish(call, keys, token, encode_skip(token))
@@ -136,16 +137,6 @@ class StoreFlight:
 
     def _error(self, err: GatewayError, token: str) -> bytes:
         return encode_error(err, token, self.config.compress_over_bytes)
-
-    async def _renew(self, keys: FlightKeys, token: str) -> None:
-        ttl_ms = int(self.config.lock_ttl * 1000)
-        while True:
-            await self.clock.sleep(self.config.lock_ttl / 3)
-            try:
-                if not await self.store.run_script("cache_lock_extend", [keys.lock], [token, ttl_ms]):
-                    return  # the lock lapsed and someone else leads now
-            except StoreError:
-                continue  # the lock may lapse; a follower then takes over, which is only a duplicate call
 
     async def _finish(self, call: Call, keys: FlightKeys, token: str, outcome: bytes | None,
                       entry: tuple[CachePlan, bytes] | None = None) -> None:

@@ -12,6 +12,7 @@ Invariants: behaviour is the inner store's, unchanged (same results, same `Store
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from ..clock import Clock
@@ -28,15 +29,23 @@ class TimedStore:
         self.pipelined = bool(getattr(inner, "pipelined", False))
         self._m = metrics
         self._clock = clock
+        self._recorders: dict[str, Callable[[float, bool], None]] = {}  # op -> its metric children, resolved once
+
+    def _recorder(self, op: str) -> Callable[[float, bool], None]:
+        record = self._recorders.get(op)
+        if record is None:
+            record = self._recorders[op] = self._m.redis_recorder(op)
+        return record
 
     async def _timed(self, op: str, aw: Any) -> Any:
+        record = self._recorder(op)
         start = self._clock.monotonic()
         try:
             result = await aw
         except StoreError:
-            self._m.redis_op(op, self._clock.monotonic() - start, ok=False)
+            record(self._clock.monotonic() - start, False)
             raise
-        self._m.redis_op(op, self._clock.monotonic() - start)
+        record(self._clock.monotonic() - start, True)
         return result
 
     async def get(self, key: str) -> bytes | None:
@@ -67,11 +76,11 @@ class TimedStore:
 
     def _sent(self, op: str, fut: asyncio.Future[Any]) -> asyncio.Future[Any]:
         """Time a queued command from now until its answer, without waiting for it."""
+        record = self._recorder(op)
         start = self._clock.monotonic()
 
         def done(f: asyncio.Future[Any]) -> None:
-            ok = not f.cancelled() and f.exception() is None
-            self._m.redis_op(op, self._clock.monotonic() - start, ok=ok)
+            record(self._clock.monotonic() - start, not f.cancelled() and f.exception() is None)
 
         fut.add_done_callback(done)
         return fut
