@@ -58,16 +58,16 @@ async def store(redis_at: str | None) -> AsyncIterator[RedisStore]:
     await made.close()
 
 
-def _full_chain(prefix: str) -> Any:
-    tenants = {"team-a": {"limits": {"requests": "100000/minute", "tokens": "100000/hour"}}}
+def _full_chain(prefix: str, requests: str = "100000/minute") -> Any:
+    tenants = {"team-a": {"limits": {"requests": requests, "tokens": "100000/hour"}}}
     models = [{"name": "*", "limits": {"requests": "100000/minute"}, "cache": {"enabled": True}}]
     return settings(tenants, models=models, redis_prefix=prefix, ratelimit={"store_timeout": 1.0},
                     cache={"enabled": True, "coalesce": True})
 
 
-async def _client(store: RedisStore, prefix: str) -> tuple[TestClient, CountingUpstream]:
+async def _client(store: RedisStore, prefix: str, **chain: Any) -> tuple[TestClient, CountingUpstream]:
     up = CountingUpstream(store)
-    client = TestClient(TestServer(create_app(_full_chain(prefix), store=store, upstreams={"hf": up})))
+    client = TestClient(TestServer(create_app(_full_chain(prefix, **chain), store=store, upstreams={"hf": up})))
     await client.start_server()
     return client, up
 
@@ -136,5 +136,24 @@ async def test_a_hot_entry_held_in_process_costs_no_round_trip_until_local_ttl_p
         clock.advance(1.5)  # past local_ttl: the store is asked again (and still has it)
         again = await client.post("/v1/chat/completions", json=body, headers=A)
         assert again.headers["X-Cache"] == "HIT" and await _settled(store) > before
+    finally:
+        await client.close()
+
+
+async def test_hits_and_followers_are_not_charged_although_their_take_travelled_with_the_lookup(
+    store: RedisStore, key_prefix: str,
+) -> None:
+    client, _ = await _client(store, key_prefix, requests="1000/hour")  # refills ~0.3 a second
+    try:
+        same = chat(text="same", temperature=0)
+        first = await client.post("/v1/chat/completions", json=same, headers=A)
+        for _ in range(3):
+            hit = await client.post("/v1/chat/completions", json=same, headers=A)
+            assert hit.headers["X-Cache"] == "HIT"
+        await _settled(store)  # the refunds of the hits' takes are queued after their answers
+        other = await client.post("/v1/chat/completions", json=chat(text="other", temperature=0), headers=A)
+        spent = int(first.headers["x-ratelimit-remaining-requests"]) - int(
+            other.headers["x-ratelimit-remaining-requests"])
+        assert spent == 1  # only `other` itself: the three hits gave their request back
     finally:
         await client.close()
