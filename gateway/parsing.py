@@ -7,7 +7,7 @@ behind only ever see well-formed calls.
 from __future__ import annotations
 
 import re
-import uuid
+import os
 from typing import Any
 
 import orjson
@@ -37,7 +37,7 @@ def request_id(request: web.Request) -> str:
     rid = request.headers.get("X-Request-Id")
     if rid and _REQUEST_ID_RE.match(rid):
         return rid
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, like uuid4, without building a UUID
 
 
 def check_model(name: Any, where: str = "model") -> str:

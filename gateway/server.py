@@ -17,6 +17,7 @@ the signal to every worker and exits 0 once they all have. tests/faults/test_sig
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -51,10 +52,20 @@ def _configure_logging(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
 
 
+def _tune_gc() -> None:
+    """Collect less often: a request allocates thousands of short-lived containers, reference counting frees
+    them, and the default gen-0 threshold (700) ran the collector every few requests over every object the
+    process holds. Start-up objects are frozen out of later collections. Measured +23% req/s (bench/PROFILE.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def _run_one(settings: Settings, sock: socket.socket | None = None, metrics_dir: str | None = None) -> None:
     _install_uvloop()
     app = create_app(settings, metrics_dir=metrics_dir)
     app.on_shutdown.append(_drain_notice)
+    _tune_gc()
     if not settings.keys and not settings.ratelimit.keys_in_store:
         log.warning("no API keys configured: the gateway is open to anyone who can reach %s:%s",
                     settings.host, settings.port)
