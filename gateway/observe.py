@@ -25,7 +25,8 @@ from aiohttp import web
 
 from .clock import Clock
 from .keys import CALL, REQUEST_ID, STARTED, TENANT
-from .logs import ACCESS_LOGGER, access_log, request_context
+from .logs import ACCESS_LOGGER, access_log
+from .logs import REQUEST_ID as REQUEST_ID_VAR
 from .metrics import Metrics
 from .metrics_catalogue import CACHE_OUTCOMES, CacheOutcome
 from .parsing import request_id
@@ -54,8 +55,11 @@ def observe_middleware(metrics: Metrics, clock: Clock) -> Middleware:
             metrics.add_in_flight(1)
         status = 500
         try:
-            with request_context(rid):
+            bound = REQUEST_ID_VAR.set(rid)  # (logs.request_context, without a generator per request)
+            try:
                 response = await handler(request)
+            finally:
+                REQUEST_ID_VAR.reset(bound)
             status = response.status
             if not response.prepared:  # every answer carries the id (listings, /metrics, ... too)
                 response.headers.setdefault("X-Request-Id", rid)

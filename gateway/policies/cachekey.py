@@ -30,6 +30,7 @@ from ..pipeline import Call, Op
 from ..store import key
 
 KEY_FORMAT = "c1"
+_PLAN = "_cache_plan"  # call.extras: the plan, made by the first stage that asks (cache, coalesce)
 _MAX_IDENTITIES = 4096
 # Fields that never change the answer. `stream` is represented by the answer form instead;
 # `stream_options` is kept for streams (include_usage adds a chunk) and dropped otherwise.
@@ -125,7 +126,10 @@ class CachePlanner:
         self._identities: dict[tuple[object, ...], tuple[object, bytes]] = {}
 
     def plan(self, call: Call) -> CachePlan | None:
-        """The call's plan, or None when its answer is not cacheable at all."""
+        """The call's plan, or None when its answer is not cacheable at all (made once per call)."""
+        made = call.extras.get(_PLAN)
+        if made is not None:
+            return made  # type: ignore[no-any-return]
         ttl = self._ttl_if_cacheable(call)
         if ttl is None:
             return None
@@ -135,10 +139,11 @@ class CachePlanner:
             call.extras["cache_digest"] = digest
         flags = call.flags
         off = flags.use_cache is False or flags.no_store
-        return CachePlan(
+        made = call.extras[_PLAN] = CachePlan(
             key=key(self.prefix, "cache", digest), ttl=ttl, read=not off and not flags.no_cache,
             write=not off, stream=call.stream,
         )
+        return made
 
     def _digest(self, call: Call) -> str:
         task, shared = cache_task(call), call.route.config.cache.shared
