@@ -35,6 +35,7 @@ _MAX_IDENTITIES = 4096
 # Fields that never change the answer. `stream` is represented by the answer form instead;
 # `stream_options` is kept for streams (include_usage adds a chunk) and dropped otherwise.
 _IRRELEVANT = frozenset({"stream", "user", "options", "metadata", "store"})
+_IRRELEVANT_COMPLETE = _IRRELEVANT | {"stream_options"}
 _GENERIC_ACCEPT = frozenset({"*/*", "application/json", "text/event-stream"})
 # Tasks whose answer is sampled: cacheable only when the request pins it down.
 SAMPLING_TASKS = frozenset({tasks.TEXT_GENERATION, "chat", "completions", tasks.TEXT_TO_IMAGE})
@@ -83,8 +84,8 @@ def canonical_body(call: Call) -> bytes:
     """The body as the cache sees it: sorted keys, answer-neutral fields dropped; raw bodies as sent."""
     if call.body is None:
         return (call.content_type or "").encode() + b"\n" + call.raw
-    drop = _IRRELEVANT if call.stream else _IRRELEVANT | {"stream_options"}
-    body = {k: v for k, v in call.body.items() if k not in drop}
+    drop = _IRRELEVANT if call.stream else _IRRELEVANT_COMPLETE
+    body = call.body if drop.isdisjoint(call.body) else {k: v for k, v in call.body.items() if k not in drop}
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 

@@ -40,7 +40,7 @@ TAKEN = "_ratelimit_taken"  # call.extras: the take `prepare` queued before the 
 _FREE = Decision(True, 0.0, ())  # an empty group pays nothing
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Taken:
     """A take queued ahead of the stage: the plan and each group's pending decision (None: empty group)."""
 

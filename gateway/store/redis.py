@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -42,7 +43,7 @@ class RedisStore:
         # Commands go through one FIFO pipeline (pipelining.py), on a plain hiredis connection when
         # the URL allows (resp.py); pub/sub keeps redis-py's own connection.
         self.queue = CommandQueue(client, timeout * 4, raw)
-        self._shas: dict[str, str] = {}
+        self._shas: dict[str, tuple[str, Callable[[], str]]] = {}  # script -> (sha1, its source on demand)
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -82,14 +83,14 @@ class RedisStore:
 
     def send_script(self, name: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         """Queue the script now, in order; await the future for its answer, or leave it (fire and forget)."""
-        sha = self._shas.get(name)
-        if sha is None:
+        known = self._shas.get(name)
+        if known is None:
             source = lua_source(name)
-            sha = self._shas[name] = hashlib.sha1(source.encode()).hexdigest()
+            known = self._shas[name] = (hashlib.sha1(source.encode()).hexdigest(), partial(lua_source, name))
             # Loaded ahead of its first EVALSHA, in the same batch: a NOSCRIPT (only after the server
             # lost its scripts) is the one case a command runs after one queued behind it.
             forget(self.queue.submit("SCRIPT", "LOAD", source))
-        return self.queue.submit("EVALSHA", sha, len(keys), *keys, *args, script=partial(lua_source, name))
+        return self.queue.submit("EVALSHA", known[0], len(keys), *keys, *args, script=known[1])
 
     def send_get(self, key: str) -> asyncio.Future[Any]:
         """`get`, queued now; the future answers the value (bytes) or None."""
