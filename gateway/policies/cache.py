@@ -16,6 +16,12 @@ Invariants:
 - A store failure never fails a request: the cache is bypassed for `store_cooldown` seconds, the
   failure is counted in `call.extras["cache_store_error"]` and logged once per cooldown.
 
+Round trips (issue 7): when the coalesce stage is on the road, the lookup of a coalesced plan is
+also the flight's claim (`flight_scripts.py`: entry, or lock, or holder, in one script), handed
+to the coalesce stage in `call.extras[CLAIM]`; a lead claim nobody used is released here. On
+Redis, `prepare` queues the lookup before the first stage runs, so it travels with the rate
+limiter's take; entries read from Redis may be held in process (`cache_local.py`, off by default).
+
 For metrics and logs: `call.cache` (hit|miss|bypass|coalesced|none), `call.extras["cache_bytes"]`
 (body bytes served from the cache), `["cache_stored_bytes"]`, `["cache_store"]` (store|store_skipped).
 """
@@ -311,7 +317,8 @@ class CacheStage:
         if fut.cancelled() or fut.exception() is not None or plan is None or sent.token is None:
             return
         if read_claim(fut.result(), sent.token).lead:
-            forget(finish(self.cache.store, FlightKeys(plan.key), sent.token, "none", b"", self.cache.config.outcome_ttl))
+            cache = self.cache
+            forget(finish(cache.store, FlightKeys(plan.key), sent.token, "none", b"", cache.config.outcome_ttl))
 
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         plan = self.cache.planner.plan(call)

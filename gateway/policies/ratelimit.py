@@ -1,8 +1,10 @@
 """The [ratelimit] stage: token buckets per tenant, (tenant, model) and model; requests and tokens.
 
 For each call: plan its buckets (`limits.py`), pay them all or none in one script call per hash
-tag (`buckets.py`; on Redis both calls travel in one round trip), answer 429 `RateLimited` with the exact wait when a bucket is empty, and put
-`x-ratelimit-*` headers on every answer. Token buckets are charged an estimate up front and
+tag (`buckets.py`; on Redis both calls travel in one round trip, queued by `prepare` together
+with the cache lookup; a call that never gets here has them refunded by `abandon`), answer 429
+`RateLimited` with the exact wait when a bucket is empty, and put `x-ratelimit-*` headers on
+every answer. Token buckets are charged an estimate up front and
 settled with the real count afterwards (`tokens.py`): right after a complete answer, or when a
 stream ends; a call that fails upstream gives its whole token reservation back. On Redis the
 settlement is queued without waiting for its answer: it costs the response no round trip, and

@@ -84,9 +84,8 @@ class RespConnection:
     @classmethod
     def for_url(cls, params: dict[str, Any]) -> RespConnection | None:
         """A connection for `redis.asyncio.connection.parse_url(url)`'s result; None when not plain TCP."""
-        if hiredis is None or "connection_class" in params or "path" in params or set(params) - {"host", "port", "db", "username",
-                                                                             "password"}:
-            return None
+        if hiredis is None or set(params) - {"host", "port", "db", "username", "password"}:
+            return None  # TLS (connection_class), a unix socket (path), or options we do not handle
         return cls(str(params.get("host", "localhost")), int(params.get("port", 6379)), db=int(params.get("db", 0)),
                    username=params.get("username"), password=params.get("password"))
 
