@@ -47,6 +47,11 @@ class RedisStore:
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
+        pool_kwargs = dict(client.connection_pool.connection_kwargs, health_check_interval=0)
+        self._pubsub_pool = client.connection_pool.__class__(
+            connection_class=client.connection_pool.connection_class, max_connections=64, **pool_kwargs)
+        self._pubsub_client = aioredis.Redis(connection_pool=self._pubsub_pool)
+        self._ps_lock = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.25, max_connections: int = 200) -> RedisStore:
@@ -108,9 +113,9 @@ class RedisStore:
         first = not self._waiters.get(channel)
         self._waiters[channel].append(fut)
         try:
-            await self._ensure_reader()
+            self._ensure_reader()
             if first and self._pubsub is not None:
-                await self._do(self._pubsub.subscribe(channel))
+                await self._shielded(self._pubsub.subscribe, channel)
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             return None
@@ -122,23 +127,36 @@ class RedisStore:
                 self._waiters.pop(channel, None)
                 if self._pubsub is not None:
                     try:
-                        await self._pubsub.unsubscribe(channel)
-                    except (RedisError, OSError):
+                        await self._shielded(self._pubsub.unsubscribe, channel)
+                    except (StoreError, asyncio.CancelledError):
                         pass
 
-    async def _ensure_reader(self) -> None:
+    def _ensure_reader(self) -> None:
+        """One pub/sub connection and one reader per process; synchronous, so concurrent waiters never race
+        into creating several."""
         if self._reader is not None and not self._reader.done():
             return
-        self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        channels = list(self._waiters)
-        if channels:
-            await self._do(self._pubsub.subscribe(*channels))
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        # Health checks off on the pub/sub connection: a health-check PING issued by SUBSCRIBE would read the
+        # socket while the reader task is inside get_message ("readuntil() called while another coroutine...").
+        self._pubsub = self._pubsub_client.pubsub(ignore_subscribe_messages=True)
+        self._reader = asyncio.get_running_loop().create_task(self._read(self._pubsub, list(self._waiters)))
 
-    async def _read(self) -> None:
-        assert self._pubsub is not None
-        pubsub = self._pubsub
+    def _shielded(self, op: Callable[..., Any], *channels: str) -> asyncio.Future[Any]:
+        """Run a pub/sub (un)subscribe to its end even if the caller is cancelled (never leave the socket
+        mid-frame), one at a time (redis-py's PubSub would open a connection per concurrent first command)."""
+
+        async def run() -> Any:
+            async with self._ps_lock:
+                return await self._do(op(*channels))
+
+        task = asyncio.get_running_loop().create_task(run())
+        task.add_done_callback(_retrieve)
+        return asyncio.shield(task)
+
+    async def _read(self, pubsub: PubSub, initial: list[str]) -> None:
         try:
+            if initial:
+                await self._shielded(pubsub.subscribe, *initial)
             while True:
                 if not pubsub.subscribed:
                     await asyncio.sleep(0.01)
@@ -150,7 +168,7 @@ class RedisStore:
                 for fut in self._waiters.get(channel, []):
                     if not fut.done():
                         fut.set_result(bytes(msg["data"]))
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, StoreError) as exc:
             log.warning("redis pub/sub reader stopped: %s", type(exc).__name__)
         finally:
             try:
@@ -174,6 +192,8 @@ class RedisStore:
         await self.queue.drain()  # what was sent after a response (settlements, cache writes) still lands
         if self.queue.raw is not None:
             self.queue.raw.close()
+        await self._pubsub_client.aclose()
+        await self._pubsub_pool.disconnect()
         await self.client.aclose()
 
 
@@ -182,3 +202,9 @@ def _set_args(key: str, value: bytes, ttl: float | None, nx: bool) -> tuple[Any,
     if ttl is not None:
         args += ("PX", max(1, int(ttl * 1000)))
     return args + ("NX",) if nx else args
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a shielded command's failure as seen (its caller may be gone); the waiter's polling covers it."""
+    if not task.cancelled():
+        task.exception()
