@@ -24,7 +24,7 @@ if redis.call("GET", KEYS[2]) == ARGV[1] then
   released = 1
 end
 local waiters = tonumber(redis.call("GET", KEYS[4]) or "0") or 0
-if released == 1 then
+if released == 1 and waiters > 0 then
   redis.call("DEL", KEYS[4])
 end
 if waiters > 0 then

@@ -108,7 +108,7 @@ def _finish_twin(state: MemoryState, keys: list[str], args: list[Any]) -> list[i
         state.delete(keys[1])
         released = 1
     waiters = int(state.get(keys[3]) or 0)
-    if released:
+    if released and waiters:
         state.delete(keys[3])
     if waiters > 0:
         state.notify(str(channel), b"done")
