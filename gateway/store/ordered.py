@@ -1,6 +1,6 @@
 """Store work sent now and answered later: the policies' side of the Redis store's command queue.
 
-A pipelined store (`RedisStore`, and `TimedStore` around one) has `send_script` / `send_set`:
+A pipelined store (`RedisStore`, and `TimedStore` around one) has `send_script` / `send_get`:
 the command takes its place in the process's command order at once and its answer arrives on a
 future, so a policy can put several commands in one round trip (send both, then await both) or
 leave work it does not need an answer for (a settlement, a cache write) to finish after the
@@ -40,14 +40,6 @@ def send_get(store: Store, key: str) -> Awaitable[bytes | None]:
         fut: asyncio.Future[bytes | None] = store.send_get(key)  # type: ignore[attr-defined]
         return fut
     return store.get(key)
-
-
-def send_set(store: Store, key: str, value: bytes, *, ttl: float | None = None) -> Awaitable[Any]:
-    """`store.set`, queued now when the store pipelines; else the coroutine."""
-    if pipelined(store):
-        fut: asyncio.Future[Any] = store.send_set(key, value, ttl=ttl)  # type: ignore[attr-defined]
-        return fut
-    return store.set(key, value, ttl=ttl)
 
 
 async def in_background(work: Awaitable[Any], on_error: OnError | None = None,

@@ -1,7 +1,7 @@
 """The Redis store: shared by every replica. The one place redis exceptions become `StoreError`.
 
 Commands are pipelined automatically and run in the order they were issued (`pipelining.py`):
-`send_script` / `send_set` queue a command without waiting, for work done after the response.
+`send_script` / `send_get` queue a command without waiting, for work done after the response.
 Scripts run as EVALSHA (loaded again on NOSCRIPT). Notifications use
 one pub/sub connection per process with a single reader task that wakes local waiters; a lost
 connection is re-established on the next wait, so Redis coming back needs no restart.
@@ -35,7 +35,7 @@ class RedisStore:
     """Store protocol on a Redis server."""
 
     kind = "redis"
-    pipelined = True  # send_script / send_set exist: queued in order, answered later (see ordered.py)
+    pipelined = True  # send_script / send_get exist: queued in order, answered later (see ordered.py)
 
     def __init__(self, client: aioredis.Redis, *, timeout: float = 0.25, raw: RespConnection | None = None) -> None:
         self.client = client
@@ -100,10 +100,6 @@ class RedisStore:
     def send_get(self, key: str) -> asyncio.Future[Any]:
         """`get`, queued now; the future answers the value (bytes) or None."""
         return self.queue.submit("GET", key)
-
-    def send_set(self, key: str, value: bytes, *, ttl: float | None = None, nx: bool = False) -> asyncio.Future[Any]:
-        """`set`, queued now; the future answers whether it was stored."""
-        return self.queue.submit(*_set_args(key, value, ttl, nx))
 
     async def publish(self, channel: str, message: bytes) -> None:
         await self.queue.submit("PUBLISH", channel, message)

@@ -71,9 +71,6 @@ class TimedStore:
     def send_get(self, key: str) -> asyncio.Future[Any]:
         return self._sent("get", self.inner.send_get(key))  # type: ignore[attr-defined]
 
-    def send_set(self, key: str, value: bytes, *, ttl: float | None = None, nx: bool = False) -> asyncio.Future[Any]:
-        return self._sent("set", self.inner.send_set(key, value, ttl=ttl, nx=nx))  # type: ignore[attr-defined]
-
     def _sent(self, op: str, fut: asyncio.Future[Any]) -> asyncio.Future[Any]:
         """Time a queued command from now until its answer, without waiting for it."""
         record = self._recorder(op)
