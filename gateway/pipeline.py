@@ -140,7 +140,9 @@ def build_pipeline(stages: Sequence[Stage], terminal: Handler) -> Handler:
     of it travels in one round trip; a store without pipelining gets nothing started, so its
     behaviour stays strictly sequential); a `prepare` that answers True will answer the call by
     itself (a cache hit held in process), so the stages after it prepare nothing. Once the call
-    is over, every `abandon` undoes what was started for a stage the call never reached.
+    is over, every `abandon` undoes what was started for a stage the call never reached; a stage
+    that knows early that the call will not go further for a while (a coalesced follower) may
+    run them at once with `let_go(call)` (a stage reached later then starts its own work afresh).
     """
     handler = terminal
     for stage in reversed(stages):
@@ -161,16 +163,31 @@ def _bind(stage: Stage, nxt: Handler) -> Handler:
     return run
 
 
+def let_go(call: Call) -> None:
+    """Undo now what the stages' `prepare` started for this call (see build_pipeline); idempotent."""
+    release = call.extras.pop(_LET_GO, None)
+    if release is not None:
+        release()
+
+
+_LET_GO = "_prepared_let_go"  # call.extras: runs every `abandon` of the call's pipeline
+
+
 def _prepared(head: Handler, prepares: list[Callable[[Call], bool]],
               abandons: list[Callable[[Call], None]]) -> Handler:
+    def release(call: Call) -> None:
+        for abandon in abandons:
+            abandon(call)
+
     async def run(call: Call) -> Answer:
         for prepare in prepares:
             if prepare(call):
                 break
+        call.extras[_LET_GO] = lambda: release(call)
         try:
             return await head(call)
         finally:
-            for abandon in abandons:
-                abandon(call)
+            call.extras.pop(_LET_GO, None)
+            release(call)
 
     return run

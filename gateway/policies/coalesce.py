@@ -25,7 +25,7 @@ from typing import Literal
 from aiohttp import web
 
 from ..errors import GatewayError
-from ..pipeline import Answer, Call, Handler, Reply
+from ..pipeline import Answer, Call, Handler, Reply, let_go
 from .cache import CLAIM, ResponseCache, mark, response_cache
 from .cache_entry import decode, encode_error
 from .cachekey import CachePlan
@@ -88,6 +88,7 @@ class CoalesceStage:
             if fut is None:
                 return await self._lead(call, plan, nxt, got)
             got = None  # followed locally; a lead claim left untaken is released by the cache stage
+            let_go(call)  # a follower waits, not charged: the limiter's prepared take goes back now
             outcome = await asyncio.shield(fut)
             if outcome is DIRECT:
                 return await nxt(call)

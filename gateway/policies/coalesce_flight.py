@@ -33,7 +33,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from ..errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamTimeout
-from ..pipeline import Answer, Call, Handler, Reply
+from ..pipeline import Answer, Call, Handler, Reply, let_go
 from ..store import StoreError
 from ..store.scripts import memory_twin
 from .cache import ResponseCache
@@ -98,6 +98,7 @@ class StoreFlight:
                 return await self._lead(call, plan, nxt, keys, token)
             if got.holder is None:
                 continue  # released between our two reads: try again
+            let_go(call)  # a follower waits, not charged: the limiter's prepared take goes back now
             try:
                 result = await self._follow(call, plan, keys, got.holder)
             except StoreError as exc:

@@ -7,6 +7,7 @@ write and one read on the Redis connection, i.e. one round trip). Runs on fakere
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -157,3 +158,54 @@ async def test_hits_and_followers_are_not_charged_although_their_take_travelled_
         assert spent == 1  # only `other` itself: the three hits gave their request back
     finally:
         await client.close()
+
+
+async def test_a_coalesced_follower_gives_its_take_back_while_it_waits(store: RedisStore, key_prefix: str) -> None:
+    # Two requests an hour: the leader holds one, the follower's take (sent with its lookup) must not
+    # hold the other while it waits for the leader, or a different request would be refused meanwhile.
+    gate = asyncio.Event()
+
+    class Gated(CountingUpstream):
+        async def send(self, call: Call, model: str) -> Answer:
+            self.arrived.append(call)
+            if "slow" in call.raw.decode():  # only the leader's call is held
+                await gate.wait()
+            return await super().send(call, model)
+
+    up = Gated(store)
+    up.arrived = []
+    app = create_app(_full_chain(key_prefix, requests="2/hour"), store=store, upstreams={"hf": up})
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    bucket = f"{key_prefix}:v1:rl:{{team-a}}:req"
+    try:
+        same = chat(text="slow", temperature=0)
+        leader = asyncio.create_task(client.post("/v1/chat/completions", json=same, headers=A))
+        await _until(lambda: len(up.arrived) == 1)
+        sent = store.queue.commands
+        follower = asyncio.create_task(client.post("/v1/chat/completions", json=same, headers=A))
+        # Its lookup and its two takes, then (as it starts following) the two refunds. Waited for
+        # with a bound only: what decides the test is the answer to `other` below.
+        await _until(lambda: store.queue.commands >= sent + 5, limit=2.0, must=False)
+        assert await _tokens(store, bucket) >= 0.99  # the follower holds nothing, the leader still out
+        other = await client.post("/v1/chat/completions", json=chat(text="different", temperature=0), headers=A)
+        assert other.status == 200
+        gate.set()
+        assert [(await t).status for t in (leader, follower)] == [200, 200]
+    finally:
+        gate.set()
+        await client.close()
+
+
+async def _tokens(store: RedisStore, bucket: str) -> float:
+    raw = await store.client.hget(bucket, "tk")
+    return float(raw) if raw is not None else 2.0
+
+
+async def _until(cond: Callable[[], bool], limit: float = 5.0, must: bool = True) -> None:
+    end = asyncio.get_running_loop().time() + limit
+    while not cond():
+        if asyncio.get_running_loop().time() >= end:
+            assert not must, "condition never held"
+            return
+        await asyncio.sleep(0.005)
