@@ -136,7 +136,7 @@ def build_pipeline(stages: Sequence[Stage], terminal: Handler) -> Handler:
     """Fold `stages` around `terminal`; stages[0] is the outermost.
 
     A stage may also have `prepare(call) -> bool` and `abandon(call) -> None`: before the first
-    stage runs, every `prepare` may start store work for its stage (on Redis, queued so that all
+    stage runs, every `prepare` may start store work for its stage (noted in `call.extras`) (on Redis, queued so that all
     of it travels in one round trip; a store without pipelining gets nothing started, so its
     behaviour stays strictly sequential); a `prepare` that answers True will answer the call by
     itself (a cache hit held in process), so the stages after it prepare nothing. Once the call
@@ -180,9 +180,12 @@ def _prepared(head: Handler, prepares: list[Callable[[Call], bool]],
             abandon(call)
 
     async def run(call: Call) -> Answer:
+        before = len(call.extras)
         for prepare in prepares:
             if prepare(call):
                 break
+        if len(call.extras) == before:  # nothing started (prepares note what they start in extras)
+            return await head(call)
         call.extras[_LET_GO] = lambda: release(call)
         try:
             return await head(call)
