@@ -63,7 +63,7 @@ async def test_redis_killed_mid_load_then_back(private_redis: PrivateRedis, mode
     settings = load_settings(
         None, redis_url=private_redis.url, redis_prefix="gwfault", keys=[{"sha256": hash_key(KEY), "tenant": "t"}],
         tenants={"t": {"limits": {"requests": f"{LIMIT}/hour"}}}, cache={"enabled": False, "coalesce": False},
-        ratelimit={"on_store_error": mode, "store_timeout": 0.25},
+        ratelimit={"on_store_error": mode, "store_timeout": 1.0},
     )
     up = FakeUpstream("hf")
     async with TestClient(TestServer(create_app(settings, upstreams={"hf": up}))) as client:
