@@ -74,10 +74,6 @@ def event_data(event: bytes) -> bytes | None:
     return value[1:] if value.startswith(b" ") else value
 
 
-def is_done(event: bytes) -> bool:
-    return event == DONE
-
-
 def error_in(event: bytes) -> dict[str, object] | None:
     """The parsed error object if this event is an in-band error event (`{"error": ...}`)."""
     data = event_data(event)
