@@ -14,10 +14,13 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -116,8 +119,16 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_second: list[object] = [-1, ""]  # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): one strftime per second
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """`2026-11-24T23:13:17.123Z` (UTC, milliseconds), the date part formatted once per second."""
+    created = record.created
+    whole = int(created)
+    if whole != _second[0]:
+        _second[:] = [whole, datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -131,8 +142,12 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "request_id": getattr(record, "request_id", None),
         }
-        for key, value in extra_fields(record).items():
-            line.setdefault(key, value)
+        fields = extra_fields(record)
+        if record.__dict__.get("_fields") is fields:  # an access line: its keys never clash with the five above
+            line.update(fields)  # (request_id is the same value on both)
+        else:
+            for key, value in fields.items():
+                line.setdefault(key, value)
         if record.exc_info:
             line["exc"] = redact(self.formatException(record.exc_info))
         if record.stack_info:
@@ -165,11 +180,79 @@ def _text_value(value: object) -> str:
 
 
 class _GatewayHandler(logging.StreamHandler[TextIO]):
-    """Marks the handler `configure_logging` installed, so a second call replaces it."""
+    """The handler `configure_logging` installs (a second call replaces it).
+
+    With `hold` > 0, INFO and DEBUG lines written on a running event loop are held and written
+    together at most `hold` seconds later (or once 64 KiB are held): one write and one flush for
+    many access lines instead of one each. A WARNING or worse line, a line from a thread without a
+    loop, `flush()` and `close()` write everything held at once, in order.
+    """
+
+    def __init__(self, stream: TextIO, hold: float = 0.0) -> None:
+        super().__init__(stream)
+        self.hold = hold
+        self._held: list[str] = []
+        self._held_chars = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.hold <= 0 or record.levelno >= logging.WARNING:
+            self._write_held()
+            super().emit(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_held()
+            super().emit(record)
+            return
+        try:
+            text = self.format(record)
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+            return
+        self._held.append(text)
+        self._held_chars += len(text)
+        if self._held_chars >= _HOLD_CHARS:
+            self._write_held()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.hold, self._on_timer)
+
+    def _on_timer(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            self._timer = None
+            self._write_held()
+
+    def _write_held(self) -> None:
+        if not self._held:
+            return
+        text = "\n".join(self._held) + "\n"
+        self._held.clear()
+        self._held_chars = 0
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or full stream must not fail a request
+            pass
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._write_held()
+        super().flush()
 
 
-def configure_logging(fmt: LogFormat = "json", level: str = "INFO", stream: TextIO | None = None) -> logging.Handler:
-    """Send every log line through redaction to `stream` (stderr) as JSON lines or text."""
+_HOLD_CHARS = 64 * 1024
+
+
+def configure_logging(fmt: LogFormat = "json", level: str = "INFO", stream: TextIO | None = None,
+                      hold: float = 0.0) -> logging.Handler:
+    """Send every log line through redaction to `stream` (stderr) as JSON lines or text.
+
+    `hold`: seconds an INFO line may wait to be written together with others (see `_GatewayHandler`).
+    """
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
@@ -177,12 +260,15 @@ def configure_logging(fmt: LogFormat = "json", level: str = "INFO", stream: Text
         raise ValueError(f"unknown log format {fmt!r}")
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _GatewayHandler)]:
+        old.flush()
         root.removeHandler(old)
-    handler = _GatewayHandler(stream if stream is not None else sys.stderr)
+    handler = _GatewayHandler(stream if stream is not None else sys.stderr, hold)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(numeric)
+    # No line prints a thread or process name: LogRecord need not look them up for every line.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     return handler
 
 
@@ -198,7 +284,8 @@ def request_context(request_id: str) -> Iterator[None]:
 
 # Access-line fields that are free text from the client; every other one is a number, a flag, a
 # validated id or a label the gateway chose, and cannot carry a secret.
-_FREE_TEXT_FIELDS = ("request_id", "path", "model", "tenant", "deployment")
+# (The request id is free text too, but `parsing.request_id` masks a client's id where it accepts it.)
+_FREE_TEXT_FIELDS = ("path", "model", "tenant", "deployment")
 
 
 # redact() of the access line's free text, memoised (a pure function): the same few paths and
@@ -206,28 +293,54 @@ _FREE_TEXT_FIELDS = ("request_id", "path", "model", "tenant", "deployment")
 _redacted_text = functools.lru_cache(maxsize=4096)(redact)
 
 
+_RESERVED = _STANDARD_ATTRS | {"ts", "level", "logger"}  # extra keys that would clash with a line's own
+_access_logger = logging.getLogger(ACCESS_LOGGER)
+
+
 def access_log(record: Mapping[str, object]) -> None:
     """The one access line of a request: ACCESS_FIELDS always present, extra keys kept.
 
     Hot path (one per request): only the free-text fields go through `redact`, the record is marked
     so `RedactingFilter` does not scan it again, and no caller lookup is made (`findCaller` walks
-    the stack; an access line's origin is always this function).
+    the stack; an access line's origin is always this function). The LogRecord is made directly
+    (not through `makeRecord`, which checks every extra key again).
     """
-    logger = logging.getLogger(ACCESS_LOGGER)
+    logger = _access_logger
     if not logger.isEnabledFor(logging.INFO):
         return
-    fields: dict[str, object] = {name: record.get(name) for name in ACCESS_FIELDS}
-    for key, value in record.items():
-        if key not in fields:
-            # A key that clashes with a LogRecord attribute would make logging raise.
-            plain = value is None or isinstance(value, (bool, int, float))
-            fields[f"{key}_" if key in _STANDARD_ATTRS else key] = value if plain else redact_value(key, value)
+    get = record.get
+    fields: dict[str, object] = {name: get(name) for name in ACCESS_FIELDS}
+    for key in [k for k in record if k not in fields]:
+        value = record[key]
+        plain = value is None or isinstance(value, (bool, int, float))
+        fields[f"{key}_" if key in _RESERVED else key] = value if plain else redact_value(key, value)
     for key in _FREE_TEXT_FIELDS:
         value = fields[key]
         if isinstance(value, str):
             fields[key] = _redacted_text(value)
-    message = " ".join("-" if fields[k] is None else str(fields[k]) for k in ("method", "path", "status"))
-    line = logger.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, message, None, None, extra=fields)
-    line._redacted = True  # (attributes with "_" are never printed)
-    line._fields = fields  # the formatters take them as they are instead of sifting the record's attributes
-    logger.handle(line)
+    method, path, status = fields["method"], fields["path"], fields["status"]
+    message = f"{'-' if method is None else method} {'-' if path is None else path} {'-' if status is None else status}"
+    logger.handle(_access_line(message, fields))
+
+
+def _access_line(message: str, fields: dict[str, object]) -> logging.LogRecord:
+    """A LogRecord as `LogRecord(...)` would make it, from a template: what an access line's record
+    holds is the same every time but the message, the time and the fields (the constructor would
+    split the source path and look at threads and processes on every line)."""
+    now = time.time()
+    line = logging.LogRecord.__new__(logging.LogRecord)
+    attrs = line.__dict__
+    attrs.update(_ACCESS_TEMPLATE)
+    attrs.update(fields)
+    attrs["msg"] = message
+    attrs["created"] = now
+    attrs["msecs"] = (now - int(now)) * 1000
+    attrs["relativeCreated"] = (now - _STARTED) * 1000
+    attrs["_redacted"] = True  # (attributes with "_" are never printed)
+    attrs["_fields"] = fields  # the formatters take them as they are instead of sifting the record's attributes
+    return line
+
+
+_ACCESS_TEMPLATE = dict(logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "", None, None).__dict__)
+_ACCESS_TEMPLATE.update(thread=None, threadName=None, process=None, processName=None)
+_STARTED = _ACCESS_TEMPLATE["created"] - _ACCESS_TEMPLATE["relativeCreated"] / 1000

@@ -18,6 +18,7 @@ from .clock import Clock
 from .errors import BadRequest, PayloadTooLarge
 from .pipeline import Call, Dialect, Flags, Op
 from .keys import API_KEY_ID, REQUEST_ID, STARTED, TENANT
+from .logs import redact
 from .routing import Router
 
 # A model id: `org/name`, `name`, optional `:provider`; no `..`, no scheme, no control characters.
@@ -33,10 +34,10 @@ FORWARDED = ("x-hf-bill-to",)
 
 
 def request_id(request: web.Request) -> str:
-    """The client's X-Request-Id when it is sane, else a new one."""
+    """The client's X-Request-Id when it is sane (anything secret-looking in it masked), else a new one."""
     rid = request.headers.get("X-Request-Id")
     if rid and _REQUEST_ID_RE.match(rid):
-        return rid
+        return redact(rid)  # it is logged: masked here once, so the access line need not look at it again
     return os.urandom(16).hex()  # 128 random bits, like uuid4, without building a UUID
 
 
