@@ -74,6 +74,7 @@ class KeyRing:
                  in_store: bool = False, clock: Clock | None = None, timeout: float = 0.25) -> None:
         self._guard = StoreGuard(timeout, "API key lookup")
         self._by_hash = {k.sha256: k for k in keys}
+        self._identities = {k.sha256: Identity(k.tenant, k.name or k.sha256[:12]) for k in keys}  # made once
         self._store = store if in_store else None
         self._prefix = prefix
         self._clock = clock
@@ -87,7 +88,7 @@ class KeyRing:
         digest = hash_key(presented)
         found = self._by_hash.get(digest)
         if found is not None and hmac.compare_digest(found.sha256, digest):
-            return Identity(found.tenant, found.name or digest[:12])
+            return self._identities[digest]
         if self._store is not None:
             return await self._from_store(digest)
         return None

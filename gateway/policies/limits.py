@@ -43,6 +43,11 @@ class Limit:
     bucket: Bucket
     rate: Rate
 
+    @property
+    def capacity_text(self) -> str:
+        """The bucket's capacity as `x-ratelimit-limit-*` writes it (`60`, `2.5`)."""
+        return f"{self.bucket.capacity:g}"
+
 
 @dataclass(slots=True)
 class LimitPlan:
@@ -125,15 +130,20 @@ def denied_scopes(limits: list[Limit], remaining: tuple[float, ...]) -> list[str
 
 
 def rate_headers(pairs: list[tuple[Limit, float]]) -> dict[str, str]:
-    """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the tightest bucket of each kind."""
+    """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the tightest bucket of each kind
+    (fewest tokens left; on a tie, the smaller bucket)."""
+    tightest: dict[str, tuple[Limit, float]] = {}
+    for lim, left in pairs:
+        held = tightest.get(lim.kind)
+        if held is None or left < held[1] or (left == held[1] and lim.bucket.capacity < held[0].bucket.capacity):
+            tightest[lim.kind] = (lim, left)
     headers: dict[str, str] = {}
     for kind in ("requests", "tokens"):
-        mine = [(lim, left) for lim, left in pairs if lim.kind == kind]
-        if not mine:
+        if kind not in tightest:
             continue
-        lim, left = min(mine, key=lambda p: (p[1], p[0].bucket.capacity))
+        lim, left = tightest[kind]
         b = lim.bucket
-        headers[f"x-ratelimit-limit-{kind}"] = f"{b.capacity:g}"
+        headers[f"x-ratelimit-limit-{kind}"] = lim.capacity_text
         headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(left)))
         headers[f"x-ratelimit-reset-{kind}"] = format_duration(max(0.0, (b.capacity - left) / b.rate))
     return headers
