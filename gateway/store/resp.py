@@ -30,10 +30,23 @@ except ImportError:  # pragma: no cover - a dependency; without it redis-py does
     hiredis = None
 
 
+class _Batch:
+    """One batch in flight: how many replies it expects, those come so far, and the one future they go to."""
+
+    __slots__ = ("expected", "replies", "future")
+
+    def __init__(self, expected: int, future: asyncio.Future[list[Any]]) -> None:
+        self.expected = expected
+        self.replies: list[Any] = []
+        self.future = future
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        # One future per batch, not per command: a lost batch fails one future, which its sender
+        # retrieves (or cancelled); none is left holding an exception nobody will read.
+        self.waiting: deque[_Batch] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
 
@@ -54,9 +67,12 @@ class _Protocol(asyncio.Protocol):
                 return
             if not self.waiting:
                 continue  # (cannot happen: every reply answers a command we sent)
-            fut = self.waiting.popleft()
-            if not fut.done():
-                fut.set_result(reply)
+            batch = self.waiting[0]
+            batch.replies.append(reply)
+            if len(batch.replies) == batch.expected:
+                self.waiting.popleft()
+                if not batch.future.done():
+                    batch.future.set_result(batch.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -64,7 +80,7 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, exc: Exception) -> None:
         while self.waiting:
-            fut = self.waiting.popleft()
+            fut = self.waiting.popleft().future
             if not fut.done():
                 fut.set_exception(exc)
 
@@ -104,11 +120,12 @@ class RespConnection:
 
     async def _send(self, proto: _Protocol, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         assert proto.transport is not None
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in commands]
-        proto.waiting.extend(futures)
+        if not commands:
+            return []
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        proto.waiting.append(_Batch(len(commands), fut))
         proto.transport.write(b"".join([hiredis.pack_command(c) for c in commands]))
-        replies = [await f for f in futures]
+        replies = await fut
         return [_error(r) if isinstance(r, hiredis.ReplyError) else r for r in replies]
 
     async def _connect(self) -> _Protocol:

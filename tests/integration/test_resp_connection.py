@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.store import StoreError
@@ -90,3 +92,42 @@ async def test_connection_refused_is_a_store_error() -> None:
         assert not await store.ping()
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("server_closes", [False, True], ids=["silent", "closes"])
+async def test_a_lost_batch_leaves_no_unretrieved_failure_behind(server_closes: bool) -> None:
+    # A Redis outage fails every batch in flight: that must not log "Future exception was never
+    # retrieved" once per queued command (an ERROR line per command, every batch, all outage long).
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)  # the whole batch arrives; it is never answered
+        if server_closes:
+            writer.close()
+        else:
+            await reader.read(4096)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    conn = RespConnection("127.0.0.1", port)
+
+    async def lost() -> type[BaseException]:
+        try:
+            async with asyncio.timeout(0.2):
+                await conn.execute([("GET", "a"), ("GET", "b"), ("GET", "c")])
+        except (RedisConnectionError, TimeoutError) as exc:
+            return type(exc)
+        raise AssertionError("the batch was answered")
+
+    try:
+        assert await lost() is (RedisConnectionError if server_closes else TimeoutError)
+        for _ in range(3):  # the aborted transport reports its loss on a later turn of the loop
+            await asyncio.sleep(0)
+        gc.collect()  # an unretrieved exception is reported when its future is collected
+        assert [c["message"] for c in reported] == []
+    finally:
+        loop.set_exception_handler(previous)
+        conn.close()
+        server.close()
