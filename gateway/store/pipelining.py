@@ -102,11 +102,7 @@ class CommandQueue:
         try:
             async with asyncio.timeout_at(min(c.deadline for c in live)):
                 results = await self._execute(live)
-                retry = [(c, r) for c, r in zip(live, results) if isinstance(r, NoScriptError) and c.script]
-                for cmd, _ in retry:  # the server lost its scripts (restart, SCRIPT FLUSH): load and run again
-                    assert cmd.script is not None
-                    load = Command(("SCRIPT", "LOAD", cmd.script()), cmd.future, cmd.deadline)
-                    results[live.index(cmd)] = (await self._execute([load, cmd]))[1]
+                await self._reload_scripts(live, results)
         except (RedisError, OSError, TimeoutError) as exc:
             _fail(live, store_error(exc))
             return
@@ -117,6 +113,20 @@ class CommandQueue:
                 cmd.future.set_exception(store_error(result))
             else:
                 cmd.future.set_result(result)
+
+    async def _reload_scripts(self, live: list[Command], results: list[Any]) -> None:
+        """The server lost its scripts (restart, SCRIPT FLUSH): in ONE more round trip, load each script
+        once and run every command that answered NOSCRIPT again, in their order; their new answers in place."""
+        again = [i for i, (c, r) in enumerate(zip(live, results)) if isinstance(r, NoScriptError) and c.script]
+        if not again:
+            return
+        sources = {live[i].args[1]: live[i].script for i in again}  # sha -> its source, one per script
+        # (_execute reads only a command's args: the loads borrow a future and deadline they never touch)
+        loads = [Command(("SCRIPT", "LOAD", source()), live[again[0]].future, live[again[0]].deadline)
+                 for source in sources.values() if source is not None]
+        answers = await self._execute(loads + [live[i] for i in again])
+        for i, answer in zip(again, answers[len(loads):]):
+            results[i] = answer
 
     async def _execute(self, live: list[Command]) -> list[Any]:
         if self.raw is not None:
