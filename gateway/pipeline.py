@@ -14,11 +14,14 @@ Invariants:
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .routing import Deployment, Route
+
+log = logging.getLogger("gateway.pipeline")
 
 
 class Dialect(enum.Enum):
@@ -140,7 +143,8 @@ def build_pipeline(stages: Sequence[Stage], terminal: Handler) -> Handler:
     of it travels in one round trip; a store without pipelining gets nothing started, so its
     behaviour stays strictly sequential); a `prepare` that answers True will answer the call by
     itself (a cache hit held in process), so the stages after it prepare nothing. Once the call
-    is over, every `abandon` undoes what was started for a stage the call never reached; a stage
+    is over (or a `prepare` raised), every `abandon` undoes what was started for a stage the call
+    never reached, each one even if another raised (logged); a stage
     that knows early that the call will not go further for a while (a coalesced follower) may
     run them at once with `let_go(call)` (a stage reached later then starts its own work afresh).
     """
@@ -176,14 +180,24 @@ _LET_GO = "_prepared_let_go"  # call.extras: runs every `abandon` of the call's 
 def _prepared(head: Handler, prepares: list[Callable[[Call], bool]],
               abandons: list[Callable[[Call], None]]) -> Handler:
     def release(call: Call) -> None:
+        # Every abandon runs, whatever one of them raises: each undoes its own stage's work (a
+        # lock, a take), and the call's own answer or error is never replaced by a failed clean-up.
         for abandon in abandons:
-            abandon(call)
+            try:
+                abandon(call)
+            except Exception:
+                log.exception("a stage's abandon failed; the others still ran",
+                              extra={"request_id": call.request_id})
 
     async def run(call: Call) -> Answer:
         before = len(call.extras)
-        for prepare in prepares:
-            if prepare(call):
-                break
+        try:
+            for prepare in prepares:
+                if prepare(call):
+                    break
+        except BaseException:
+            release(call)  # what the earlier prepares started (a queued claim holding a lock) is undone
+            raise
         if len(call.extras) == before:  # nothing started (prepares note what they start in extras)
             return await head(call)
         call.extras[_LET_GO] = lambda: release(call)
