@@ -3,7 +3,8 @@
 `decide(store, buckets)` runs the script once for a group of buckets that share one hash tag:
 all of them pay or none does. `StoreGuard` wraps every store call of the limiters with the
 configured small timeout, turns any failure into `StoreError`, and logs an outage once (and
-the recovery once), never per request.
+the recovery once), never per request; a queued take it gives up on may still run in Redis, so
+it is left to finish and its caller's `undo` refunds it once answered.
 
 Invariants (held for both stores by tests/contract/test_bucket_contract.py):
 - a denied call changes no bucket; refill is fractional; time going backwards refills nothing;
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -30,6 +31,7 @@ log = logging.getLogger("gateway.ratelimit")
 SCRIPT = "token_bucket"
 Mode = Literal["take", "force"]
 T = TypeVar("T")
+Undo = Callable[[asyncio.Future[Any]], None]  # reverses a command's effect, given its (answered) future
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,15 +130,31 @@ class StoreGuard:
         self.failing = False
         self.errors = 0
 
-    async def run(self, op: Awaitable[T]) -> T:
-        """`await op` within the timeout; any failure becomes StoreError."""
-        if isinstance(op, asyncio.Future) and op.done() and not op.cancelled():
+    async def run(self, op: Awaitable[T], undo: Undo | None = None) -> T:
+        """`await op` within the timeout; any failure becomes StoreError.
+
+        A queued command (a future) is awaited through a shield: giving up on it (the timeout, or
+        the caller cancelled) does not take it back from Redis, where it may have run already. So
+        `undo(op)` is called once it is answered (whatever the answer: `undo` checks what it did)
+        to reverse its effect; without `undo` its answer is dropped.
+        """
+        if not isinstance(op, asyncio.Future):
+            return await self._within(op)
+        if op.done() and not op.cancelled():
             # Already answered (the other half of a pipelined batch): no timeout scope to set up.
             exc = op.exception()
             if exc is not None:
                 raise self.failed(exc) from exc
             self.answered()
             return op.result()  # type: ignore[no-any-return]
+        try:
+            return await self._within(asyncio.shield(op))
+        except (StoreError, asyncio.CancelledError):
+            if undo is not None:  # it may have run, or may still run: `undo` sees its answer when it comes
+                op.add_done_callback(undo)
+            raise
+
+    async def _within(self, op: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self.timeout):
                 result = await op

@@ -150,7 +150,7 @@ class ResponseCache:
             token = token or self.new_token()
             sent = Sent(token, send_claim(self.store, keys, token, self.config.lock_ttl))
         token = sent.token
-        got = read_claim(await sent.work, token)
+        got = read_claim(await self._claimed(sent.work, token, plan), token)
         if got.entry is not None:
             got.env = self.usable(plan, got.entry)
             if got.env is None:  # present but unreadable here (another format): lock the old way
@@ -158,6 +158,26 @@ class ResponseCache:
                     return Claim(token, lead=True)
                 return Claim(token, holder=await self.store.get(keys.lock))
         return got
+
+    async def _claimed(self, work: Awaitable[Any], token: str, plan: CachePlan) -> Any:
+        """The claim's reply. A queued claim outlives a caller that leaves (it may have taken the lock
+        already): shielded, and let go once answered, so nobody waits lock_ttl for a leader that left."""
+        if not isinstance(work, asyncio.Future):
+            return await work
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self.release_when_answered(work, token, plan)
+            raise
+
+    def release_when_answered(self, work: asyncio.Future[Any], token: str, plan: CachePlan) -> None:
+        """A queued claim whose reply nobody will read: a lock it took is let go once the reply arrives."""
+        work.add_done_callback(lambda fut: self._let_go(fut, token, plan))
+
+    def _let_go(self, fut: asyncio.Future[Any], token: str, plan: CachePlan) -> None:
+        if fut.cancelled() or fut.exception() is not None or not read_claim(fut.result(), token).lead:
+            return
+        forget(finish(self.store, FlightKeys(plan.key), token, "none", b"", self.config.outcome_ttl))
 
     async def release(self, got: Claim, plan: CachePlan) -> None:
         """Let go of a lead claim nobody used (the call went its own way): the lock, and wake any follower."""
@@ -307,18 +327,11 @@ class CacheStage:
         sent: Sent | None = call.extras.pop(SENT, None)
         if sent is None:
             return
-        if sent.token is None or not isinstance(sent.work, asyncio.Future):
+        plan = self.cache.planner.plan(call)
+        if sent.token is None or not isinstance(sent.work, asyncio.Future) or plan is None:
             forget(sent.work)
             return
-        plan = self.cache.planner.plan(call)
-        sent.work.add_done_callback(lambda fut: self._let_go(fut, sent, plan))
-
-    def _let_go(self, fut: asyncio.Future[Any], sent: Sent, plan: CachePlan | None) -> None:
-        if fut.cancelled() or fut.exception() is not None or plan is None or sent.token is None:
-            return
-        if read_claim(fut.result(), sent.token).lead:
-            cache = self.cache
-            forget(finish(cache.store, FlightKeys(plan.key), sent.token, "none", b"", cache.config.outcome_ttl))
+        self.cache.release_when_answered(sent.work, sent.token, plan)
 
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         plan = self.cache.planner.plan(call)

@@ -33,7 +33,7 @@ from ..errors import GatewayError, RateLimited, StoreUnavailable
 from ..pipeline import Answer, Call, Handler, StreamReply
 from ..store.base import Store, StoreError
 from ..store.ordered import forget, in_background, pipelined
-from .buckets import Bucket, Decision, StoreGuard, decide, parse_reply, send_decision
+from .buckets import Bucket, Decision, StoreGuard, Undo, decide, parse_reply, send_decision
 from .limits import Limit, LimitPlan, LimitPlanner, denied_scopes, rate_headers
 from .tokens import StreamMeter, estimate, metered, prompt_tokens, reply_tokens
 
@@ -85,11 +85,19 @@ class RateLimitStage:
         taken: Taken | None = call.extras.pop(TAKEN, None)
         if taken is None:
             return
-        for group, sent in ((taken.plan.tenant_group, taken.tenant), (taken.plan.model_group, taken.model)):
-            if isinstance(sent, asyncio.Future):
-                sent.add_done_callback(lambda fut, g=group: self._refund_if_paid(fut, g))  # type: ignore[misc]
-            elif sent is not None:
-                forget(sent)
+        self._refund_when_answered(taken.tenant, taken.plan.tenant_group)
+        self._refund_when_answered(taken.model, taken.plan.model_group)
+
+    def _refund_when_answered(self, sent: Awaitable[Any] | None, group: list[Limit]) -> None:
+        """A take whose answer nobody will read: what it paid goes back once it is answered."""
+        if isinstance(sent, asyncio.Future):
+            sent.add_done_callback(self._undo(group))
+        elif sent is not None:
+            forget(sent)
+
+    def _undo(self, group: list[Limit]) -> Undo:
+        """For a take given up on (guard timeout, cancelled): its refund, once its answer arrives."""
+        return lambda fut: self._refund_if_paid(fut, group)
 
     def _refund_if_paid(self, fut: asyncio.Future[Any], group: list[Limit]) -> None:
         if fut.cancelled() or fut.exception() is not None or not parse_reply(fut.result()).allowed:
@@ -150,15 +158,18 @@ class RateLimitStage:
                               second_sent: Awaitable[Any] | None) -> bool:
         """Both groups sent at once (one round trip); all-or-nothing by refunding the group that paid."""
         try:
-            first = parse_reply(await self.guard.run(first_sent)) if first_sent is not None else _FREE
+            first = await self._decided(first_sent, plan.tenant_group)
         except StoreError:
-            paid = await self._answer_of(second_sent)
+            paid = await self._answer_of(second_sent, plan.model_group)
             if paid is not None and paid.allowed:
                 await self._refund(plan.model_group)
             self._store_failed(call, plan.limits)
             return False
+        except asyncio.CancelledError:
+            self._refund_when_answered(second_sent, plan.model_group)  # never to be read now
+            raise
         try:
-            second = parse_reply(await self.guard.run(second_sent)) if second_sent is not None else _FREE
+            second = await self._decided(second_sent, plan.model_group)
         except StoreError:
             if not first.allowed:
                 self._deny(call, plan, plan.tenant_group, first)
@@ -176,11 +187,17 @@ class RateLimitStage:
         self._admitted(call, plan, first, second)
         return True
 
-    async def _answer_of(self, sent: Awaitable[object] | None) -> Decision | None:
+    async def _decided(self, sent: Awaitable[Any] | None, group: list[Limit]) -> Decision:
+        """A sent take's decision (StoreError on failure); given up on, what it paid goes back once answered."""
+        if sent is None:
+            return _FREE
+        return parse_reply(await self.guard.run(sent, self._undo(group)))
+
+    async def _answer_of(self, sent: Awaitable[Any] | None, group: list[Limit]) -> Decision | None:
         if sent is None:
             return None
         try:
-            return parse_reply(await self.guard.run(sent))
+            return await self._decided(sent, group)
         except StoreError:
             return None
 
@@ -193,7 +210,7 @@ class RateLimitStage:
         call.reply_headers.update(rate_headers(pairs))
 
     async def _take(self, limits: list[Limit]) -> Decision:
-        return await self.guard.run(decide(self.store, [lim.bucket for lim in limits], now=self._now()))
+        return await self._decided(self._send(limits), limits)
 
     def _now(self) -> float | None:
         return None if self._server_time else self.clock.time()

@@ -21,6 +21,7 @@ from gateway.policies.coalesce_flight import FlightKeys
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
 from tests.unit.policies.cachekit import backend, store_pair  # noqa: F401  (fixtures)
+from tests.support.held_replies import held_store
 from tests.unit.policies.cachekit import GatedUpstream, Replica, StorePair, prefixed, settings
 
 
@@ -190,3 +191,25 @@ async def test_a_slow_leader_renews_its_lock_so_nobody_takes_over() -> None:
     first, second = await asyncio.gather(leader, follower)
     assert isinstance(first, Reply) and isinstance(second, Reply) and first.body == second.body
     assert up.arrived == 1
+
+
+async def test_a_claim_whose_caller_left_lets_the_lock_go_once_its_reply_arrives() -> None:
+    # The client leaves while the lookup (which also takes the flight's lock) is on its way back:
+    # the lock was taken on the server. It is let go when the reply comes, not after lock_ttl.
+    store, held = held_store()
+    replica = Replica(settings({"lock_ttl": 30.0}), store, FakeClock(), GatedUpstream())
+    try:
+        held.hold()
+        left = asyncio.create_task(replica.run(replica.call()))
+        await held.ran.wait()  # the claim ran: the lock is held under the leaving call's token
+        left.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await left
+        held.release()
+        await store.queue.drain()  # the claim's reply, then what it calls for
+        plan = replica.cache.planner.plan(replica.call())
+        assert plan is not None
+        assert (await replica.cache.claim(plan)).lead  # the next caller leads at once
+        assert replica.upstream.arrived == 0
+    finally:
+        await store.close()

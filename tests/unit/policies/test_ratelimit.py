@@ -17,6 +17,7 @@ from gateway.policies.buckets import Bucket, StoreGuard, decide
 from gateway.store.base import Store, StoreError
 from gateway.store.memory import MemoryStore
 from gateway.upstream.fake import FakeUpstream
+from tests.support.held_replies import held_store
 
 from .rl_support import A, B, BrokenStore, chat, settings
 
@@ -189,3 +190,23 @@ async def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptu
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2 and "failing" in messages[0] and "answers again" in messages[1]
     assert guard.errors == 5
+
+
+@pytest.mark.parametrize("on_store_error", ["fail_open", "fail_closed"])
+async def test_a_take_given_up_on_after_it_ran_is_refunded_once_its_reply_arrives(on_store_error: str) -> None:
+    # The guard's timeout passes while the take's reply is on its way: Redis has debited both
+    # buckets. Whatever the call was answered (admitted unreserved, or 503), nothing stays paid.
+    tenants = {"team-a": {"limits": {"requests": "1/minute"}}}
+    models = [{"name": "org/hot", "limits": {"requests": "2/minute"}}, {"name": "*"}]
+    s = settings(tenants, models=models, ratelimit={"on_store_error": on_store_error})
+    store, held = held_store()
+    async for gw in _gw(s, store):
+        assert (await gw.chat(B, model="org/hot")).status == 200  # the model is known up: no cold-start read
+        held.hold()
+        first = await gw.chat(model="org/hot")
+        assert first.status == (200 if on_store_error == "fail_open" else 503)
+        assert held.ran.is_set()  # the take ran; only its reply was late
+        held.release()
+        await store.queue.drain()  # the reply, then the refunds it calls for
+        second = await gw.chat(model="org/hot")
+        assert second.status == 200 and second.headers["x-ratelimit-remaining-requests"] == "0"
