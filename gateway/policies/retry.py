@@ -24,7 +24,6 @@ import math
 import random
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp import web
 
 from ..clock import Clock
@@ -32,6 +31,7 @@ from ..config import ResilienceConfig, RetryConfig
 from ..errors import GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
 from ..keys import CLOCK, SETTINGS
 from ..pipeline import Answer, Call, Handler
+from ..upstream.wire import ConnectTimeout
 from .breaker import Breakers, Outcome, breakers_of, outcome_of
 from .target import Target, can_hand_off, deployment_of, target_of
 
@@ -56,7 +56,7 @@ def retry_reason(exc: BaseException) -> str | None:
 
 def _connect_timeout(exc: UpstreamTimeout) -> bool:
     # Only a timeout while connecting is safe: the request never reached the upstream.
-    return isinstance(exc.__cause__, aiohttp.ConnectionTimeoutError) or getattr(exc, "reason", None) == "connect"
+    return isinstance(exc.__cause__, ConnectTimeout) or getattr(exc, "reason", None) == "connect"
 
 
 def backoff(attempt: int, policy: RetryConfig, rand: Callable[[], float]) -> float:

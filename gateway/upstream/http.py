@@ -1,4 +1,4 @@
-"""`HttpUpstream`: one backend's connection pool and the one place aiohttp client errors are mapped.
+"""`HttpUpstream`: one backend's connection pool and the one place transport errors are mapped.
 
 Given a `Plan`, it sends the request with the upstream's own credential (never the client's),
 maps transport failures to `gateway.errors`, turns non-2xx answers into `UpstreamStatusError`
@@ -13,9 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
-from aiohttp.http_exceptions import LineTooLong
 
 from ..clock import Clock
 from ..config import UpstreamConfig
@@ -30,6 +28,18 @@ from ..pipeline import Answer, Call, Reply, StreamReply
 from ..streaming import DONE, MAX_EVENT, error_in, event_data, read_events
 from .base import Plan, Planner, SseStyle
 from .errors import status_error
+from .pool import Pool
+from .wire import (
+    BadResponse,
+    ConnectFailed,
+    ConnectTimeout,
+    Disconnected,
+    LineTooLong,
+    ReadTimeout,
+    Response,
+    Truncated,
+    WireError,
+)
 
 log = logging.getLogger("gateway.upstream")
 
@@ -50,50 +60,39 @@ class HttpUpstream:
         self._planner = planner
         self._clock = clock
         self._retry_after_cap = retry_after_cap
-        self._session: aiohttp.ClientSession | None = None
-        self._connector: aiohttp.TCPConnector | None = None
+        self._pool: Pool | None = None
         token = config.token.get_secret_value() if config.token else None
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=config.connect_timeout, sock_connect=config.connect_timeout,
-            sock_read=config.read_timeout,
-        )
 
     async def start(self) -> None:
-        self._connector = aiohttp.TCPConnector(limit=self.config.pool_size, keepalive_timeout=30, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=self._connector, timeout=self._timeout, auto_decompress=True,
-            skip_auto_headers=("User-Agent",), json_serialize=lambda o: orjson.dumps(o).decode(),
-        )
+        # No Accept-Encoding is sent, so answers come uncompressed: on the networks between a gateway
+        # and its upstreams, decompressing costs more than the bytes it saves (bench/PROFILE.md).
+        self._pool = Pool(self.config.base_url, limit=self.config.pool_size,
+                          connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     def pool_stats(self) -> tuple[int, int]:
         """(active, idle) connections."""
-        conn = self._connector
-        if conn is None:
-            return 0, 0
-        # `_acquired` holds every connection in use (and connecting); `_acquired_per_host` is only
-        # filled when a per-host limit is set, so it cannot be used here.
-        active = len(getattr(conn, "_acquired", ()))
-        idle = sum(len(v) for v in getattr(conn, "_conns", {}).values())
-        return active, idle
+        return self._pool.stats() if self._pool is not None else (0, 0)
 
     async def send(self, call: Call, model: str) -> Answer:
         plan = self._planner(call, model, self.config.base_url)
         headers = self._headers(call, plan)
-        assert self._session is not None, "upstream used before start()"
+        assert self._pool is not None, "upstream used before start()"
         try:
-            resp = await self._session.request(plan.method, plan.url, data=plan.body, headers=headers)
-        except asyncio.TimeoutError as exc:
+            resp = await self._pool.request(plan.method, plan.url, headers, plan.body)
+        except (ConnectTimeout, ReadTimeout) as exc:
             raise _reason(UpstreamTimeout(f"upstream {self.name} did not answer in time"), "timeout") from exc
-        except aiohttp.ClientConnectorError as exc:
+        except ConnectFailed as exc:
             raise _reason(UpstreamUnreachable(f"upstream {self.name} is unreachable"), "connect") from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        except Disconnected as exc:
             raise _reason(UpstreamUnreachable(f"upstream {self.name} closed the connection"), "reset") from exc
-        except aiohttp.ClientError as exc:
+        except BadResponse as exc:
+            raise UpstreamProtocolError(f"upstream {self.name} sent a malformed answer: {exc}") from exc
+        except (WireError, OSError) as exc:
             raise _reason(UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}"), "reset") from exc
         try:
             if resp.status >= 400:
@@ -114,10 +113,10 @@ class HttpUpstream:
         headers["Accept"] = plan.accept or ("text/event-stream" if plan.stream else "*/*")
         return headers
 
-    async def _status_error(self, resp: aiohttp.ClientResponse) -> UpstreamError:
+    async def _status_error(self, resp: Response) -> UpstreamError:
         try:
-            body = await resp.content.read(64 * 1024)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+            body = await resp.read(64 * 1024)
+        except (WireError, OSError):
             body = b""
         resp.release()
         headers = {k.lower(): v for k, v in resp.headers.items()}
@@ -127,28 +126,29 @@ class HttpUpstream:
             return _credentials_refused(err, self.name)
         return err
 
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read_body(self, resp: Response) -> bytes:
         cap = self.config.max_response_bytes
         if resp.content_length is not None and resp.content_length > cap:
             raise UpstreamProtocolError(f"upstream {self.name} answered {resp.content_length} bytes, over the cap of {cap}")
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.chunks():
                 size += len(chunk)
                 if size > cap:
                     raise UpstreamProtocolError(f"upstream {self.name} answered more than the cap of {cap} bytes")
                 chunks.append(chunk)
-        except asyncio.TimeoutError as exc:
+        except ReadTimeout as exc:
             raise _reason(UpstreamTimeout(f"upstream {self.name} stopped sending its answer"), "timeout") from exc
-        except aiohttp.ClientPayloadError as exc:
+        except (Truncated, BadResponse) as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a truncated answer") from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
+        except (WireError, ConnectionError) as exc:
             raise UpstreamProtocolError(f"upstream {self.name} dropped the connection mid-answer") from exc
         return b"".join(chunks)
 
-    async def _complete(self, call: Call, resp: aiohttp.ClientResponse, plan: Plan, relayed: dict[str, str]) -> Reply:
+    async def _complete(self, call: Call, resp: Response, plan: Plan, relayed: dict[str, str]) -> Reply:
         body = await self._read_body(resp)
+        resp.release()  # read to its end: the connection serves the next request
         ctype = resp.headers.get("Content-Type", "application/json")
         if not plan.expect_json and not ctype.startswith("application/json"):
             return Reply(resp.status, body, ctype, relayed)
@@ -167,7 +167,7 @@ class HttpUpstream:
             body = orjson.dumps(plan.adapt(data))
         return Reply(resp.status, body, "application/json", relayed)
 
-    async def _stream(self, resp: aiohttp.ClientResponse, plan: Plan, relayed: dict[str, str]) -> StreamReply:
+    async def _stream(self, resp: Response, plan: Plan, relayed: dict[str, str]) -> StreamReply:
         events = read_events(_lines(resp, self.name))
         first = b""
         try:
@@ -231,22 +231,22 @@ def _stream_error(err: dict[str, Any], upstream: str) -> UpstreamStatusError:
     return UpstreamStatusError(message, status=status, error_type=str(etype) if etype else None)
 
 
-async def _lines(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[bytes]:
+async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:
     try:
         while True:
-            line = await resp.content.readline(max_line_length=MAX_EVENT)
+            line = await resp.readline(MAX_EVENT)
             if not line:
                 return
             yield line
-    except (ValueError, LineTooLong) as exc:  # aiohttp raises LineTooLong (not a ClientError)
+    except LineTooLong as exc:
         raise UpstreamProtocolError(f"upstream {name} sent an overlong SSE line") from exc
-    except asyncio.TimeoutError as exc:
+    except ReadTimeout as exc:
         raise _reason(UpstreamTimeout(f"upstream {name} stalled mid-stream"), "timeout") from exc
-    except (aiohttp.ClientError, ConnectionError) as exc:
+    except (WireError, ConnectionError) as exc:
         raise UpstreamProtocolError(f"upstream {name} dropped the stream") from exc
 
 
-async def _rest(events: AsyncIterator[bytes], resp: aiohttp.ClientResponse, style: SseStyle) -> AsyncIterator[bytes]:
+async def _rest(events: AsyncIterator[bytes], resp: Response, style: SseStyle) -> AsyncIterator[bytes]:
     finished = False
     last = b""
     try:

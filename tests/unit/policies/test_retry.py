@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-import aiohttp
+from gateway.upstream.wire import ConnectTimeout
 import pytest
 
 from gateway.config import RetryConfig
@@ -36,7 +36,7 @@ def _status(status: int, headers: dict[str, str] | None = None) -> UpstreamStatu
 
 def _connect_timeout() -> UpstreamTimeout:
     try:
-        raise UpstreamTimeout("upstream hf did not answer in time") from aiohttp.ConnectionTimeoutError("connect")
+        raise UpstreamTimeout("upstream hf did not answer in time") from ConnectTimeout("connect")
     except UpstreamTimeout as exc:
         return exc
 

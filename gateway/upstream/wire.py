@@ -1,0 +1,393 @@
+"""HTTP/1.1 to an upstream on one connection: the request written in one go, the response read as it comes.
+
+Why not aiohttp's client here: on the bench machine it costs ~250 µs of CPU per request against
+~40 µs for this (bench/PROFILE.md), and the upstream call happens on every request. The gateway
+needs little of what a general client does (no cookies, redirects, proxies, multipart, or
+decompression: it never sends Accept-Encoding), so this module does only what `HttpUpstream` reads:
+status, headers, and a body framed by Content-Length, chunked encoding, or the end of the
+connection, read whole, piece by piece, or line by line (SSE).
+
+Invariants:
+- A connection goes back to its pool only after a response was read to its end with nothing extra
+  on the wire and neither side said `Connection: close`; anything else closes it.
+- Every wait for bytes has the read timeout (`ReadTimeout`); none waits forever.
+- The connection stops reading from the socket while more than `_HIGH` bytes wait to be consumed
+  (a slow client of a fast stream does not buffer the upstream's whole answer in memory).
+- Failures are `WireError`s; `HttpUpstream` turns them into the gateway's errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+MAX_HEAD = 64 * 1024  # status line + headers
+_MAX_CHUNK_LINE = 1024
+_HIGH, _LOW = 256 * 1024, 64 * 1024  # pause reading above, resume below (bytes waiting in the buffer)
+
+
+class WireError(Exception):
+    """The exchange with the upstream failed at the transport or framing level."""
+
+
+class ConnectFailed(WireError):
+    """No connection: refused, unreachable, name not resolved, TLS handshake failed."""
+
+
+class ConnectTimeout(WireError):
+    """No connection within the connect timeout (the request was never sent)."""
+
+
+class Disconnected(WireError):
+    """The connection closed before the response's head arrived."""
+
+
+class ReadTimeout(WireError):
+    """Nothing arrived within the read timeout while a response was awaited."""
+
+
+class Truncated(WireError):
+    """The connection ended before the body did."""
+
+
+class BadResponse(WireError):
+    """Not a well-formed HTTP/1.1 response."""
+
+
+class BadHeader(WireError):
+    """A header of the request holds a line break (it would end the head early)."""
+
+
+class LineTooLong(BadResponse):
+    """A body line (an SSE line) over the caller's limit."""
+
+
+class Connection(asyncio.Protocol):
+    """One socket to the upstream: bytes in, a waiter woken when more arrive or the peer closes."""
+
+    def __init__(self, read_timeout: float | None) -> None:
+        self.read_timeout = read_timeout
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.closed = False  # the peer closed, or the connection was lost
+        self.idle_since = 0.0  # loop time it went back to the pool
+        self.reused = False  # it served a response before this one
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _HIGH and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+
+    # --- for the response reader ----------------------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def more(self) -> None:
+        """Wait until more bytes arrive or the peer closes (ReadTimeout after `read_timeout`)."""
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(self.read_timeout, _expire, waiter) if self.read_timeout else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def take(self, size: int) -> bytes:
+        """Up to `size` buffered bytes, consumed."""
+        buf = self.buffer
+        if size >= len(buf):
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:size])
+            del buf[:size]
+        if self._paused and len(buf) < _LOW and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self._wake()
+
+    def usable(self) -> bool:
+        return not self.closed and not self.buffer and self.transport is not None and not self.transport.is_closing()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(ReadTimeout("no data from the upstream within the read timeout"))
+
+
+def request_bytes(method: str, target: str, host: str, headers: dict[str, str], body: bytes | None) -> bytes:
+    """The request as it goes on the wire (Host and Content-Length added here)."""
+    fields = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+    if fields.count("\n") != len(headers) or fields.count("\r") != len(headers):
+        raise BadHeader("a header name or value holds a line break")  # never a smuggled header
+    length = f"Content-Length: {len(body) if body else 0}\r\n" if body is not None or method == "POST" else ""
+    try:  # bytes a client sent that were not UTF-8 go back out as they came (aiohttp decodes them so)
+        head = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{fields}{length}\r\n".encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise BadHeader("a header holds characters that cannot be sent") from exc
+    return head + body if body else head
+
+
+class Response:
+    """One response on `conn`: its head parsed, its body read on demand, then `release()` or `close()`."""
+
+    def __init__(self, conn: Connection, status: int, headers: CIMultiDictProxy[str], keep_alive: bool,
+                 method: str, on_done: Callable[[Connection, bool], None]) -> None:
+        self.status = status
+        self.headers = headers
+        self._conn = conn
+        self._on_done = on_done
+        self._pending = bytearray()  # decoded body bytes read but not consumed (readline)
+        self._released = False
+        self._mode, self._left = _framing(headers, status, method)
+        self._keep_alive = keep_alive and self._mode != "close"
+        self._ended = self._mode == "none"
+
+    @property
+    def content_length(self) -> int | None:
+        return self._left if self._mode == "length" else None
+
+    # --- reading --------------------------------------------------------------------------------
+    async def _next(self) -> bytes:
+        """The next piece of decoded body; b"" at its end."""
+        if self._ended:
+            return b""
+        conn = self._conn
+        while True:
+            if self._mode == "length":
+                if self._left == 0:
+                    return self._end()
+                if conn.buffer:
+                    data = conn.take(self._left)
+                    self._left -= len(data)
+                    return data
+                if conn.closed:
+                    raise Truncated(f"the upstream closed the connection with {self._left} body bytes unsent")
+            elif self._mode == "close":
+                if conn.buffer:
+                    return conn.take(len(conn.buffer))
+                if conn.closed:
+                    return self._end()
+            else:  # chunked
+                data = self._chunked_step()
+                if data is not None:
+                    return data
+                if self._ended:
+                    return b""
+                if conn.closed:
+                    raise Truncated("the upstream closed the connection inside a chunked body")
+            await conn.more()
+
+    def _chunked_step(self) -> bytes | None:
+        """Advance the chunked decoder on what is buffered: data, or None when more bytes are needed."""
+        buf = self._conn.buffer
+        while True:
+            if self._left > 0:
+                if not buf:
+                    return None
+                data = self._conn.take(self._left)
+                self._left -= len(data)
+                if self._left == 0:
+                    self._left = -2  # the CRLF after the chunk's data
+                return data
+            if self._left == -2:
+                if len(buf) < 2:
+                    return None
+                if buf[:2] != b"\r\n":
+                    raise BadResponse("a chunk is not followed by CRLF")
+                self._conn.take(2)
+                self._left = 0
+            if self._left == -3:  # trailers after the last chunk: skip up to the empty line
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    return _need_more(buf)
+                line = self._conn.take(end + 2)
+                if line == b"\r\n":
+                    self._end()
+                    return b""
+                continue
+            end = buf.find(b"\r\n")
+            if end < 0:
+                return _need_more(buf)
+            line = self._conn.take(end + 2)[:-2]
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadResponse(f"bad chunk size line {line[:40]!r}") from None
+            if size < 0:
+                raise BadResponse("negative chunk size")
+            if size == 0:
+                self._left = -3
+                continue
+            self._left = size
+
+    def _end(self) -> bytes:
+        self._ended = True
+        return b""
+
+    async def read(self, limit: int | None = None) -> bytes:
+        """The rest of the body (at most `limit` bytes when given)."""
+        parts = [bytes(self._pending)]
+        self._pending.clear()
+        size = len(parts[0])
+        while limit is None or size < limit:
+            data = await self._next()
+            if not data:
+                break
+            parts.append(data)
+            size += len(data)
+        body = b"".join(parts)
+        if limit is not None and len(body) > limit:
+            self._pending[:0] = body[limit:]
+            body = body[:limit]
+        return body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body piece by piece, as it arrives."""
+        if self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            yield data
+        while True:
+            data = await self._next()
+            if not data:
+                return
+            yield data
+
+    async def readline(self, limit: int) -> bytes:
+        """The next line, `\\n` included (b"" at the end of the body); LineTooLong past `limit` bytes."""
+        pending = self._pending
+        start = 0
+        while True:
+            end = pending.find(b"\n", start)
+            if end >= 0:
+                if end + 1 > limit:
+                    raise LineTooLong(f"a line of more than {limit} bytes")
+                line = bytes(pending[: end + 1])
+                del pending[: end + 1]
+                return line
+            if len(pending) > limit:
+                raise LineTooLong(f"a line of more than {limit} bytes")
+            start = len(pending)
+            data = await self._next()
+            if not data:
+                line = bytes(pending)
+                pending.clear()
+                return line
+            pending += data
+
+    # --- the end --------------------------------------------------------------------------------
+    def release(self) -> None:
+        """Done with this response: its connection goes back to the pool if the body was read to its end."""
+        if self._released:
+            return
+        self._released = True
+        reusable = self._ended and self._keep_alive and not self._pending and self._conn.usable()
+        self._on_done(self._conn, reusable)
+
+    def close(self) -> None:
+        """Done with this response, whatever was read: the connection is closed, never reused."""
+        if self._released:
+            return
+        self._released = True
+        self._conn.close()
+        self._on_done(self._conn, False)
+
+
+def _need_more(buf: bytearray) -> None:
+    """No complete chunk-size or trailer line yet: None (wait for more), unless it is already too long."""
+    if len(buf) > _MAX_CHUNK_LINE:
+        raise BadResponse("an overlong chunk size or trailer line")
+
+
+def _framing(headers: CIMultiDictProxy[str], status: int, method: str) -> tuple[str, int]:
+    """How the body ends: ("none", 0), ("length", n), ("chunked", 0) or ("close", 0)."""
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return "none", 0
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return "chunked", 0
+    lengths = headers.getall("Content-Length", [])
+    if lengths:
+        if len(set(lengths)) > 1:
+            raise BadResponse("conflicting Content-Length headers")
+        try:
+            size = int(lengths[0])
+        except ValueError:
+            raise BadResponse(f"bad Content-Length {lengths[0][:40]!r}") from None
+        if size < 0:
+            raise BadResponse("negative Content-Length")
+        return ("length", size) if size else ("none", 0)
+    return "close", 0
+
+
+async def read_head(conn: Connection) -> tuple[int, CIMultiDictProxy[str], bool]:
+    """(status, headers, keep_alive) of the next final response on `conn` (1xx answers skipped)."""
+    while True:
+        buf = conn.buffer
+        end = buf.find(b"\r\n\r\n")
+        while end < 0:
+            if len(buf) > MAX_HEAD:
+                raise BadResponse(f"a response head over {MAX_HEAD} bytes")
+            if conn.closed:
+                if buf:
+                    raise BadResponse("the connection ended inside the response head")
+                raise Disconnected("the upstream closed the connection before answering")
+            await conn.more()
+            end = buf.find(b"\r\n\r\n")
+        head = conn.take(end + 4)
+        status, headers, keep_alive = parse_head(head[:-4])
+        if status >= 200 or status == 101:
+            return status, headers, keep_alive
+
+
+def parse_head(head: bytes) -> tuple[int, CIMultiDictProxy[str], bool]:
+    """Status, headers and whether the connection may be kept, from a response head without its CRLFCRLF."""
+    lines = head.split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    code = rest[:3]
+    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise BadResponse(f"not an HTTP/1.x status line: {lines[0][:60]!r}")
+    headers: CIMultiDict[str] = CIMultiDict()
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise BadResponse(f"a malformed header line {line[:60]!r}")
+        headers.add(name.decode("latin-1"), value.strip().decode("latin-1"))
+    connection = headers.get("Connection", "").lower()
+    keep_alive = "close" not in connection if version == b"HTTP/1.1" else "keep-alive" in connection
+    return int(code), CIMultiDictProxy(headers), keep_alive

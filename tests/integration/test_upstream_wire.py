@@ -1,0 +1,266 @@
+"""The upstream HTTP/1.1 client (`upstream/wire.py`, `upstream/pool.py`) against a raw TCP server scripted byte by byte.
+
+Every framing an upstream may use (Content-Length, chunked with extensions and trailers, close-
+delimited), keep-alive reuse and when it must not happen, a connection dropped while idle, the pool
+limit, flow control on a large body, timeouts, and malformed answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from gateway.upstream.pool import Pool
+from gateway.upstream.wire import BadHeader, BadResponse, Disconnected, LineTooLong, ReadTimeout, Truncated, request_bytes
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
+CLOSE = b""  # script entry: close the connection instead of answering
+
+
+class Scripted:
+    """Answers each request with the next scripted bytes (CLOSE: hang up); counts connections."""
+
+    def __init__(self, answers: list[bytes]) -> None:
+        self.answers = list(answers)
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.after: Callable[[asyncio.StreamWriter], None] | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                self.requests.append(head + await reader.readexactly(length))
+                answer = self.answers.pop(0) if self.answers else OK
+                if answer == CLOSE:
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if b"Connection: close" in answer.split(b"\r\n\r\n")[0] or b"Content-Length" not in answer and \
+                        b"chunked" not in answer:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def serving(answers: list[bytes], **pool_args: float) -> AsyncIterator[tuple[Scripted, Pool]]:
+    script = Scripted(answers)
+    server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    args = {"limit": 4, "connect_timeout": 2.0, "read_timeout": 5.0, **pool_args}
+    pool = Pool(f"http://127.0.0.1:{port}", **args)  # type: ignore[arg-type]
+    try:
+        yield script, pool
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def post(pool: Pool, body: bytes = b"{}") -> bytes:
+    resp = await pool.request("POST", f"{pool.origin}/v1/x", {"Content-Type": "application/json"}, body)
+    data = await resp.read()
+    resp.release()
+    return data
+
+
+async def test_content_length_answers_reuse_one_connection() -> None:
+    async with serving([OK, OK, OK]) as (script, pool):
+        assert [await post(pool) for _ in range(3)] == [b'{"ok":true}'] * 3
+        assert script.connections == 1 and pool.stats() == (0, 1)
+        first = script.requests[0]
+        assert first.startswith(b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1:") and b"Content-Length: 2\r\n" in first
+
+
+async def test_chunked_with_extensions_and_trailers_then_reuse() -> None:
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"4;name=v\r\nabcd\r\n3\r\nefg\r\n0\r\nX-Trailer: 1\r\n\r\n")
+    async with serving([chunked, OK]) as (script, pool):
+        assert await post(pool) == b"abcdefg"
+        assert await post(pool) == b'{"ok":true}'
+        assert script.connections == 1
+
+
+async def test_a_body_ended_by_close_is_read_whole_and_never_reused() -> None:
+    async with serving([b"HTTP/1.1 200 OK\r\n\r\nuntil the end", OK]) as (script, pool):
+        assert await post(pool) == b"until the end"
+        assert pool.stats() == (0, 0)
+        assert await post(pool) == b'{"ok":true}'
+        assert script.connections == 2
+
+
+async def test_connection_close_is_honoured() -> None:
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"
+    async with serving([closing, OK]) as (script, pool):
+        assert await post(pool) == b"hi"
+        assert await post(pool) == b'{"ok":true}'
+        assert script.connections == 2
+
+
+async def test_a_truncated_body_is_an_error_and_frees_the_slot() -> None:
+    async with serving([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nabc"]) as (_, pool):
+        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        with pytest.raises(Truncated):
+            await resp.read()
+        resp.release()
+        assert pool.stats() == (0, 0)
+
+
+@pytest.mark.parametrize("answer", [
+    b"SMTP 220 hello\r\n\r\n",
+    b"HTTP/1.1 2x0 OK\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+], ids=["not-http", "bad-code", "bad-header", "two-lengths"])
+async def test_malformed_heads_are_refused(answer: bytes) -> None:
+    async with serving([answer]) as (_, pool):
+        with pytest.raises(BadResponse):
+            await pool.request("POST", f"{pool.origin}/", {}, b"")
+        assert pool.stats() == (0, 0) and not pool._open  # slot free, connection closed
+
+
+async def test_a_bad_chunk_size_is_refused() -> None:
+    async with serving([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n"]) as (_, pool):
+        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        with pytest.raises(BadResponse):
+            await resp.read()
+        resp.close()
+
+
+async def test_sse_lines_across_chunk_boundaries_and_an_overlong_line() -> None:
+    events = b"data: {\"a\":1}\n\ndata: [DONE]\n\n"
+    body = b"".join(b"%x\r\n%s\r\n" % (len(events[i:i + 5]), events[i:i + 5]) for i in range(0, len(events), 5))
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    long_line = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
+    async with serving([answer + b"0\r\n\r\n", long_line]) as (_, pool):
+        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        lines = []
+        while line := await resp.readline(1024):
+            lines.append(line)
+        resp.release()
+        assert lines == [b'data: {"a":1}\n', b"\n", b"data: [DONE]\n", b"\n"]
+        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        with pytest.raises(LineTooLong):
+            await resp.readline(50)
+        resp.close()
+
+
+async def test_a_connection_dropped_while_idle_is_replaced_once() -> None:
+    async with serving([OK, CLOSE, OK]) as (script, pool):
+        assert await post(pool) == b'{"ok":true}'
+        assert await post(pool) == b'{"ok":true}'  # the reused one hung up: sent again on a new connection
+        assert script.connections == 2 and len(script.requests) == 3
+
+
+async def test_a_new_connection_that_hangs_up_is_an_error_not_a_loop() -> None:
+    async with serving([CLOSE, CLOSE]) as (script, pool):
+        with pytest.raises(Disconnected):
+            await post(pool)
+        assert script.connections == 1 and pool.stats() == (0, 0)
+
+
+async def test_the_pool_limit_queues_the_next_request() -> None:
+    async with serving([OK, OK], limit=1) as (script, pool):
+        first = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        second = asyncio.ensure_future(post(pool))
+        await asyncio.sleep(0)  # let it start and queue (no time passes)
+        assert not second.done() and pool.stats() == (1, 0)
+        await first.read()
+        first.release()
+        assert await second == b'{"ok":true}'
+        assert script.connections == 1
+
+
+async def test_a_large_body_read_slowly_arrives_whole() -> None:
+    big = bytes(range(256)) * 8192  # 2 MiB: past the pause threshold many times
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big)
+    async with serving([answer]) as (_, pool):
+        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        parts = []
+        async for part in resp.chunks():
+            parts.append(part)
+            await asyncio.sleep(0)
+        resp.release()
+        assert b"".join(parts) == big
+
+
+async def test_an_upstream_that_never_answers_times_out() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await asyncio.Event().wait()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    pool = Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", limit=2, connect_timeout=1.0,
+                read_timeout=0.05)
+    try:
+        with pytest.raises(ReadTimeout):
+            await post(pool)
+        assert pool.stats() == (0, 0)
+    finally:
+        await pool.close()
+        server.close()
+
+
+async def test_interim_answers_are_skipped() -> None:
+    async with serving([b"HTTP/1.1 100 Continue\r\n\r\n" + OK]) as (_, pool):
+        assert await post(pool) == b'{"ok":true}'
+
+
+async def test_a_response_left_unread_is_not_reused() -> None:
+    async with serving([OK, OK]) as (script, pool):
+        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        resp.release()  # body never read: the connection cannot serve another request
+        assert await post(pool) == b'{"ok":true}'
+        assert script.connections == 2
+
+
+async def test_a_request_cancelled_before_its_answer_frees_its_slot() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.Event().wait()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    pool = Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", limit=1, connect_timeout=1.0,
+                read_timeout=30.0)
+    try:
+        task = asyncio.ensure_future(post(pool))
+        for _ in range(20):
+            await asyncio.sleep(0)
+            if pool.stats()[0]:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.stats() == (0, 0)
+    finally:
+        await pool.close()
+        server.close()
+
+
+def test_targets_keep_the_path_and_quote_only_what_must_be() -> None:
+    pool = Pool("http://up:8080/base", limit=1, connect_timeout=1, read_timeout=1)
+    assert pool.target("http://up:8080/base/models/org/m:fast?x=1") == "/base/models/org/m:fast?x=1"
+    assert pool.target("http://up:8080/a b") == "/a%20b"
+    assert pool.host_header == "up:8080"
+    with pytest.raises(ValueError):
+        pool.target("http://elsewhere/x")
+    assert Pool("https://router.example", limit=1, connect_timeout=1, read_timeout=1).ssl is not None
+
+
+def test_request_bytes_carry_host_and_length() -> None:
+    data = request_bytes("POST", "/v1/x", "h:1", {"Authorization": "Bearer fake"}, b"{}")
+    assert data == b"POST /v1/x HTTP/1.1\r\nHost: h:1\r\nAuthorization: Bearer fake\r\nContent-Length: 2\r\n\r\n{}"
+    assert b"Content-Length" not in request_bytes("GET", "/", "h", {}, None)
+    for bad in ({"X-A": "v\r\nX-Injected: 1"}, {"X-A\n": "v"}):
+        with pytest.raises(BadHeader):
+            request_bytes("POST", "/", "h", bad, b"")
