@@ -115,7 +115,7 @@ class Procs:
         with open(log, "wb") as fh:
             popen = subprocess.Popen(
                 pinned(argv, cpus), stdin=stdin, stdout=stdout if stdout is not None else fh, stderr=fh,
-                env={**os.environ, **(env or {})}, start_new_session=True,
+                env={**os.environ, **(env or {})}, start_new_session=True, preexec_fn=_die_with_runner,
             )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
@@ -148,6 +148,17 @@ class Procs:
                 self.stop(proc)
             except Exception as exc:  # keep stopping the others
                 print(f"bench: could not stop {proc.name} ({proc.pid}): {exc}", file=sys.stderr)
+
+
+def _die_with_runner() -> None:
+    """In the child, before exec: SIGTERM when the runner dies, even by SIGKILL (a test's timeout), so a
+    killed run leaves nothing behind (Linux PR_SET_PDEATHSIG; kept across exec; elsewhere, nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _signal_group(popen: subprocess.Popen[bytes], sig: int) -> None:

@@ -70,7 +70,7 @@ def table(rep: Report) -> str:
            "| stream TTFB p50 (ms) | TTFB added | errors |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rep.rows.values():
-        ref = direct if r.key not in ("direct", "hit") else None
+        ref = direct if r.key not in ("direct", "server", "hit") else None
         out.append(
             f"| {r.label} | {_f(r.rps, '{:,.0f}')} | {_f(_ratio(r.rps, bare.rps if bare else None), '{:.2f}')} "
             f"| {_f(r.cpu, '{:.0%}')} "
@@ -104,6 +104,9 @@ def targets(rep: Report) -> list[tuple[str, str, str]]:
     hitting = rep.cache_hits is None or rep.cache_hits[0] > 0
     if rep.cache_hits is not None:
         hit_text += f" ({rep.cache_hits[0]}/{rep.cache_hits[1]} probes hit)"
+    alone = _ratio(g("server").rps if g("server") else None, bare.rps if bare else None)
+    if alone is not None:
+        hit_text += f"; an aiohttp server alone answering a fixed body: {alone:.2f}×"
     out.append(("cache-hit throughput ≥ 1.5× bare", hit_text,
                 _verdict(None if hit_ratio is None else hit_ratio >= 1.5 and hitting)))
     if rep.trips:

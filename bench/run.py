@@ -31,8 +31,10 @@ from .report import RESULTS, Report, append, cpu_snapshot, facts, render
 from .topology import AUTH, UPSTREAM_TOKEN, Server, Topology, http, require_ok, upstream_requests
 
 ROWS = {"direct": "direct to upstream", "bare": "bare aiohttp pass-through (floor)", "nginx": "nginx proxy_pass",
+        "server": "aiohttp server alone, fixed answer (embeddings)",
         "zero": "hf-gateway zero-config", "full": "hf-gateway full chain (miss path)",
         "hit": "hf-gateway full chain, cache hit (embeddings)"}
+ANSWER_ONLY = ("server", "hit")  # rows that answer embeddings without an upstream call: no TTFB, no "added"
 EXTRAS = ("trips", "workers", "streams", "flat", "profile")
 ONE_CHAT = CHAT.replace(b"@N@", b"probe")
 T = TypeVar("T")
@@ -114,7 +116,8 @@ def start_servers(topo: Topology, up: Server, plan: Plan, rep: Report) -> tuple[
     """Servers by row key (the `hit` row reuses the full-chain gateway); the Redis URL and whether it is ours."""
     servers: dict[str, Server] = {"direct": up}
     starters: dict[str, Callable[[], Server | None]] = {
-        "bare": lambda: topo.bare(up), "nginx": lambda: topo.nginx(up), "zero": lambda: topo.gateway("gw-zero", up)}
+        "bare": lambda: topo.bare(up), "nginx": lambda: topo.nginx(up), "server": topo.server_alone,
+        "zero": lambda: topo.gateway("gw-zero", up)}
     for key, start in starters.items():
         if key in plan.rows:
             server = _try(rep, f"starting {key}", start)
@@ -142,7 +145,7 @@ def start_servers(topo: Topology, up: Server, plan: Plan, rep: Report) -> tuple[
 def probe(servers: dict[str, Server], up: Server, rep: Report) -> None:
     """Each server answers a chat request correctly; auth and cache behaviour of the full chain."""
     for key in list(servers):
-        if key == "hit":
+        if key in ANSWER_ONLY:
             continue
         server = servers[key]
         if _try(rep, f"probing {key}", lambda: require_ok(server, CHAT_PATH, ONE_CHAT, b"choices") or True) is None:
@@ -181,7 +184,7 @@ def measure_rows(meter: Meter, servers: dict[str, Server], plan: Plan, rep: Repo
     (so a burst of noise on the machine hits one round of every row, not every round of one row);
     each figure is the median over the rounds."""
     keys = [k for k in ROWS if k in servers]
-    body = {k: (EMBED_PATH, EMBED) if k == "hit" else (CHAT_PATH, CHAT) for k in keys}
+    body = {k: (EMBED_PATH, EMBED) if k in ANSWER_ONLY else (CHAT_PATH, CHAT) for k in keys}
     got: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for rnd in range(plan.rounds):
         warm = 0.5 if rnd == 0 else 0.0  # connections and caches warm up once, in round 0
@@ -194,7 +197,7 @@ def measure_rows(meter: Meter, servers: dict[str, Server], plan: Plan, rep: Repo
                                                               0.5 if rnd == 0 else 0.0))
     per_round = max(10, plan.streams // plan.rounds)
     for _ in range(plan.rounds):
-        for k in (k for k in keys if k != "hit"):
+        for k in (k for k in keys if k not in ANSWER_ONLY):
             _keep(rep, got, "ttfb", k, lambda: meter.ttfb(servers[k], CHAT_STREAM, per_round))
     for k in keys:
         row = rep.row(k, ROWS[k])

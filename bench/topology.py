@@ -67,12 +67,18 @@ class Topology:
         return self.procs.start_server(name, [sys.executable, *args], cpus, port,
                                        env={"PYTHONPATH": str(REPO), **(env or {})}, timeout=timeout)
 
-    def mini_upstream(self, name: str = "upstream", drip: float | None = None, drip_events: int = 120) -> Server:
+    def mini_upstream(self, name: str = "upstream", drip: float | None = None, drip_events: int = 120,
+                      cpus: str | None = CLIENT_CPUS) -> Server:
         port = free_port()
         args = ["-m", "bench.upstream", "--port", str(port)]
         if drip is not None:
             args += ["--drip", str(drip), "--drip-events", str(drip_events)]
-        return Server(name, port, self._py(name, args, CLIENT_CPUS, port))
+        return Server(name, port, self._py(name, args, cpus, port))
+
+    def server_alone(self) -> Server:
+        """The bench upstream on the server's core: an aiohttp server answering a fixed body, calling nobody
+        (what a cache hit cannot go below while it is served by aiohttp)."""
+        return self.mini_upstream("server-alone", cpus=SERVER_CPUS)
 
     def simulator(self) -> Server:
         port = free_port()

@@ -100,14 +100,15 @@ def test_unknown_config_options_are_dropped_and_reported(tmp_path: Path) -> None
 def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     """Upstream, floor and zero-config gateway started, measured, stopped; a table comes out."""
     results = tmp_path / "RESULTS.md"
-    argv = [sys.executable, "-m", "bench", "--quick", "--loadgen", "python", "--only", "direct,bare,zero",
+    argv = [sys.executable, "-m", "bench", "--quick", "--loadgen", "python", "--only", "direct,bare,server,zero",
             "--skip", "trips,workers", "--rounds", "1", "--duration", "0.3", "--latency-duration", "0.2",
             "--streams", "10", "--open-streams", "5", "--flat-requests", "200", "--sample-every", "100",
             "--results", str(results)]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     text = results.read_text()
-    for label in ("direct to upstream", "bare aiohttp pass-through (floor)", "hf-gateway zero-config"):
+    for label in ("direct to upstream", "bare aiohttp pass-through (floor)",
+                  "aiohttp server alone, fixed answer (embeddings)", "hf-gateway zero-config"):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {label} |"))
         assert line.split("|")[2].strip() not in ("—", "0"), line  # a throughput was measured
     assert "open streams" in text and "RSS flat" in text
