@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -108,8 +109,8 @@ class HttpUpstream:
 
     def _headers(self, call: Call, plan: Plan) -> dict[str, str]:
         headers: dict[str, str] = {"X-Request-Id": call.request_id, **call.forward_headers, **self._auth}
-        if plan.content_type and plan.body is not None:
-            headers["Content-Type"] = plan.content_type
+        if plan.body is not None:
+            headers["Content-Type"] = plan.content_type or "application/octet-stream"
         headers["Accept"] = plan.accept or ("text/event-stream" if plan.stream else "*/*")
         return headers
 
@@ -146,9 +147,27 @@ class HttpUpstream:
             raise UpstreamProtocolError(f"upstream {self.name} dropped the connection mid-answer") from exc
         return b"".join(chunks)
 
+    def _decoded(self, resp: Response, body: bytes) -> bytes:
+        """The body without the Content-Encoding an upstream applied though none was asked for."""
+        coding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+        if coding == "identity":
+            return body
+        if coding not in ("gzip", "x-gzip", "deflate"):
+            raise UpstreamProtocolError(f"upstream {self.name} sent a {coding}-encoded answer, which the gateway cannot read")
+        cap = self.config.max_response_bytes
+        inflate = zlib.decompressobj(zlib.MAX_WBITS + (16 if "gzip" in coding else 0))
+        try:
+            out = inflate.decompress(body, cap + 1)
+        except zlib.error as exc:
+            raise UpstreamProtocolError(f"upstream {self.name} sent a corrupt {coding} answer") from exc
+        if len(out) > cap or inflate.unconsumed_tail:
+            raise UpstreamProtocolError(f"upstream {self.name} answered more than the cap of {cap} bytes (decompressed)")
+        return out
+
     async def _complete(self, call: Call, resp: Response, plan: Plan, relayed: dict[str, str]) -> Reply:
         body = await self._read_body(resp)
         resp.release()  # read to its end: the connection serves the next request
+        body = self._decoded(resp, body)
         ctype = resp.headers.get("Content-Type", "application/json")
         if not plan.expect_json and not ctype.startswith("application/json"):
             return Reply(resp.status, body, ctype, relayed)

@@ -9,6 +9,7 @@ Invariants:
   less than `keepalive` seconds; otherwise it is closed.
 - A reused connection that closes before a byte of the answer arrived (the upstream dropped it
   while it sat idle) is replaced once by a new one; a new connection that does the same fails.
+- Waiting for a free connection and opening one each count against `connect_timeout` (ConnectTimeout).
 - Nothing leaks on cancellation: a request cancelled before its head arrived closes its connection.
 """
 
@@ -37,7 +38,8 @@ class Pool:
         tls = parts.scheme == "https"
         self.port = parts.port or (443 if tls else 80)
         self.origin = f"{parts.scheme}://{parts.netloc}"
-        self.host_header = parts.netloc.rpartition("@")[2]  # (no credentials in Host)
+        name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal keeps its brackets
+        self.host_header = name if self.port == (443 if tls else 80) else f"{name}:{self.port}"
         self.ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
         self.limit = limit
         self.connect_timeout = connect_timeout
@@ -68,7 +70,15 @@ class Pool:
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
         """Send one request; the response once its head arrived (its body still to read)."""
         data = request_bytes(method, self.target(url), self.host_header, headers, body)
-        await self._slots.acquire()
+        if self._slots.locked():  # every connection in use: waiting for one counts against the connect timeout
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise ConnectTimeout(f"no free connection to {self.host}:{self.port} within "
+                                     f"{self.connect_timeout:g} s ({self.limit} in use)") from exc
+        else:
+            await self._slots.acquire()
         self.active += 1
         try:
             conn = self._reusable() or await self._connect()
@@ -77,7 +87,10 @@ class Pool:
             except Disconnected:
                 if not conn.reused:
                     raise
-            return await self._exchange(await self._connect(), method, data)  # it was dropped while idle
+            # A reused connection that closed before a byte of an answer: almost always the upstream
+            # closing an idle keep-alive connection just as it was taken (a POST goes again, once, on a
+            # new connection; the retry stage would resend it anyway, after a backoff).
+            return await self._exchange(await self._connect(), method, data)
         except BaseException:
             self._give_back(None, False)
             raise

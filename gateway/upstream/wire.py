@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -168,19 +169,17 @@ class Response:
 
     def __init__(self, conn: Connection, status: int, headers: CIMultiDictProxy[str], keep_alive: bool,
                  method: str, on_done: Callable[[Connection, bool], None]) -> None:
+        self._released = True  # until fully made: a head refused below gives nothing back twice (see __del__)
+        self._mode, self._left, reusable = _framing(headers, status, method)
         self.status = status
         self.headers = headers
         self._conn = conn
         self._on_done = on_done
         self._pending = bytearray()  # decoded body bytes read but not consumed (readline)
         self._released = False
-        self._mode, self._left = _framing(headers, status, method)
-        self._keep_alive = keep_alive and self._mode != "close"
+        self.content_length = self._left if self._mode in ("length", "none") else None  # as announced
+        self._keep_alive = keep_alive and reusable
         self._ended = self._mode == "none"
-
-    @property
-    def content_length(self) -> int | None:
-        return self._left if self._mode == "length" else None
 
     # --- reading --------------------------------------------------------------------------------
     async def _next(self) -> bytes:
@@ -245,12 +244,10 @@ class Response:
             if end < 0:
                 return _need_more(buf)
             line = self._conn.take(end + 2)[:-2]
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadResponse(f"bad chunk size line {line[:40]!r}") from None
-            if size < 0:
-                raise BadResponse("negative chunk size")
+            digits = line.split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(digits):
+                raise BadResponse(f"bad chunk size line {line[:40]!r}")
+            size = int(digits, 16)
             if size == 0:
                 self._left = -3
                 continue
@@ -328,6 +325,14 @@ class Response:
         self._conn.close()
         self._on_done(self._conn, False)
 
+    def __del__(self) -> None:
+        # A safety net, not a way of working: a response dropped without release() or close() would
+        # hold its pool slot for ever; the connection is closed and the slot given back.
+        if not getattr(self, "_released", True):
+            self._released = True
+            self._conn.close()
+            self._on_done(self._conn, False)
+
 
 def _need_more(buf: bytearray) -> None:
     """No complete chunk-size or trailer line yet: None (wait for more), unless it is already too long."""
@@ -335,24 +340,28 @@ def _need_more(buf: bytearray) -> None:
         raise BadResponse("an overlong chunk size or trailer line")
 
 
-def _framing(headers: CIMultiDictProxy[str], status: int, method: str) -> tuple[str, int]:
-    """How the body ends: ("none", 0), ("length", n), ("chunked", 0) or ("close", 0)."""
+def _framing(headers: CIMultiDictProxy[str], status: int, method: str) -> tuple[str, int, bool]:
+    """How the body ends, ("none" | "length" | "chunked" | "close", length), and whether the framing allows
+    keeping the connection (RFC 9112 §6.3)."""
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return "none", 0
-    if "chunked" in headers.get("Transfer-Encoding", "").lower():
-        return "chunked", 0
+        return "none", 0, status != 101  # (after a protocol switch the connection is not HTTP any more)
+    codings = headers.getall("Transfer-Encoding", [])
+    if codings:
+        last = ",".join(codings).rsplit(",", 1)[-1].strip().lower()
+        if last != "chunked":
+            return "close", 0, False  # another coding last: the body runs to the end of the connection
+        return "chunked", 0, "Content-Length" not in headers  # both: chunked wins, the connection is not kept
     lengths = headers.getall("Content-Length", [])
     if lengths:
-        if len(set(lengths)) > 1:
-            raise BadResponse("conflicting Content-Length headers")
-        try:
-            size = int(lengths[0])
-        except ValueError:
-            raise BadResponse(f"bad Content-Length {lengths[0][:40]!r}") from None
-        if size < 0:
-            raise BadResponse("negative Content-Length")
-        return ("length", size) if size else ("none", 0)
-    return "close", 0
+        if len(set(lengths)) > 1 or not _DIGITS.fullmatch(lengths[0]):
+            raise BadResponse(f"bad or conflicting Content-Length {lengths[0][:40]!r}")
+        size = int(lengths[0])
+        return ("length", size, True) if size else ("none", 0, True)
+    return "close", 0, False
+
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
 async def read_head(conn: Connection) -> tuple[int, CIMultiDictProxy[str], bool]:

@@ -8,65 +8,24 @@ limit, flow control on a large body, timeouts, and malformed answers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import gc
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.upstream.pool import Pool
-from gateway.upstream.wire import BadHeader, BadResponse, Disconnected, LineTooLong, ReadTimeout, Truncated, request_bytes
-
-OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
-CLOSE = b""  # script entry: close the connection instead of answering
-
-
-class Scripted:
-    """Answers each request with the next scripted bytes (CLOSE: hang up); counts connections."""
-
-    def __init__(self, answers: list[bytes]) -> None:
-        self.answers = list(answers)
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self.after: Callable[[asyncio.StreamWriter], None] | None = None
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                self.requests.append(head + await reader.readexactly(length))
-                answer = self.answers.pop(0) if self.answers else OK
-                if answer == CLOSE:
-                    break
-                writer.write(answer)
-                await writer.drain()
-                if b"Connection: close" in answer.split(b"\r\n\r\n")[0] or b"Content-Length" not in answer and \
-                        b"chunked" not in answer:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-@asynccontextmanager
-async def serving(answers: list[bytes], **pool_args: float) -> AsyncIterator[tuple[Scripted, Pool]]:
-    script = Scripted(answers)
-    server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    args = {"limit": 4, "connect_timeout": 2.0, "read_timeout": 5.0, **pool_args}
-    pool = Pool(f"http://127.0.0.1:{port}", **args)  # type: ignore[arg-type]
-    try:
-        yield script, pool
-    finally:
-        await pool.close()
-        server.close()
-        await server.wait_closed()
-
+from gateway.upstream.wire import (
+    BadHeader,
+    BadResponse,
+    ConnectTimeout,
+    Disconnected,
+    LineTooLong,
+    ReadTimeout,
+    Truncated,
+    _framing,
+    request_bytes,
+)
+from tests.support.scripted_upstream import CLOSE, OK, serving
 
 async def post(pool: Pool, body: bytes = b"{}") -> bytes:
     resp = await pool.request("POST", f"{pool.origin}/v1/x", {"Content-Type": "application/json"}, body)
@@ -264,3 +223,61 @@ def test_request_bytes_carry_host_and_length() -> None:
     for bad in ({"X-A": "v\r\nX-Injected: 1"}, {"X-A\n": "v"}):
         with pytest.raises(BadHeader):
             request_bytes("POST", "/", "h", bad, b"")
+
+
+@pytest.mark.parametrize("headers, status, expected", [
+    ({"Transfer-Encoding": "gzip", "Content-Length": "2"}, 200, ("close", 0, False)),
+    ({"Transfer-Encoding": "gzip, chunked"}, 200, ("chunked", 0, True)),
+    ({"Transfer-Encoding": "chunked", "Content-Length": "5"}, 200, ("chunked", 0, False)),
+    ({"Content-Length": "7"}, 200, ("length", 7, True)),
+    ({}, 200, ("close", 0, False)),
+    ({"Content-Length": "9"}, 204, ("none", 0, True)),
+    ({}, 101, ("none", 0, False)),
+], ids=["te-not-chunked-last", "te-chunked-last", "te-and-length", "length", "no-framing", "no-content",
+        "switching"])
+def test_framing_follows_rfc_9112(headers: dict[str, str], status: int, expected: tuple[str, int, bool]) -> None:
+    assert _framing(CIMultiDictProxy(CIMultiDict(headers)), status, "POST") == expected
+
+
+@pytest.mark.parametrize("value", ["1_0", "+5", " 5", "5 ", "0x5", ""])
+def test_only_plain_digits_make_a_content_length(value: str) -> None:
+    with pytest.raises(BadResponse):
+        _framing(CIMultiDictProxy(CIMultiDict({"Content-Length": value})), 200, "POST")
+
+
+async def test_only_plain_hex_makes_a_chunk_size() -> None:
+    async with serving([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nab\r\n0\r\n\r\n"]) as (_, pool):
+        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        with pytest.raises(BadResponse):
+            await resp.read()
+        resp.close()
+
+
+async def test_waiting_for_a_free_connection_counts_against_the_connect_timeout() -> None:
+    async with serving([OK, OK], limit=1, connect_timeout=0.05) as (_, pool):
+        held = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        with pytest.raises(ConnectTimeout):
+            await post(pool)
+        await held.read()
+        held.release()
+        assert await post(pool) == b'{"ok":true}' and pool.stats() == (0, 1)
+
+
+async def test_a_response_dropped_unreleased_gives_its_slot_back() -> None:
+    async with serving([OK, OK], limit=1) as (_, pool):
+        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
+        assert pool.stats() == (1, 0)
+        del resp
+        gc.collect()
+        assert pool.stats() == (0, 0)
+        assert await post(pool) == b'{"ok":true}'
+
+
+def test_the_host_header_leaves_out_a_default_port() -> None:
+    def host(url: str) -> str:
+        return Pool(url, limit=1, connect_timeout=1, read_timeout=1).host_header
+
+    assert host("https://router.example:443") == "router.example"
+    assert host("http://tei.internal:80/x") == "tei.internal"
+    assert host("http://tei.internal:8080") == "tei.internal:8080"
+    assert host("http://[::1]:8080") == "[::1]:8080"
