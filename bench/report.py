@@ -142,7 +142,15 @@ def cpu_snapshot() -> tuple[int, int]:
     return (parts[7] if len(parts) > 7 else 0), sum(parts)
 
 
-def facts(tool: str, upstream: str, load_at_start: float, cpu: tuple[tuple[int, int], tuple[int, int]]) -> str:
+def gateway_version() -> str:
+    """The commit the run measures, read when its servers start (a commit made during a long run is not it)."""
+    sha = _git("rev-parse", "--short", "HEAD")
+    dirty = " (gateway/ has uncommitted changes)" if _git("status", "--porcelain", "--", "gateway") else ""
+    return sha + dirty
+
+
+def facts(tool: str, upstream: str, load_at_start: float, cpu: tuple[tuple[int, int], tuple[int, int]],
+          version: str | None = None) -> str:
     def ver(pkg: str) -> str:
         try:
             return importlib.metadata.version(pkg)
@@ -156,15 +164,14 @@ def facts(tool: str, upstream: str, load_at_start: float, cpu: tuple[tuple[int, 
         model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    sha = _git("rev-parse", "--short", "HEAD")
-    dirty = " (gateway/ has uncommitted changes)" if _git("status", "--porcelain", "--", "gateway") else ""
+    version = version or gateway_version()
     wrk = _wrk_version() if tool == "wrk" else ""
     pinning = "taskset (server core 0; load, upstream, Redis core 1)" if shutil.which("taskset") else "none"
     return (f"- machine: {os.cpu_count()} cores, {model}; {platform.system()} {platform.release()}; "
             f"load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end (other work on the "
             f"machine shows as noise); CPU steal during the run {steal:.1f}%\n"
             f"- versions: python {platform.python_version()}, aiohttp {ver('aiohttp')}, uvloop {ver('uvloop')}, "
-            f"orjson {ver('orjson')}, redis-py {ver('redis')}; gateway {sha}{dirty}\n"
+            f"orjson {ver('orjson')}, redis-py {ver('redis')}; gateway {version}\n"
             f"- load generator: {wrk or tool}; upstream: {upstream}; "
             f"pinning: {pinning}")
 

@@ -27,7 +27,7 @@ from .memory import open_streams_rss, rss_flatness
 from .procs import BenchError, Procs
 from .profile import profile
 from .redis_trips import trips_per_request
-from .report import RESULTS, Report, append, cpu_snapshot, facts, render
+from .report import RESULTS, Report, append, cpu_snapshot, facts, gateway_version, render
 from .topology import AUTH, UPSTREAM_TOKEN, Server, Topology, http, require_ok, upstream_requests
 
 ROWS = {"direct": "direct to upstream", "bare": "bare aiohttp pass-through (floor)", "nginx": "nginx proxy_pass",
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{plan.duration:g} s; latency 1 connection × {plan.latency_duration:g} s; "
                         f"TTFB {plan.streams} streams in all")
     print(f"bench: {title}, load generator {tool}, logs in {run_dir}", file=sys.stderr)
-    load_at_start, cpu_start = os.getloadavg()[0], cpu_snapshot()
+    load_at_start, cpu_start, version = os.getloadavg()[0], cpu_snapshot(), gateway_version()
     with Procs(run_dir) as procs:
         topo = Topology(procs)
         up, up_kind = start_upstream(topo, args.upstream, rep)
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         probe(servers, up, rep)
         measure_rows(meter, servers, plan, rep)
         run_extras(meter, topo, servers, up, (redis_url, own), plan, rep)
-    text = render(rep, facts(tool, up_kind, load_at_start, (cpu_start, cpu_snapshot())))
+    text = render(rep, facts(tool, up_kind, load_at_start, (cpu_start, cpu_snapshot()), version))
     print(text)
     if not args.no_append:
         append(text, args.results)
