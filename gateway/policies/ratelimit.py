@@ -231,6 +231,9 @@ class RateLimitStage:
     async def _refund(self, limits: list[Limit]) -> None:
         """Give back what a group paid (a later group denied the call); best effort."""
         back = [Bucket(lim.bucket.key, lim.bucket.rate, lim.bucket.capacity, -lim.bucket.cost) for lim in limits]
+        if pipelined(self.store):  # queued, nobody waits: neither a timeout nor the client leaving can drop it
+            forget(send_decision(self.store, back, mode="force", now=self._now()))
+            return
         try:
             await self.guard.run(decide(self.store, back, mode="force", now=self._now()))
         except StoreError:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,31 +102,37 @@ class CommandQueue:
         try:
             async with asyncio.timeout_at(min(c.deadline for c in live)):
                 results = await self._execute(live)
-                await self._reload_scripts(live, results)
         except (RedisError, OSError, TimeoutError) as exc:
             _fail(live, store_error(exc))
             return
-        for cmd, result in zip(live, results):
-            if cmd.future.done():
-                continue
-            if isinstance(result, Exception):
-                cmd.future.set_exception(store_error(result))
-            else:
-                cmd.future.set_result(result)
-
-    async def _reload_scripts(self, live: list[Command], results: list[Any]) -> None:
-        """The server lost its scripts (restart, SCRIPT FLUSH): in ONE more round trip, load each script
-        once and run every command that answered NOSCRIPT again, in their order; their new answers in place."""
-        again = [i for i, (c, r) in enumerate(zip(live, results)) if isinstance(r, NoScriptError) and c.script]
-        if not again:
+        retried = [c for c, r in zip(live, results) if isinstance(r, NoScriptError) and c.script]
+        if not retried:
+            _settle(zip(live, results))
             return
-        sources = {live[i].args[1]: live[i].script for i in again}  # sha -> its source, one per script
+        # Every command answered for good is settled now, so a failed reload below cannot take back an
+        # answer that already happened in Redis (a take that paid, a lock that was claimed).
+        rerun = {id(c) for c in retried}
+        _settle((c, r) for c, r in zip(live, results) if id(c) not in rerun)
+        try:
+            async with asyncio.timeout_at(min(c.deadline for c in retried)):
+                answers = await self._reload_scripts(retried)
+        except (RedisError, OSError, TimeoutError) as exc:
+            _fail(retried, store_error(exc))
+            return
+        _settle(zip(retried, answers))
+
+    async def _reload_scripts(self, again: list[Command]) -> list[Any]:
+        """The server lost its scripts (restart, SCRIPT FLUSH): in ONE more round trip, load each script
+        once and run every command that answered NOSCRIPT again, in their order; their new answers."""
+        sources = {c.args[1]: c.script for c in again}  # sha -> its source, one per script
         # (_execute reads only a command's args: the loads borrow a future and deadline they never touch)
-        loads = [Command(("SCRIPT", "LOAD", source()), live[again[0]].future, live[again[0]].deadline)
+        loads = [Command(("SCRIPT", "LOAD", source()), again[0].future, again[0].deadline)
                  for source in sources.values() if source is not None]
-        answers = await self._execute(loads + [live[i] for i in again])
-        for i, answer in zip(again, answers[len(loads):]):
-            results[i] = answer
+        answers = await self._execute(loads + again)
+        for load, answer in zip(loads, answers):
+            if isinstance(answer, Exception):
+                log.warning("redis: loading a script failed: %s", answer)
+        return answers[len(loads):]
 
     async def _execute(self, live: list[Command]) -> list[Any]:
         if self.raw is not None:
@@ -148,6 +154,16 @@ async def _one(client: Any, cmd: Command) -> Any:
         raise  # the connection failed: the whole batch did
     except RedisError as exc:
         return exc  # a command error (wrong type, script error): this command's answer, not the batch's
+
+
+def _settle(answered: Iterable[tuple[Command, Any]]) -> None:
+    for cmd, result in answered:
+        if cmd.future.done():
+            continue
+        if isinstance(result, Exception):
+            cmd.future.set_exception(store_error(result))
+        else:
+            cmd.future.set_result(result)
 
 
 def _fail(batch: list[Command], exc: Exception) -> None:

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.policies.buckets import Bucket, parse_reply, send_decision
 from gateway.policies.flight_scripts import FlightKeys, read_claim, send_claim
+from gateway.store.base import StoreError
+from gateway.store.ordered import send_get
 from gateway.store.redis import RedisStore
 from gateway.store.resp import RespConnection
 from tests.support.redis_server import PrivateRedis
@@ -62,6 +65,38 @@ async def test_a_batch_after_a_script_flush_reloads_each_script_once_in_one_extr
         assert raw.round_trips - before == 2  # the batch, then every script loaded and every command run again
         stats = await admin.info("commandstats")
         assert stats["cmdstat_script|load"]["calls"] == 2  # once per distinct script, not once per command
+    finally:
+        await store.close()
+        await admin.aclose()
+
+
+class ReloadFails(RespConnection):
+    """The plain connection, lost exactly when the scripts are being loaded again."""
+
+    fail_loads = True
+
+    async def execute(self, commands: Any) -> list[Any]:
+        if self.fail_loads and any(c[0] == "SCRIPT" for c in commands):
+            raise RedisConnectionError("lost during the reload")
+        return await super().execute(commands)
+
+
+async def test_a_reload_that_fails_keeps_the_answers_the_batch_already_had(private_redis: PrivateRedis) -> None:
+    raw = ReloadFails.for_url(parse_url(private_redis.url))
+    assert isinstance(raw, ReloadFails)
+    store = RedisStore(aioredis.Redis.from_url(private_redis.url), timeout=1.0, raw=raw)
+    admin = aioredis.Redis.from_url(private_redis.url)
+    try:
+        raw.fail_loads = False
+        await send_decision(store, [Bucket("rl:warm", 1.0, 1.0)], now=1000.0)  # the store knows the script
+        raw.fail_loads = True
+        await admin.set("plain", b"kept")
+        await admin.script_flush()
+        got = send_get(store, "plain")  # one batch: a plain read that succeeds, and a script that must be reloaded
+        taken = send_decision(store, [Bucket("rl:lost", rate=1.0, capacity=1.0)], now=1000.0)
+        results = await asyncio.gather(got, taken, return_exceptions=True)
+        assert results[0] == b"kept"  # settled before the reload: an answer that happened is never taken back
+        assert isinstance(results[1], StoreError)
     finally:
         await store.close()
         await admin.aclose()
