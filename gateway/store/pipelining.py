@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,11 +99,8 @@ class CommandQueue:
             return
         self.batches += 1
         self.commands += len(live)
-        try:
-            async with asyncio.timeout_at(min(c.deadline for c in live)):
-                results = await self._execute(live)
-        except (RedisError, OSError, TimeoutError) as exc:
-            _fail(live, store_error(exc))
+        results = await _by_deadline(live, self._execute)
+        if results is None:
             return
         retried = [c for c, r in zip(live, results) if isinstance(r, NoScriptError) and c.script]
         if not retried:
@@ -113,13 +110,9 @@ class CommandQueue:
         # answer that already happened in Redis (a take that paid, a lock that was claimed).
         rerun = {id(c) for c in retried}
         _settle((c, r) for c, r in zip(live, results) if id(c) not in rerun)
-        try:
-            async with asyncio.timeout_at(min(c.deadline for c in retried)):
-                answers = await self._reload_scripts(retried)
-        except (RedisError, OSError, TimeoutError) as exc:
-            _fail(retried, store_error(exc))
-            return
-        _settle(zip(retried, answers))
+        answers = await _by_deadline(retried, self._reload_scripts)
+        if answers is not None:
+            _settle(zip(retried, answers))
 
     async def _reload_scripts(self, again: list[Command]) -> list[Any]:
         """The server lost its scripts (restart, SCRIPT FLUSH): in ONE more round trip, load each script
@@ -154,6 +147,16 @@ async def _one(client: Any, cmd: Command) -> Any:
         raise  # the connection failed: the whole batch did
     except RedisError as exc:
         return exc  # a command error (wrong type, script error): this command's answer, not the batch's
+
+
+async def _by_deadline(commands: list[Command], run: Callable[[list[Command]], Awaitable[list[Any]]]) -> list[Any] | None:
+    """`run(commands)` by the earliest of their deadlines; on failure every one of them fails, and None."""
+    try:
+        async with asyncio.timeout_at(min(c.deadline for c in commands)):
+            return await run(commands)
+    except (RedisError, OSError, TimeoutError) as exc:
+        _fail(commands, store_error(exc))
+        return None
 
 
 def _settle(answered: Iterable[tuple[Command, Any]]) -> None:
