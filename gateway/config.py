@@ -338,7 +338,7 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"models.{i}.deployments.{j}.upstream: unknown upstream {d.upstream!r} (configured: {known})"
                     )
-        for i, k in enumerate(self.keys):
+        for k in self.keys:
             if k.tenant not in self.tenants:
                 self.tenants[k.tenant] = TenantConfig()
         for up in self.upstreams.values():

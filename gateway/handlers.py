@@ -16,7 +16,7 @@ from aiohttp import HttpVersion11, web
 from .errors import GatewayError, NotFound, PayloadTooLarge
 from .middleware import render_error
 from .parsing import CallParser, check_model, check_task
-from .pipeline import Answer, Call, Handler, Op, Reply, StreamReply
+from .pipeline import Answer, Call, Handler, Op, Reply
 from .relay import relay_stream
 from .routing import Router
 from .keys import CALL

@@ -122,7 +122,7 @@ class CommandQueue:
         loads = [Command(("SCRIPT", "LOAD", source()), again[0].future, again[0].deadline)
                  for source in sources.values() if source is not None]
         answers = await self._execute(loads + again)
-        for load, answer in zip(loads, answers):
+        for answer in answers[:len(loads)]:
             if isinstance(answer, Exception):
                 log.warning("redis: loading a script failed: %s", answer)
         return answers[len(loads):]

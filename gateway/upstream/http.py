@@ -30,6 +30,7 @@ from ..streaming import DONE, MAX_EVENT, error_in, event_data, read_events
 from .base import Plan, Planner, SseStyle
 from .errors import status_error
 from .pool import Pool
+from .response import Response
 from .wire import (
     BadResponse,
     ConnectFailed,
@@ -37,7 +38,6 @@ from .wire import (
     Disconnected,
     LineTooLong,
     ReadTimeout,
-    Response,
     Truncated,
     WireError,
 )

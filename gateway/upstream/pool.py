@@ -21,7 +21,8 @@ import ssl
 from collections import deque
 from urllib.parse import quote, urlsplit
 
-from .wire import ConnectFailed, ConnectTimeout, Connection, Disconnected, Response, read_head, request_bytes
+from .response import Response, read_head
+from .wire import ConnectFailed, ConnectTimeout, Connection, Disconnected, request_bytes
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")
 

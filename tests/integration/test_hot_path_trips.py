@@ -19,7 +19,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.clock import FakeClock
-from gateway.keys import STORE
 from gateway.pipeline import Answer, Call, Reply
 from gateway.store.redis import RedisStore
 from gateway.upstream.fake import FakeUpstream

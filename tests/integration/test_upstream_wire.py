@@ -22,9 +22,9 @@ from gateway.upstream.wire import (
     LineTooLong,
     ReadTimeout,
     Truncated,
-    _framing,
     request_bytes,
 )
+from gateway.upstream.response import _framing
 from tests.support.scripted_upstream import CLOSE, OK, serving
 
 async def post(pool: Pool, body: bytes = b"{}") -> bytes:
