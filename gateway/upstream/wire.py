@@ -2,8 +2,8 @@
 
 Why not aiohttp's client here: on the bench machine it costs ~250 µs of CPU per request against
 ~40 µs for this (bench/PROFILE.md), and the upstream call happens on every request. The gateway
-needs little of what a general client does (no cookies, redirects, proxies, multipart, or
-decompression: it never sends Accept-Encoding), so `wire` (the connection and the request),
+needs little of what a general client does (no cookies, redirects, proxies or multipart; it asks
+for no compression), so `wire` (the connection and the request),
 `response` (reading an answer) and `pool` (keep-alive reuse) do only what `HttpUpstream` needs.
 
 Invariants:
