@@ -31,6 +31,7 @@ from .clock import Clock
 from .config import TENANT_RE, KeyConfig, Settings
 from .errors import StoreUnavailable, Unauthorized
 from .keys import API_KEY_ID, TENANT
+from .ops import PROBE_PATHS
 from .policies.buckets import StoreGuard
 from .store.base import Store, StoreError, key
 
@@ -117,7 +118,7 @@ class KeyRing:
 
 def open_paths(settings: Settings) -> frozenset[str]:
     """Paths served without a key."""
-    return frozenset({"/healthz", "/readyz"} | ({"/metrics"} if settings.metrics_public else set()))
+    return PROBE_PATHS | ({"/metrics"} if settings.metrics_public else set())
 
 
 def auth_middleware(settings: Settings, store: Store, clock: Clock) -> Callable[[web.Request, HandlerFn],

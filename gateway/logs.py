@@ -5,7 +5,7 @@ Invariants:
   token, an `hf_...` token, an `sk-...` key or a `key=value` secret is masked in the message,
   in extra fields (recursively) and in tracebacks; fields named like secrets are masked whole.
 - The request id comes from an `extra={"request_id": ...}` field or, failing that, from the
-  `REQUEST_ID` context variable the middleware binds with `request_context()`, so log lines
+  `REQUEST_ID` context variable the observe middleware sets for each request, so log lines
   written deep inside a policy still carry it.
 - One access line per request (`access_log`) on the `gateway.access` logger, always with the
   same fields (missing ones are null) so log queries never have to guess the shape.
@@ -21,8 +21,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal, TextIO
@@ -270,16 +269,6 @@ def configure_logging(fmt: LogFormat = "json", level: str = "INFO", stream: Text
     # No line prints a thread or process name: LogRecord need not look them up for every line.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     return handler
-
-
-@contextmanager
-def request_context(request_id: str) -> Iterator[None]:
-    """Bind `request_id` to every log line written inside the block (the middleware uses it)."""
-    token = REQUEST_ID.set(request_id)
-    try:
-        yield
-    finally:
-        REQUEST_ID.reset(token)
 
 
 # Access-line fields that are free text from the client; every other one is a number, a flag, a

@@ -245,15 +245,12 @@ class Metrics:
 
     def redis_op(self, op: str, seconds: float, ok: bool = True) -> None:
         """One Redis operation (a static name such as "ratelimit") took `seconds`; count failures."""
-        self._c.redis_duration.get((op,)).observe(seconds)
-        errors = self._c.redis_errors.get((op,))  # created at 0 with the op's first use: rate() sees the first error
-        if not ok:
-            errors.inc()
+        self.redis_recorder(op)(seconds, ok)
 
     def redis_recorder(self, op: str) -> Callable[[float, bool], None]:
         """`redis_op` for one op, its children resolved once (the store records every command)."""
         duration = self._c.redis_duration.get((op,))
-        errors = self._c.redis_errors.get((op,))  # created at 0 with the op's first use, as redis_op does
+        errors = self._c.redis_errors.get((op,))  # created at 0 with the op's first use: rate() sees the first error
 
         def record(seconds: float, ok: bool = True) -> None:
             duration.observe(seconds)

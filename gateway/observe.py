@@ -3,7 +3,7 @@
 It runs outside the error middleware, so it sees the status actually sent, rendered errors
 included, and outside the relay, so a stream is finished (or abandoned) when it records. It
 assigns the request id and arrival time (the error middleware keeps them), binds the id to
-every log line written while the request is handled (`logs.request_context`), and puts it on
+every log line written while the request is handled (`logs.REQUEST_ID`), and puts it on
 every answer that does not carry it yet.
 
 Invariants:
@@ -29,13 +29,13 @@ from .logs import ACCESS_LOGGER, access_log
 from .logs import REQUEST_ID as REQUEST_ID_VAR
 from .metrics import Metrics
 from .metrics_catalogue import CACHE_OUTCOMES, CacheOutcome
+from .ops import OPS_PATHS
 from .parsing import request_id
 from .pipeline import Call
 from .policies.metrics import TTFB, model_label
 
 HandlerFn = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]
-OPS_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection before the answer"
 UNMATCHED = "unmatched"  # route label of a request no route matched
 log = logging.getLogger("gateway.observe")
@@ -55,7 +55,7 @@ def observe_middleware(metrics: Metrics, clock: Clock) -> Middleware:
             metrics.add_in_flight(1)
         status = 500
         try:
-            bound = REQUEST_ID_VAR.set(rid)  # (logs.request_context, without a generator per request)
+            bound = REQUEST_ID_VAR.set(rid)
             try:
                 response = await handler(request)
             finally:

@@ -8,6 +8,9 @@ from aiohttp import web
 from .keys import STORE
 from .metrics import METRICS
 
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})  # always open, never refused for load
+OPS_PATHS = PROBE_PATHS | {"/metrics"}  # not traffic: never counted as requests nor held to in-flight caps
+
 
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(body=b'{"status":"ok"}', content_type="application/json")

@@ -23,10 +23,10 @@ from aiohttp import web
 from ..config import Settings
 from ..errors import Overloaded
 from ..keys import TENANT
+from ..ops import OPS_PATHS
 
 HandlerFn = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]
-OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER = 1.0  # seconds: slots free up as fast as requests finish, so ask for a short pause
 
 

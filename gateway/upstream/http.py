@@ -32,6 +32,7 @@ from .errors import status_error
 from .pool import Pool
 from .response import Response
 from .wire import (
+    BadHeader,
     BadResponse,
     ConnectFailed,
     ConnectTimeout,
@@ -62,7 +63,7 @@ class HttpUpstream:
         self._clock = clock
         self._retry_after_cap = retry_after_cap
         self._pool: Pool | None = None
-        token = config.token.get_secret_value() if config.token else None
+        token = config.token.get_secret_value().strip() if config.token else None  # (a secret file's newline)
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def start(self) -> None:
@@ -93,6 +94,10 @@ class HttpUpstream:
             raise _reason(UpstreamUnreachable(f"upstream {self.name} closed the connection"), "reset") from exc
         except BadResponse as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a malformed answer: {exc}") from exc
+        except BadHeader as exc:  # only configuration can put a line break there; a retry would send it again
+            err = UpstreamError(f"the request to upstream {self.name} cannot be written: {exc}")
+            err.retryable = False
+            raise err from exc
         except (WireError, OSError) as exc:
             raise _reason(UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}"), "reset") from exc
         try:

@@ -7,6 +7,7 @@ import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
@@ -24,9 +25,10 @@ def encoded(coding: str, body: bytes) -> bytes:
 
 
 @asynccontextmanager
-async def gateway_to(answers: list[bytes], kind: str = "openai") -> AsyncIterator[tuple[TestClient, Scripted]]:
+async def gateway_to(answers: list[bytes], kind: str = "openai",
+                     token_env: str | None = None) -> AsyncIterator[tuple[TestClient, Scripted]]:
     async with serving(answers) as (script, pool):
-        cfg = load_settings(None, upstreams={"up": {"kind": kind, "base_url": pool.origin, "token_env": None}},
+        cfg = load_settings(None, upstreams={"up": {"kind": kind, "base_url": pool.origin, "token_env": token_env}},
                             models=[{"name": "*", "deployments": [{"upstream": "up"}]}],
                             cache={"enabled": False})
         client = TestClient(TestServer(create_app(cfg, clock=FakeClock(autojump=True))))
@@ -62,3 +64,12 @@ async def test_a_body_without_a_content_type_goes_up_as_octet_stream() -> None:
     sent = script.requests[0]
     assert b"\r\nContent-Type: application/octet-stream\r\n" in sent and sent.endswith(b"\x00raw-bytes\x01")
     assert b"Accept-Encoding" not in sent and b"\r\nHost: 127.0.0.1:" in sent
+
+
+async def test_a_token_read_with_its_file_newline_is_sent_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_UPSTREAM_TOKEN", "hf_fake_token_from_a_secret_file\n")
+    ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
+    async with gateway_to([ok], token_env="GATEWAY_TEST_UPSTREAM_TOKEN") as (client, script):
+        resp = await client.post("/v1/chat/completions", json=CHAT)
+        assert resp.status == 200
+    assert b"\r\nAuthorization: Bearer hf_fake_token_from_a_secret_file\r\n" in script.requests[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import orjson
 import pytest
@@ -12,16 +13,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.logs import (
+    REQUEST_ID,
     _SECRET_PATTERNS,
     ACCESS_FIELDS,
     LogFormat,
     access_log,
     configure_logging,
     redact,
-    request_context,
 )
 
 SECRET = "hf_fake_secret_token"
+
+
+@contextmanager
+def request_context(request_id: str) -> Iterator[None]:
+    """What the observe middleware does around a request: its id bound for every line written meanwhile."""
+    token = REQUEST_ID.set(request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
 Configure = Callable[..., io.StringIO]  # (fmt, level="DEBUG") -> the buffer lines go to
 
 
