@@ -140,8 +140,7 @@ async def test_many_faults_at_once_leave_nothing_behind(tally: Tally) -> None:
                     statuses = {200} if expected in (OK, INBAND) else {int(expected)}
                     path, body = _request(dialect, case.fault, stream)
                     jobs.append(r.send("POST", path, json=body, headers=dict(case.headers), expect=statuses))
-        answers = await asyncio.gather(*jobs)
-        assert len(answers) == len(jobs)
+        await asyncio.gather(*jobs)  # every answer is recorded against its `expect`; the tally fails the test
         await r.settled()
         assert await _healthy(r)
 

@@ -32,7 +32,7 @@ async def test_a_batch_answers_in_order_with_errors_in_their_place(redis_url: st
         conn.close()
 
 
-async def test_a_killed_connection_fails_its_batch_once_and_the_next_batch_reconnects(
+async def test_a_killed_connection_loses_at_most_its_batch_and_the_next_batch_reconnects(
     redis_url: str, key_prefix: str, real_redis: aioredis.Redis,
 ) -> None:
     store = RedisStore.from_url(redis_url, timeout=0.5)
@@ -45,7 +45,9 @@ async def test_a_killed_connection_fails_its_batch_once_and_the_next_batch_recon
         victim = next(c for c in clients if c.get("name") == name)
         await real_redis.client_kill(victim["addr"])
         results = await asyncio.gather(store.get(k), return_exceptions=True)
-        assert results[0] == b"1" or isinstance(results[0], StoreError)  # lost with its connection, or reconnected
+        # Which of the two depends on whether the kill reached the client before the GET was written;
+        # either way the batch gets one answer, never a hang or a reply meant for another command.
+        assert results[0] == b"1" or isinstance(results[0], StoreError)
         assert await store.get(k) == b"1"  # whatever happened, the next command works on a new connection
     finally:
         await store.close()

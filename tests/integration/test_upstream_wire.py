@@ -133,8 +133,9 @@ async def test_the_pool_limit_queues_the_next_request() -> None:
     async with serving([OK, OK], limit=1) as (script, pool):
         first = await pool.request("POST", f"{pool.origin}/", {}, b"")
         second = asyncio.ensure_future(post(pool))
-        await asyncio.sleep(0)  # let it start and queue (no time passes)
-        assert not second.done() and pool.stats() == (1, 0)
+        for _ in range(5):  # let it start and queue behind the limit (no time passes)
+            await asyncio.sleep(0)
+        assert pool._slots.locked() and not second.done() and pool.stats() == (1, 0)
         await first.read()
         first.release()
         assert await second == b'{"ok":true}'
@@ -185,7 +186,11 @@ async def test_a_response_left_unread_is_not_reused() -> None:
 
 
 async def test_a_request_cancelled_before_its_answer_frees_its_slot() -> None:
+    asked = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        asked.set()  # the request arrived: the client now waits for an answer that never comes
         await asyncio.Event().wait()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
@@ -193,10 +198,8 @@ async def test_a_request_cancelled_before_its_answer_frees_its_slot() -> None:
                 read_timeout=30.0)
     try:
         task = asyncio.ensure_future(post(pool))
-        for _ in range(20):
-            await asyncio.sleep(0)
-            if pool.stats()[0]:
-                break
+        await asyncio.wait_for(asked.wait(), 5)
+        assert pool.stats() == (1, 0) and not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
