@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.simulator.app import create_simulator_app
 from tests.support.processes import Child, Processes, free_port
+from tests.support.tools import need
 from tests.unit.test_dashboards import DASHBOARDS, load, queries, substitute
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,15 +41,6 @@ DEADLINE = 15.0  # seconds for any one wait (boot, first scrape, query answered)
 CHAT = {"model": "sim/gpt2", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7}
 # Overview panels that must answer once anything was scraped.
 MUST_ANSWER = ("Requests / s", "In flight", "Version", "Requests / s by status class")
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"{tool} is missing in CI (.ci/run installs Debian's prometheus package)")
-        pytest.skip(f"{tool} not installed (apt-get install prometheus)")
-    return path
 
 
 async def wait_until(what: str, probe: Any) -> Any:
