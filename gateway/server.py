@@ -23,7 +23,6 @@ import os
 import signal
 import shutil
 import socket
-import sys
 import tempfile
 
 from aiohttp import web
@@ -31,6 +30,7 @@ from aiohttp import web
 from .app import create_app
 from .config import Settings
 from .keys import SETTINGS
+from .logs import configure_logging
 
 log = logging.getLogger("gateway")
 # Seconds an INFO line (the access line) may wait to be written with others: one write per batch
@@ -47,11 +47,6 @@ def _install_uvloop() -> None:
 
 
 def _configure_logging(settings: Settings) -> None:
-    try:
-        from .logs import configure_logging
-    except ImportError:  # pragma: no cover - until the structured logger lands
-        logging.basicConfig(level=settings.log_level, stream=sys.stderr)
-        return
     configure_logging(settings.log_format, settings.log_level, hold=LOG_HOLD)
 
 

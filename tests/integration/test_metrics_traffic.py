@@ -4,10 +4,8 @@ One gateway (in-process, real HTTP upstreams, state in the real Redis under its 
 in front of the simulator on a real port; both share one `FakeClock(autojump=True)`, so cold starts,
 backoff and outbound pacing take no real time. The fixture sends streams, cache misses and hits,
 requests over a gateway limit, upstream 429s and 503s that are retried, a cold start, a fallback, a
-breaking deployment and paced calls, then scrapes `/metrics` once. Each test checks one kind.
-
-A kind whose policy module has not landed yet is skipped with the module's name; the dashboard
-check then leaves out the families only that policy can move (and says which).
+breaking deployment and paced calls, then scrapes `/metrics` once. Each test checks one kind;
+every series the dashboards query must be in that one scrape.
 """
 
 from __future__ import annotations
