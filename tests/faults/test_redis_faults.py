@@ -163,15 +163,22 @@ async def test_redis_made_slow_under_load(tally: Tally, private_redis: PrivateRe
         await load.run(0.3, {200})
         admin = aioredis.Redis.from_url(private_redis.url)
         try:
-            sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "1.5"))
-            await asyncio.sleep(0.05)  # the server is now frozen
+            loop = asyncio.get_running_loop()
+            woke: list[float] = []
             frozen = len(load.seen)
+            sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "1.5"))
+            sleeper.add_done_callback(lambda _: woke.append(loop.time()))
             await load.run(10.0, {200}, until=sleeper.done)
-            assert len(load.seen) > frozen, "no request was answered while Redis slept: they waited for it"
             await sleeper
+            # Redis slept 1.5 s and answered DEBUG SLEEP right after: it froze no later than
+            # `woke[0] - 1.5`. A request sent after that and answered before `woke[0]` (with 0.1 s
+            # to spare) was answered while Redis was frozen; one that waited for Redis would only
+            # finish once it woke. (Today the first requests caught by the freeze wait ~1 s; those
+            # after them are answered in ~60 ms.)
+            during = [s for s in load.seen[frozen:] if s.sent >= woke[0] - 1.5 and s.done < woke[0] - 0.1]
+            assert during, "no request was answered while Redis slept: they waited for it"
         finally:
             await admin.aclose()
-        loop = asyncio.get_running_loop()
         awake = loop.time()
         await load.run(2.0, {200}, until=lambda: any(s.decided for s in load.seen if s.sent >= awake))
         recovery = await _recovered_within(load, awake)
