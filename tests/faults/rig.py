@@ -242,6 +242,12 @@ async def eventually(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
     return True
 
 
+def chat(model: str, stream: bool = False, *, max_tokens: int = 20) -> dict[str, Any]:
+    """An OpenAI chat-completions body for `model` (fault tokens go in the model name)."""
+    return {"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": max_tokens,
+            "stream": stream}
+
+
 def report(config: pytest.Config, tally: Tally) -> None:
     """Print the tally's one-line summary where CI output shows it (even under -q)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
