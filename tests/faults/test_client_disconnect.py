@@ -68,7 +68,9 @@ async def test_disconnect_while_parked_behind_a_cold_start(tally: Tally) -> None
         model = "org/gen-cold-2s"
         body = {"inputs": "hello", "parameters": {"max_new_tokens": 4}}
         # All three are parked on the gateway's clock before any of them leaves.
-        parked = lambda: r.sim.count(model=model) >= 1 and clk.sleepers >= 3  # noqa: E731
+        def parked() -> bool:
+            return r.sim.count(model=model) >= 1 and clk.sleepers >= 3
+
         await asyncio.gather(*(_abandon(r, f"/models/{model}", body, parked) for _ in range(3)))
         await r.settled()
         assert clk.sleepers == 0, "a caller that left is still parked"
