@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from gateway.app import create_app
+from gateway.clock import Clock
 from gateway.config import Settings, load_settings
 from gateway.keys import UPSTREAMS
 from gateway.simulator.app import SIM_STATE, create_simulator_app
@@ -87,10 +88,10 @@ class Answer:
         return None
 
 
-def fault_settings(sim_url: str, **overrides: Any) -> Settings:
+def fault_settings(sim_url: str, *, upstream_read_timeout: float = 1.0, **overrides: Any) -> Settings:
     """Gateway settings against the simulator: an `hf` upstream, an OpenAI one and a dead one."""
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
-    tight = {"connect_timeout": 1.0, "read_timeout": 1.0, "max_response_bytes": 1024 * 1024}
+    tight = {"connect_timeout": 1.0, "read_timeout": upstream_read_timeout, "max_response_bytes": 1024 * 1024}
     base: dict[str, Any] = dict(
         upstream_url=sim_url,
         upstreams={
@@ -140,9 +141,10 @@ class Rig:
         assert self.gw_server is not None
         return self.gw_server.app
 
-    async def start(self, settings_for: Callable[[str], Settings], sim_config: Any = None, **app_kwargs: Any) -> None:
+    async def start(self, settings_for: Callable[[str], Settings], sim_config: Any = None,
+                    sim_clock: Clock | None = None, **app_kwargs: Any) -> None:
         self.baseline = set(asyncio.all_tasks())
-        self.sim_server = TestServer(create_simulator_app(sim_config), handler_cancellation=True)
+        self.sim_server = TestServer(create_simulator_app(sim_config, clock=sim_clock), handler_cancellation=True)
         await self.sim_server.start_server()
         self.gw_server = TestServer(create_app(settings_for(self.sim_url), **app_kwargs), handler_cancellation=True)
         await self.gw_server.start_server()
@@ -213,14 +215,15 @@ class Rig:
 
 @asynccontextmanager
 async def rig(tally: Tally, settings_for: Callable[[str], Settings] = fault_settings, sim_config: Any = None,
-              **app_kwargs: Any) -> AsyncIterator[Rig]:
-    """A started Rig (simulator built from `sim_config`, a `SimConfig`); closed (servers, client) on exit."""
+              sim_clock: Clock | None = None, **app_kwargs: Any) -> AsyncIterator[Rig]:
+    """A started Rig (simulator built from `sim_config`, a `SimConfig`, on `sim_clock`, the real clock
+    by default; `app_kwargs`, e.g. `clock`, go to the gateway's `create_app`); closed (servers, client) on exit."""
     r = Rig(tally)
     saved = os.environ.get("HF_TOKEN")
     os.environ["HF_TOKEN"] = UPSTREAM_TOKEN  # read once, while the settings are built
     try:
         try:
-            await r.start(settings_for, sim_config, **app_kwargs)
+            await r.start(settings_for, sim_config, sim_clock, **app_kwargs)
         finally:
             if saved is None:  # leave the environment as we found it for other suites
                 os.environ.pop("HF_TOKEN", None)

@@ -6,31 +6,34 @@ checks, and gives every slot back when requests finish.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from gateway.auth import hash_key
+from gateway.clock import FakeClock
 from gateway.config import Settings
 
-from .rig import Rig, Tally, eventually, fault_settings, rig
+from .rig import Rig, Tally, chat, eventually, fault_settings, rig
 
 KEY_A, KEY_B = "gw-test-key-tenant-a", "gw-test-key-tenant-b"
 
-
-def _chat(model: str, stream: bool = False) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10, "stream": stream}
-
+_chat = functools.partial(chat, max_tokens=10)  # a drip stream of 10 events lasts 1 s
 
 # idle_after 0: no cold-start probe holding the first concurrent requests of a new model back.
 NO_PROBE = {"idle_after": 0}
+# Held requests wait on the simulator's FakeClock (`HELD`'s 3 s pass only when the test advances it);
+# the gateway's own deadlines, in real time, are far beyond what the checks take meanwhile.
+HELD = "oai/chat-slow-ttfb-3s"
+PATIENT = {"upstream_read_timeout": 60.0, "request_timeout": 60.0}
 
 
 def _capped(sim_url: str) -> Settings:
-    return fault_settings(sim_url, max_in_flight=4, resilience=NO_PROBE)
+    return fault_settings(sim_url, max_in_flight=4, resilience=NO_PROBE, **PATIENT)
 
 
 def _tenants(sim_url: str) -> Settings:
     return fault_settings(
-        sim_url,
+        sim_url, **PATIENT,
         keys=[{"sha256": hash_key(KEY_A), "tenant": "a"}, {"sha256": hash_key(KEY_B), "tenant": "b"}],
         tenants={"a": {"max_in_flight": 2}},
         resilience=NO_PROBE,
@@ -57,8 +60,9 @@ async def _hold(r: Rig, n: int, model: str, headers: dict[str, str] | None = Non
 
 
 async def test_global_cap_refuses_at_once_and_recovers(tally: Tally) -> None:
-    async with rig(tally, _capped) as r:
-        held = await _hold(r, 4, "oai/chat-slow-ttfb-600ms")
+    sim_clk = FakeClock()
+    async with rig(tally, _capped, sim_clock=sim_clk) as r:
+        held = await _hold(r, 4, HELD)
         sent_upstream = r.sim.count()
         refused = await asyncio.gather(
             *(r.send("POST", "/v1/chat/completions", json=_chat("oai/other"), expect={503}) for _ in range(6)),
@@ -71,6 +75,8 @@ async def test_global_cap_refuses_at_once_and_recovers(tally: Tally) -> None:
         assert r.sim.count() == sent_upstream  # nothing refused went upstream
         health = await r.send("GET", "/healthz", expect={200})
         assert health.status == 200
+        assert r.sim.in_flight == 4 and not any(t.done() for t in held)  # still held: the checks ran inside the window
+        sim_clk.advance(3)
         for answer in await asyncio.gather(*held):
             assert answer.status == 200
         again = await r.send("POST", "/v1/chat/completions", json=_chat("oai/after"), expect={200})
@@ -91,16 +97,19 @@ async def test_a_stream_holds_its_slot_until_its_last_event(tally: Tally) -> Non
 
 
 async def test_tenant_cap_refuses_only_that_tenant(tally: Tally) -> None:
-    async with rig(tally, _tenants) as r:
+    sim_clk = FakeClock()
+    async with rig(tally, _tenants, sim_clock=sim_clk) as r:
         a = {"Authorization": f"Bearer {KEY_A}"}
         b = {"Authorization": f"Bearer {KEY_B}"}
-        held = await _hold(r, 2, "oai/chat-slow-ttfb-600ms", a)
+        held = await _hold(r, 2, HELD, a)
         refused = await r.send("POST", "/v1/chat/completions", json=_chat("oai/x"), headers=a, expect={503})
         _check_overloaded(refused, "openai")
         assert "'a'" in refused.json()["error"]["message"]
         others = await asyncio.gather(*(r.send("POST", "/v1/chat/completions", json=_chat("oai/x"), headers=b,
                                                expect={200}) for _ in range(5)))
         assert all(o.status == 200 for o in others)  # tenant b has no cap of its own
+        assert not any(t.done() for t in held)  # tenant a's two were held all along
+        sim_clk.advance(3)
         await asyncio.gather(*held)
         assert (await r.send("POST", "/v1/chat/completions", json=_chat("oai/x"), headers=a,
                              expect={200})).status == 200
