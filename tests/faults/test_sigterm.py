@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.simulator.app import SIM_STATE, create_simulator_app
-from tests.support.processes import Processes, free_port, gateway_env
+from tests.support.processes import Processes, free_port, gateway_env, wait_healthy
 
 from .rig import UPSTREAM_TOKEN, Tally, eventually
 
@@ -40,32 +41,14 @@ async def _gateway(sim_url: str, drain: float, workers: int = 1) -> AsyncIterato
     with tempfile.TemporaryDirectory() as logs, Processes(Path(logs), stop_timeout=0) as procs:
         gw = procs.gateway("gateway", "serve", "--port", str(port), "--upstream", sim_url, "--workers", str(workers),
                            env=env)
-        proc = gw.popen
-        assert await eventually(lambda: proc.poll() is not None or _accepts(port), 20), "gateway did not start"
-        assert proc.poll() is None, gw.tail()
-        await _wait_healthy(url)
-        yield proc, url
+        await asyncio.to_thread(wait_healthy, gw, url + "/healthz")  # fails with the log if it exits first
+        yield gw.popen, url
 
 
 def _accepts(port: int) -> bool:
-    import socket
-
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-async def _wait_healthy(url: str) -> None:
-    async with aiohttp.ClientSession() as s:
-        for _ in range(200):
-            try:
-                async with s.get(url + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("gateway never became healthy")
 
 
 async def _exit_code(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
