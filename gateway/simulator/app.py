@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.clock import Clock, SystemClock
+from gateway.core.clock import Clock, SystemClock
 from gateway.simulator.calls import RECORD, SimReject
 from gateway.simulator.config import SimConfig, load_sim_config
 from gateway.simulator.control import add_control_routes

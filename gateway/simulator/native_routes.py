@@ -24,14 +24,7 @@ from gateway.simulator.dialects import Style, error_body
 from gateway.simulator.respond import plain
 from gateway.simulator.serve import refuse_unauthorized, serve
 from gateway.simulator.state import SIM_STATE
-from gateway.simulator.task_render import (
-    classify,
-    generation,
-    render_embed,
-    task_renderer,
-    text_input,
-    text_list,
-)
+from gateway.simulator.task_render import classify, generation, render_embed, task_renderer, text_input, text_list
 from gateway.simulator.tasks import detect_task
 from gateway.simulator.textgen import tgi_object, tgi_stream
 from gateway.simulator.wire import Rendered, json_body

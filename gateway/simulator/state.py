@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 from gateway.simulator.config import FaultSpec, SimConfig
 from gateway.simulator.faults import FaultBook
 from gateway.simulator.stats import ReceivedRequest, Stats

@@ -16,8 +16,8 @@ from typing import Any
 
 from gateway.simulator import outputs
 from gateway.simulator.calls import SimCall, SimReject
-from gateway.simulator.png import make_png
 from gateway.simulator.dialects import Style
+from gateway.simulator.png import make_png
 from gateway.simulator.textgen import Generation, digest_stream, generate, tgi_object, tgi_stream
 from gateway.simulator.wire import Body, Rendered, json_body
 

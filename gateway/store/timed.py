@@ -15,9 +15,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ..clock import Clock
-from ..metrics import Metrics
-from .base import Store, StoreError
+from gateway.core.clock import Clock
+from gateway.observability.metrics import Metrics
+from gateway.store.protocol import Store, StoreError
 
 
 class TimedStore:

@@ -16,22 +16,20 @@ from typing import Any
 
 import orjson
 
-from ..clock import Clock
-from ..config import UpstreamConfig
-from ..errors import (
+from gateway.core.call import Answer, Call, Reply, StreamReply
+from gateway.core.clock import Clock
+from gateway.core.config import UpstreamConfig
+from gateway.core.errors import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from ..pipeline import Answer, Call, Reply, StreamReply
-from ..streaming import DONE, MAX_EVENT, error_in, event_data, read_events
-from .base import Plan, Planner, SseStyle
-from .errors import status_error
-from .pool import Pool
-from .response import Response
-from .wire import (
+from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, read_events
+from gateway.upstream.plan import Plan, Planner, SseStyle
+from gateway.upstream.status_errors import status_error
+from gateway.upstream.transport.connection import (
     BadHeader,
     BadResponse,
     ConnectFailed,
@@ -42,6 +40,8 @@ from .wire import (
     Truncated,
     WireError,
 )
+from gateway.upstream.transport.pool import Pool
+from gateway.upstream.transport.response import Response
 
 log = logging.getLogger("gateway.upstream")
 

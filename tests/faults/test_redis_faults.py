@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.config import Settings
+from gateway.core.config import Settings
 from tests.support.redis_server import PrivateRedis
 
 from .rig import Rig, Tally, fault_settings, rig

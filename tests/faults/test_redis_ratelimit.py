@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.auth import hash_key
-from gateway.config import load_settings
+from gateway.core.config import load_settings
+from gateway.http.app import create_app
+from gateway.http.middleware.auth import hash_key
 from gateway.upstream.fake import FakeUpstream
 from tests.support.redis_server import PrivateRedis
 

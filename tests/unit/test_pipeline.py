@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from gateway.config import ModelConfig
-from gateway.errors import UpstreamUnreachable
-from gateway.pipeline import Answer, Call, Dialect, Handler, Op, Reply, build_pipeline
-from gateway.routing import Route
+from gateway.core.call import Answer, Call, Dialect, Op, Reply, Route
+from gateway.core.config import ModelConfig
+from gateway.core.errors import UpstreamUnreachable
+from gateway.core.pipeline import Handler, build_pipeline
 
 
 def _call() -> Call:

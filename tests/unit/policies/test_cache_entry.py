@@ -6,9 +6,9 @@ import zlib
 
 import pytest
 
-from gateway.errors import BadRequest, GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout
-from gateway.pipeline import Reply, StreamReply
-from gateway.policies.cache_entry import decode, encode_error, encode_reply, encode_skip, encode_stream
+from gateway.core.call import Reply, StreamReply
+from gateway.core.errors import BadRequest, GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout
+from gateway.policies.cache.entry import decode, encode_error, encode_reply, encode_skip, encode_stream
 from tests.unit.policies.cachekit import drain
 
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import FakeClock
-from gateway.pipeline import Call, Dialect, Flags, Op
-from gateway.policies.cachekey import CachePlanner, cache_digest, cache_task
-from gateway.routing import Router
+from gateway.core.call import Call, Dialect, Flags, Op
+from gateway.core.clock import FakeClock
+from gateway.core.routing import Router
+from gateway.policies.cache.key import CachePlanner, cache_digest, cache_task
 from gateway.upstream.fake import FakeUpstream
 from tests.unit.policies.cachekit import CHAT, CLASSIFY, EMBED, SHARED, chat_body, make_call, settings
 

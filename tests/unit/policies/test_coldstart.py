@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import FakeClock
-from gateway.errors import ModelLoading
-from gateway.pipeline import Answer, Call, Reply
-from gateway.policies.loadstate import LoadState
-from gateway.policies.target import Target
-from gateway.store.base import StoreError, key
+from gateway.core.call import Answer, Call, Reply
+from gateway.core.clock import FakeClock
+from gateway.core.errors import ModelLoading
+from gateway.policies.resilience.loading import LoadState
+from gateway.policies.resilience.target import Target
 from gateway.store.memory import MemoryStore
+from gateway.store.protocol import StoreError, key
 from gateway.upstream.fake import FakeUpstream
 
 from .resilience_kit import MODEL, ColdModel, Rig, fake, settings

@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.clock import FakeClock
-from gateway.errors import ServiceUnavailable, UpstreamStatusError
-from gateway.pipeline import Answer, Call, Reply
-from gateway.policies.target import Target
+from gateway.core.call import Answer, Call, Reply
+from gateway.core.clock import FakeClock
+from gateway.core.errors import ServiceUnavailable, UpstreamStatusError
+from gateway.policies.resilience.target import Target
 from gateway.upstream.fake import FakeUpstream
 
 from .resilience_kit import MODEL, ColdModel, Rig, fake, settings

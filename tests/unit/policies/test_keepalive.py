@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from gateway.clock import FakeClock
-from gateway.errors import GatewayError, ModelLoading, UpstreamStatusError
-from gateway.pipeline import Answer, Call, StreamReply
-from gateway.policies.keepalive import Progress, commit_when_slow
-from gateway.store.base import key
+from gateway.core.call import Answer, Call, StreamReply
+from gateway.core.clock import FakeClock
+from gateway.core.errors import GatewayError, ModelLoading, UpstreamStatusError
+from gateway.policies.resilience.keepalive import Progress, commit_when_slow
+from gateway.store.protocol import key
 
 from .resilience_kit import ColdModel, Rig, drain, fake, settings
 

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.clock import FakeClock
-from gateway.config import load_settings
-from gateway.errors import BadRequest, ModelLoading, UpstreamStatusError, UpstreamUnreachable
-from gateway.metrics import Metrics
-from gateway.pipeline import Answer, Call, Dialect, Handler, Op, Reply, StreamReply, build_pipeline
-from gateway.policies.metrics import MetricsStage, StreamWatch, UpstreamTimer, model_label, retry_reason
-from gateway.routing import Router
+from gateway.core.call import Answer, Call, Dialect, Op, Reply, StreamReply
+from gateway.core.clock import FakeClock
+from gateway.core.config import load_settings
+from gateway.core.errors import BadRequest, ModelLoading, UpstreamStatusError, UpstreamUnreachable
+from gateway.core.pipeline import Handler, build_pipeline
+from gateway.core.routing import Router
+from gateway.observability.metrics import Metrics
+from gateway.observability.stage import MetricsStage, StreamWatch, UpstreamTimer, model_label, retry_reason
 from gateway.upstream.fake import FakeUpstream
 
 _ids = itertools.count()

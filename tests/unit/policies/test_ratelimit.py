@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.config import Settings
-from gateway.policies.buckets import Bucket, StoreGuard, decide
-from gateway.store.base import Store, StoreError
+from gateway.core.clock import FakeClock
+from gateway.core.config import Settings
+from gateway.http.app import create_app
+from gateway.policies.limits.buckets import Bucket, decide
+from gateway.store.guard import StoreGuard
 from gateway.store.memory import MemoryStore
+from gateway.store.protocol import Store, StoreError
 from gateway.upstream.fake import FakeUpstream
 from tests.support.held_replies import held_store
 

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.config import RetryConfig, UpstreamConfig
-from gateway.errors import UpstreamUnreachable
-from gateway.pipeline import Call, Dialect, Op, Reply
-from gateway.policies.limits import format_duration
-from gateway.policies.tokens import StreamMeter, estimate, prompt_tokens, reply_tokens
+from gateway.core.call import Call, Dialect, Op, Reply
+from gateway.core.clock import FakeClock
+from gateway.core.config import RetryConfig, UpstreamConfig
+from gateway.core.errors import UpstreamUnreachable
+from gateway.http.app import create_app
+from gateway.policies.limits.plan import format_duration
+from gateway.policies.limits.tokens import StreamMeter, estimate, prompt_tokens, reply_tokens
 from gateway.store.memory import MemoryStore
 from gateway.upstream.fake import FakeUpstream
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
-from gateway.upstream.wire import ConnectTimeout
 import pytest
 
-from gateway.config import RetryConfig
-from gateway.errors import (
+from gateway.core.call import Reply
+from gateway.core.config import RetryConfig
+from gateway.core.errors import (
     BadRequest,
     ModelLoading,
     UpstreamProtocolError,
@@ -16,11 +16,11 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.pipeline import Reply
-from gateway.policies.retry import backoff, retry_reason
-from gateway.policies.target import HANDOFF, Target
-from gateway.upstream.errors import status_error
+from gateway.policies.resilience.retry import backoff, retry_reason
+from gateway.policies.resilience.target import HANDOFF, Target
+from gateway.upstream.status_errors import status_error
 from gateway.upstream.terminal import UpstreamTerminal
+from gateway.upstream.transport.connection import ConnectTimeout
 
 from .resilience_kit import MODEL, Rig, drain, fake, settings, stream_of
 

@@ -10,13 +10,13 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.config import RetryConfig, UpstreamConfig, load_settings
-from gateway.errors import UpstreamStatusError
-from gateway.pipeline import Answer, Call, Reply
-from gateway.store.base import Store
+from gateway.core.call import Answer, Call, Reply
+from gateway.core.clock import FakeClock
+from gateway.core.config import RetryConfig, UpstreamConfig, load_settings
+from gateway.core.errors import UpstreamStatusError
+from gateway.http.app import create_app
 from gateway.store.memory import MemoryStore
+from gateway.store.protocol import Store
 from gateway.upstream.fake import FakeUpstream
 
 from .rl_support import BrokenStore, chat
