@@ -22,8 +22,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
-from aiohttp import web
-
 from gateway.core.call import Answer, Call, Reply
 from gateway.core.errors import GatewayError
 from gateway.core.pipeline import Handler, let_go
@@ -31,7 +29,7 @@ from gateway.policies.cache.claims import Claim
 from gateway.policies.cache.entry import decode, encode_error
 from gateway.policies.cache.flight import StoreFlight, personal
 from gateway.policies.cache.key import CachePlan
-from gateway.policies.cache.stage import CLAIM, ResponseCache, mark, response_cache
+from gateway.policies.cache.stage import CLAIM, ResponseCache, mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +64,6 @@ class CoalesceStage:
         self.flight = StoreFlight(cache)
         self._flights: dict[str, asyncio.Future[Outcome]] = {}
         cache.coalescing = cache.config.coalesce  # the cache stage's lookup now also claims the flight
-
-    @classmethod
-    def from_app(cls, app: web.Application) -> CoalesceStage:
-        return cls(response_cache(app))
 
     @property
     def active(self) -> bool:

@@ -38,14 +38,11 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from gateway.core.call import Answer, Call, Reply, StreamReply
 from gateway.core.clock import Clock
 from gateway.core.config import CacheConfig
 from gateway.core.pipeline import Handler
 from gateway.core.sse import error_in
-from gateway.http.appkeys import CLOCK, SETTINGS, STORE
 from gateway.policies.cache.claims import Claim, FlightKeys, finish, read_claim, send_claim
 from gateway.policies.cache.entry import Envelope, decode, encode_reply, encode_stream
 from gateway.policies.cache.key import CachePlan, CachePlanner
@@ -280,17 +277,6 @@ class ResponseCache:
             await self.store.delete(old)
 
 
-RESPONSE_CACHE: web.AppKey[ResponseCache] = web.AppKey("response_cache", ResponseCache)
-
-
-def response_cache(app: web.Application) -> ResponseCache:
-    """The app's ResponseCache, made on first use (both cache stages share it)."""
-    cache = app.get(RESPONSE_CACHE)
-    if cache is None:
-        settings = app[SETTINGS]
-        planner = CachePlanner(settings.cache, settings.redis_prefix)
-        cache = app[RESPONSE_CACHE] = ResponseCache(app[STORE], app[CLOCK], settings.cache, planner)
-    return cache
 
 
 class CacheStage:
@@ -298,10 +284,6 @@ class CacheStage:
 
     def __init__(self, cache: ResponseCache) -> None:
         self.cache = cache
-
-    @classmethod
-    def from_app(cls, app: web.Application) -> CacheStage:
-        return cls(response_cache(app))
 
     @property
     def active(self) -> bool:

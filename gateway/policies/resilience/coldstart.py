@@ -29,16 +29,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from aiohttp import web
-
 from gateway.core.call import Answer, Call
 from gateway.core.clock import Clock
 from gateway.core.config import ResilienceConfig
 from gateway.core.errors import GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout
 from gateway.core.pipeline import Handler
-from gateway.http.appkeys import CLOCK, SETTINGS
 from gateway.policies.resilience.keepalive import Progress, commit_when_slow
-from gateway.policies.resilience.loading import LoadingBoard, LoadState, board_of
+from gateway.policies.resilience.loading import LoadingBoard, LoadState
 from gateway.policies.resilience.target import Target, can_hand_off, deployment_of, target_of
 from gateway.store.protocol import StoreError
 
@@ -69,10 +66,6 @@ class ColdStartStage:
         self.board = board
         self.clock = clock
         self.cfg = cfg
-
-    @classmethod
-    def from_app(cls, app: web.Application) -> ColdStartStage:
-        return cls(board_of(app), app[CLOCK], app[SETTINGS].resilience)
 
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         target = target_of(deployment_of(call), call.model)

@@ -19,15 +19,12 @@ answer; if every circuit was open, a 503 with Retry-After until the earliest hal
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from gateway.core.call import Answer, Call, Deployment
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError, ModelLoading, ServiceUnavailable
 from gateway.core.pipeline import Handler
-from gateway.http.appkeys import CLOCK
-from gateway.policies.resilience.breaker import Breakers, breakers_of
-from gateway.policies.resilience.loading import LoadingBoard, board_of
+from gateway.policies.resilience.breaker import Breakers
+from gateway.policies.resilience.loading import LoadingBoard
 from gateway.policies.resilience.target import HANDOFF, Target, target_of
 from gateway.store.protocol import StoreError
 
@@ -41,10 +38,6 @@ class FallbackStage:
         self.breakers = breakers
         self.board = board
         self.clock = clock
-
-    @classmethod
-    def from_app(cls, app: web.Application) -> FallbackStage:
-        return cls(breakers_of(app), board_of(app), app[CLOCK])
 
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         deps = call.route.deployments

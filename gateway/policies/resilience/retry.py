@@ -24,17 +24,19 @@ import math
 import random
 from collections.abc import Callable
 
-from aiohttp import web
-
 from gateway.core.call import Answer, Call
 from gateway.core.clock import Clock
 from gateway.core.config import ResilienceConfig, RetryConfig
-from gateway.core.errors import GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
+from gateway.core.errors import (
+    GatewayError,
+    ModelLoading,
+    UpstreamConnectTimeout,
+    UpstreamStatusError,
+    UpstreamUnreachable,
+)
 from gateway.core.pipeline import Handler
-from gateway.http.appkeys import CLOCK, SETTINGS
-from gateway.policies.resilience.breaker import Breakers, Outcome, breakers_of, outcome_of
+from gateway.policies.resilience.breaker import Breakers, Outcome, outcome_of
 from gateway.policies.resilience.target import Target, can_hand_off, deployment_of, target_of
-from gateway.upstream.transport.connection import ConnectTimeout
 
 _MIN_ATTEMPT = 0.25  # an attempt with less budget than this left could only end in a timeout
 RETRY_REASONS = "retry_reasons"
@@ -50,14 +52,9 @@ def retry_reason(exc: BaseException) -> str | None:
         return "5xx" if exc.status in (502, 503, 504) else None
     if isinstance(exc, UpstreamUnreachable):
         return "connect"
-    if isinstance(exc, UpstreamTimeout) and _connect_timeout(exc):
+    if isinstance(exc, UpstreamConnectTimeout):  # only a timeout while connecting: the request never got there
         return "timeout"
     return None
-
-
-def _connect_timeout(exc: UpstreamTimeout) -> bool:
-    # Only a timeout while connecting is safe: the request never reached the upstream.
-    return isinstance(exc.__cause__, ConnectTimeout) or getattr(exc, "reason", None) == "connect"
 
 
 def backoff(attempt: int, policy: RetryConfig, rand: Callable[[], float]) -> float:
@@ -75,10 +72,6 @@ class RetryStage:
         self.breakers = breakers
         self.cfg = cfg
         self.rand = rand or random.Random().random
-
-    @classmethod
-    def from_app(cls, app: web.Application) -> RetryStage:
-        return cls(app[CLOCK], breakers_of(app), app[SETTINGS].resilience)
 
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         dep = deployment_of(call)
