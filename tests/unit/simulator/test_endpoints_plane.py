@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from gateway.clock import FakeClock
-from gateway.simulator.config import SimConfig
+from gateway.simulator.config import SimConfig, load_sim_config
 from gateway.simulator.endpoints_auth import TokenBook
 from gateway.simulator.endpoints_config import ControlPlaneSpec, EndpointSpec
 from gateway.simulator.endpoints_plane import ControlPlane
@@ -171,3 +172,19 @@ def test_config_gives_an_endpoint_its_task_and_validates_names_and_replicas() ->
         EndpointSpec.model_validate({"min_replica": 2, "max_replica": 1})
     with pytest.raises(ValidationError):
         EndpointSpec.model_validate({"state": "sleeping"})
+
+
+def test_the_yaml_section_loads_with_secret_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "sim.yaml"
+    path.write_text(
+        "control_plane:\n"
+        "  namespaces: {acme: {tokens: [{token: hf_fake_yaml_token, read_only: true}]}}\n"
+        "  endpoints:\n"
+        "    acme-chat: {namespace: acme, state: scaledToZero, image: vllm, scale_to_zero_timeout: null}\n",
+        encoding="utf-8",
+    )
+    config = load_sim_config(path)
+    endpoint = config.control_plane.endpoints["acme-chat"]
+    assert endpoint.state == "scaledToZero" and endpoint.scale_to_zero_timeout is None
+    assert "hf_fake_yaml_token" not in repr(config.control_plane)  # tokens are SecretStr
+    assert TokenBook(config.control_plane).control("acme", "Bearer hf_fake_yaml_token", write=True) is not None
