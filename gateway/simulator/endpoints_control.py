@@ -5,11 +5,12 @@
     POST /_sim/endpoints/{name}/state    {"state": "<one of the 8 states>", "message": "optional"}
                                          -> the endpoint's snapshot; the state starts now (timers restart)
 
-`counters` holds `reads`, `pause_calls`, `resume_calls`, `scale_to_zero_calls` (calls that passed the token
-check, including those the state refused, e.g. a resume while running), `wake_ups` (scale-ups started by data-plane traffic), `refused_starting` (503s
-while starting), `held`, `held_served`, `held_timed_out` (a hold that ended unserved: timeout, pause or
-state change). `POST /_sim/reset` also puts every endpoint back
-to its configured state with zeroed counters. Like every `/_sim/` route, these are not counted.
+`counters` holds `reads`, `pause_calls`, `resume_calls`, `scale_to_zero_calls` (calls that passed the
+token check, including those the state refused, e.g. a resume while running), `wake_ups` (scale-ups
+started by data-plane traffic), `refused_starting` (503s while starting), `held`, `held_served` and
+`held_timed_out` (a hold that ended unserved: timeout, pause or state change). `POST /_sim/reset` also
+puts every endpoint back to its configured state with zeroed counters. Like every `/_sim/` route, these
+are not counted.
 """
 
 from __future__ import annotations
