@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 from gateway.simulator.endpoints_auth import TokenBook
 from gateway.simulator.endpoints_config import ControlPlaneSpec
 from gateway.simulator.endpoints_state import EndpointMachine
@@ -75,10 +75,10 @@ class ControlPlane:
             }
         return out
 
-    async def hold(self, machine: EndpointMachine, timeout: float, gone: asyncio.Future[None]) -> bool:
-        """Wait until `machine` serves (True), or `timeout` seconds pass, or it stops starting, or the
-        client goes (`gone` completes): False."""
-        deadline = self.now() + timeout
+    async def hold(self, machine: EndpointMachine, seconds: float, gone: asyncio.Future[None]) -> bool:
+        """Wait until `machine` serves (True), or `seconds` pass, or it stops starting, or the client
+        goes (`gone` completes): False."""
+        deadline = self.now() + seconds
         while True:
             now = self.now()
             machine.settle(now)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import SimConfig
 from gateway.simulator.state import SimState
@@ -109,7 +109,9 @@ async def test_a_malformed_scale_up_timeout_is_a_400(sim: TestClient[Any, Any], 
     assert (await sim_state(sim, "cold"))["counters"]["wake_ups"] == 0
 
 
-async def test_a_client_leaving_a_held_request_is_counted_cancelled(sim: TestClient[Any, Any], clock: FakeClock) -> None:
+async def test_a_client_leaving_a_held_request_is_counted_cancelled(
+    sim: TestClient[Any, Any], clock: FakeClock
+) -> None:
     state = state_of(sim)
     pending = asyncio.ensure_future(
         sim.post("/endpoints/cold/generate", json=GEN, headers={**AUTH, "X-Scale-Up-Timeout": "600"}))

@@ -24,7 +24,7 @@ from aiohttp import web
 from huggingface_hub import HfApi, InferenceClient, InferenceEndpoint
 from huggingface_hub.errors import HfHubHTTPError, InferenceEndpointError
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import SimConfig
 from gateway.simulator.endpoints_state import Counters

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 from gateway.simulator.config import SimConfig, load_sim_config
 from gateway.simulator.endpoints_auth import TokenBook
 from gateway.simulator.endpoints_config import ControlPlaneSpec, EndpointSpec

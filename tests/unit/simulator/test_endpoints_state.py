@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 from gateway.simulator.endpoints_config import EndpointSpec
 from gateway.simulator.endpoints_state import Admit, EndpointMachine, Refused
 
