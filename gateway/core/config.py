@@ -21,6 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from gateway.core.redis_url import SUPPORTED_MODES, parse_redis_url
+
 HF_ROUTER = "https://router.huggingface.co"
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
             "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
@@ -70,6 +72,15 @@ def check_limit_names(limits: dict[str, Rate], allowed: frozenset[str]) -> dict[
     if unknown:
         raise ValueError(f"unknown limit {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
     return limits
+
+
+def check_redis_url(url: str | None) -> str | None:
+    """Refuse a Redis URL the store cannot use, saying why (never quoting the URL: it may hold a password)."""
+    if url:
+        mode = parse_redis_url(url).mode
+        if mode not in SUPPORTED_MODES:
+            raise ValueError(f"{mode} Redis URLs are not supported (docs/redis.md)")
+    return url or None
 
 
 def parse_rate(text: str) -> dict[str, float]:
@@ -214,7 +225,10 @@ class RateLimitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     on_store_error: Literal["fail_open", "fail_closed"] = "fail_open"  # Redis down: admit (counted) or 503
-    store_timeout: float = Field(0.05, gt=0)  # seconds one bucket decision may take before it counts as a store error
+    # Seconds Redis may stay silent while it owes answers before its connection counts as lost (then
+    # `on_store_error` applies, and calls fail fast until Redis answers again). A merely slow answer is
+    # waited for, within the request's deadline: it is never admitted unpaid (docs/redis.md).
+    store_timeout: float = Field(1.0, gt=0)
     store_retry_after: float = Field(1.0, gt=0)  # Retry-After of the 503 answered under fail_closed
     default: dict[str, Rate] = Field(default_factory=dict)  # limits of tenants without their own (and of anonymous)
     completion_estimate: int = Field(256, ge=0)  # tokens reserved for the answer when no max_tokens is sent
@@ -256,9 +270,20 @@ class CacheConfig(BaseModel):
     local_ttl: float = Field(0.0, ge=0)
     local_max_entries: int = Field(1000, ge=0)
     local_max_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    # The cache on its own Redis (best with maxmemory-policy allkeys-lru): it can then never fill the
+    # limiter's. None: the cache shares `redis_url` and stops writing once Redis is `redis_max_fill`
+    # of its maxmemory (sampled with INFO memory every `redis_memory_check` seconds; docs/redis.md).
+    redis_url: str | None = None
+    redis_max_fill: float = Field(0.8, gt=0, le=1)
+    redis_memory_check: float = Field(5.0, gt=0)
     # Per-task overrides of the built-in defaults (policies/cachekey.py DEFAULT_TASKS), e.g.
     # {"chat": {"enabled": false}, "feature-extraction": {"ttl": 86400}}.
     tasks: dict[str, TaskCacheConfig] = Field(default_factory=dict)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        return check_redis_url(v)
 
 
 class ResilienceConfig(BaseModel):
@@ -320,6 +345,11 @@ class Settings(BaseSettings):
         if yaml_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
         return tuple(sources)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        return check_redis_url(v)
 
     @model_validator(mode="after")
     def _complete(self) -> Settings:

@@ -12,6 +12,7 @@ from gateway.core.call import Call, Upstream
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
 from gateway.core.routing import Router
+from gateway.http.readiness import Readiness
 from gateway.observability.metrics import Metrics
 from gateway.policies.resilience.breaker import Breakers
 from gateway.policies.resilience.loading import LoadingBoard
@@ -25,6 +26,8 @@ UPSTREAMS: web.AppKey[dict[str, Upstream]] = web.AppKey("upstreams", dict)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 BREAKERS: web.AppKey[Breakers] = web.AppKey("breakers", Breakers)
 LOADING: web.AppKey[LoadingBoard] = web.AppKey("loading_board", LoadingBoard)
+READINESS: web.AppKey[Readiness] = web.AppKey("readiness", Readiness)
+STORES: web.AppKey[list[Store]] = web.AppKey("stores", list)  # every store the app opened (closed at exit)
 
 # Per-request storage.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)

@@ -2,6 +2,8 @@
 
     {"status": "ok" | "degraded",
      "store": "memory" | "redis",
+     "redis":       {"main" | "cache": {"state": "ok" | "failing" | "down",
+                                        "problems": [{"cause", "detail", "seconds_ago"}]}},
      "deployments": [{"id", "upstream", "kind", "model", "routes", "circuit", "failures", "retry_in"}],
      "circuits":    [{"deployment", "upstream", "model", "state", "failures", "retry_in"}],
      "loading":     [{"deployment", "upstream", "model", "estimated_time_left", "loading_for",
@@ -9,9 +11,10 @@
 
 `deployments` lists every configured deployment; one that forwards the client's model name (the
 `*` route) has one circuit per model, listed under `circuits` (every circuit that has failures or
-is not closed). Circuits are this process's own (each replica learns on its own); `loading` is
-shared through the store, for the models this replica has seen loading. Nothing here is secret:
-no URL, no credential.
+is not closed). `redis` shows each Redis store's breaker and the failure causes seen in the last
+seconds (store/health.py), by name (NOPERM, OOM, MOVED...). Circuits are this process's own (each
+replica learns on its own); `loading` is shared through the store, for the models this replica has
+seen loading. Nothing here is secret: no URL, no credential.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.http.appkeys import BREAKERS, LOADING, ROUTER, STORE
+from gateway.http.appkeys import BREAKERS, LOADING, READINESS, ROUTER, STORE
 from gateway.policies.resilience.breaker import CLOSED
 from gateway.policies.resilience.target import Target
 
@@ -49,10 +52,13 @@ async def status(request: web.Request) -> web.Response:
                 else:
                     entry["circuit"] = "per_model"
             entry["routes"].append(route.label)
-    degraded = bool(loading) or any(c["state"] != CLOSED for c in circuits)
+    redis = app[READINESS].stores()
+    degraded = (bool(loading) or any(c["state"] != CLOSED for c in circuits)
+                or any(s["state"] != "ok" for s in redis.values()))
     body = {
         "status": "degraded" if degraded else "ok",
         "store": app[STORE].kind,
+        "redis": redis,
         "deployments": list(deployments.values()),
         "circuits": circuits,
         "loading": loading,

@@ -14,6 +14,8 @@ from typing import Generic, Literal, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from gateway.store.causes import CAUSES
+
 CacheOutcome = Literal["hit", "miss", "bypass", "coalesced", "none"]
 CacheEvent = Literal["hit", "miss", "bypass", "coalesced", "store", "store_skipped"]
 CacheBytesDirection = Literal["served", "stored"]
@@ -36,6 +38,7 @@ RATELIMIT_SCOPES = frozenset(
 RATELIMIT_OUTCOMES = frozenset(("allowed", "limited", "error_open", "error_closed"))
 TOKEN_DIRECTIONS = frozenset(("in", "out"))
 POOL_STATES = frozenset(("active", "idle"))
+STORES = frozenset(("main", "cache"))  # the Redis behind redis_url, and the one behind cache.redis_url
 POOL_HELP = "Upstream connections per deployment, by state (active or idle)."
 
 # Whole requests: 1 ms (a cache hit) .. 120 s (a long generation after a cold start).
@@ -58,7 +61,7 @@ GaugeMode = Literal["livesum", "livemax", "max"]
 class Children(Generic[C]):
     """Bounded label tuple -> cached child, so an observation costs one dict lookup."""
 
-    __slots__ = ("_metric", "_allowed", "_cache")
+    __slots__ = ("_allowed", "_cache", "_metric")
 
     def __init__(self, metric: C, allowed: Allowed) -> None:
         self._metric = metric
@@ -86,7 +89,7 @@ def probe_all(probes: dict[str, PoolProbe]) -> Iterator[tuple[str, tuple[int, in
     for deployment, probe in list(probes.items()):
         try:
             yield deployment, probe()
-        except Exception:  # noqa: BLE001 - a broken probe must never break the scrape
+        except Exception:
             continue
 
 
@@ -221,6 +224,10 @@ class Catalogue:
         self.redis_errors = self._counter(
             "gateway_redis_errors_total", "Failed Redis operations, by operation.", ("op",), (None,)
         )
+        self.store_failures = self._counter(
+            "gateway_store_failures_total", "Failed Redis operations, by store (main or cache) and cause.",
+            ("store", "cause"), (STORES, CAUSES),
+        )  # fmt: skip
         self.redis_duration = self._histogram(
             "gateway_redis_duration_seconds", "Redis operation latency, by operation.", ("op",), REDIS_BUCKETS
         )

@@ -43,9 +43,19 @@ from gateway.observability.catalogue import (
 )
 
 __all__ = [
-    "Metrics", "CacheOutcome", "CacheEvent", "CacheBytesDirection", "CircuitState",
-    "PoolProbe", "RateLimitOutcome", "RateLimitScope", "RetryReason", "status_class",
-    "enable_multiprocess", "reset_multiprocess_dir", "mark_worker_dead",
+    "CacheBytesDirection",
+    "CacheEvent",
+    "CacheOutcome",
+    "CircuitState",
+    "Metrics",
+    "PoolProbe",
+    "RateLimitOutcome",
+    "RateLimitScope",
+    "RetryReason",
+    "enable_multiprocess",
+    "mark_worker_dead",
+    "reset_multiprocess_dir",
+    "status_class",
 ]  # fmt: skip
 
 OTHER = "other"  # any model / tenant / deployment that is not configured
@@ -242,6 +252,14 @@ class Metrics:
         """A Redis operation failed before it could be timed (e.g. reported by a policy)."""
         self._c.redis_errors.get((op,)).inc()
 
+    def store_failure(self, store: str, cause: str) -> None:
+        """A Redis operation of `store` ("main" or "cache") failed with `cause` (store/causes.py)."""
+        self._c.store_failures.get((store, cause)).inc()
+
+    def store_failure_recorder(self, store: str) -> Callable[[str], None]:
+        """`store_failure` for one store, for its TimedStore."""
+        return lambda cause: self.store_failure(store, cause)
+
     def redis_op(self, op: str, seconds: float, ok: bool = True) -> None:
         """One Redis operation (a static name such as "ratelimit") took `seconds`; count failures."""
         self.redis_recorder(op)(seconds, ok)
@@ -275,7 +293,7 @@ class Metrics:
         for fn in self._refreshers:
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - a broken read-out must never break the scrape
+            except Exception:
                 continue
         self.refresh_pools()
 

@@ -1,8 +1,10 @@
 """The Redis store: shared by every replica. The one place redis exceptions become `StoreError`.
 
-Commands are pipelined automatically and run in the order they were issued (`pipelining.py`):
-`send_script` / `send_get` queue a command without waiting, for work done after the response.
-Scripts run as EVALSHA (loaded again on NOSCRIPT). Notifications use
+Commands are pipelined automatically and run in the order they were issued (`pipelining.py`), on
+our own connection (`resp.py`: TCP, TLS or a unix socket): `send_script` / `send_get` queue a
+command without waiting, for work done after the response. Scripts run as EVALSHA (loaded again
+on NOSCRIPT). Every failure is a `StoreError` with its cause, reported to the store's
+`StoreHealth` (`health.py`: the breaker, the log line once per change). Notifications use
 one pub/sub connection per process with a single reader task that wakes local waiters; a lost
 connection is re-established on the next wait, so Redis coming back needs no restart.
 """
@@ -19,13 +21,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisError
 
+from gateway.core.redis_url import parse_redis_url
+from gateway.store.health import StoreHealth
 from gateway.store.ordered import forget
-from gateway.store.pipelining import CommandQueue
+from gateway.store.pipelining import CommandQueue, Connection, store_error
 from gateway.store.protocol import StoreError
-from gateway.store.resp import RespConnection
+from gateway.store.resp import DEFAULT_STALL, RespConnection
 from gateway.store.scripts import lua_source
 
 log = logging.getLogger("gateway.store")
@@ -37,12 +40,14 @@ class RedisStore:
     kind = "redis"
     pipelined = True  # send_script / send_get exist: queued in order, answered later (see ordered.py)
 
-    def __init__(self, client: aioredis.Redis, *, timeout: float = 0.25, raw: RespConnection | None = None) -> None:
+    def __init__(self, client: aioredis.Redis, *, timeout: float = 0.25, raw: Connection | None = None,
+                 health: StoreHealth | None = None) -> None:
         self.client = client
         self.timeout = timeout
-        # Commands go through one FIFO pipeline (pipelining.py), on a plain hiredis connection when
-        # the URL allows (resp.py); pub/sub keeps redis-py's own connection.
-        self.queue = CommandQueue(client, timeout * 4, raw)
+        self.health = health or StoreHealth()
+        # Commands go through one FIFO pipeline (pipelining.py), on our own connection (resp.py);
+        # pub/sub keeps redis-py's own connection.
+        self.queue = CommandQueue(client, timeout * 4, raw, self.health)
         self._shas: dict[str, tuple[str, Callable[[], str]]] = {}  # script -> (sha1, its source on demand)
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
         self._pubsub: PubSub | None = None
@@ -54,12 +59,20 @@ class RedisStore:
         self._ps_lock = asyncio.Lock()
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 0.25, max_connections: int = 200) -> RedisStore:
+    def from_url(cls, url: str, *, stall: float = DEFAULT_STALL, name: str = "main",
+                 max_connections: int = 64) -> RedisStore:
+        """A store on one server (redis://, rediss://, unix://). `stall`: seconds Redis may stay silent
+        while it owes answers before the connection counts as lost (resp.py)."""
+        parsed = parse_redis_url(url)
+        if parsed.mode != "single":
+            raise ValueError(f"RedisStore.from_url takes one server, not a {parsed.mode} URL")
+        # redis-py serves pub/sub only; its timeouts bound a (un)subscribe, never a command.
         client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=max_connections,
-            health_check_interval=30, retry_on_timeout=False,
+            url, socket_timeout=max(stall, 1.0), socket_connect_timeout=max(stall, 1.0),
+            max_connections=max_connections, health_check_interval=30, retry_on_timeout=False,
         )
-        return cls(client, timeout=timeout, raw=RespConnection.for_url(parse_url(url)))
+        return cls(client, timeout=stall, raw=RespConnection.for_url(url, stall=stall),
+                   health=StoreHealth(name))
 
     async def _do(self, coro: Any) -> Any:
         """A direct call outside the command queue (pub/sub); bounded without spawning a task."""
@@ -67,7 +80,7 @@ class RedisStore:
             async with asyncio.timeout(self.timeout * 4):
                 return await coro
         except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreError(f"redis: {type(exc).__name__}") from exc
+            raise store_error(exc) from exc
 
     async def get(self, key: str) -> bytes | None:
         return await self.queue.submit("GET", key)  # type: ignore[no-any-return]  # bytes (no decoding)
@@ -104,7 +117,7 @@ class RedisStore:
     async def publish(self, channel: str, message: bytes) -> None:
         await self.queue.submit("PUBLISH", channel, message)
 
-    async def wait_for(self, channel: str, timeout: float) -> bytes | None:
+    async def wait_for(self, channel: str, timeout: float) -> bytes | None:  # noqa: ASYNC109 (a protocol argument)
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         first = not self._waiters.get(channel)
         self._waiters[channel].append(fut)
@@ -172,6 +185,10 @@ class RedisStore:
             except (RedisError, OSError):
                 pass
 
+    async def info(self, section: str) -> bytes:
+        """The text of `INFO <section>` (StoreError when refused)."""
+        return await self.queue.submit("INFO", section)  # type: ignore[no-any-return]
+
     async def ping(self) -> bool:
         try:
             return bool(await self.queue.submit("PING"))
@@ -186,6 +203,7 @@ class RedisStore:
             except (asyncio.CancelledError, Exception):
                 pass
         await self.queue.drain()  # what was sent after a response (settlements, cache writes) still lands
+        await self.queue.close()
         if self.queue.raw is not None:
             self.queue.raw.close()
         await self._pubsub_client.aclose()
@@ -197,7 +215,7 @@ def _set_args(key: str, value: bytes, ttl: float | None, nx: bool) -> tuple[Any,
     args: tuple[Any, ...] = ("SET", key, value)
     if ttl is not None:
         args += ("PX", max(1, int(ttl * 1000)))
-    return args + ("NX",) if nx else args
+    return (*args, "NX") if nx else args
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

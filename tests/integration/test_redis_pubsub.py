@@ -10,7 +10,7 @@ from gateway.store.redis import RedisStore
 
 
 async def test_cancelled_waiters_leave_the_store_usable(redis_url: str, key_prefix: str) -> None:
-    store = RedisStore.from_url(redis_url, timeout=0.5)
+    store = RedisStore.from_url(redis_url, stall=0.5)
     rng = random.Random(7)
     try:
         channels = [f"{key_prefix}:ch:{i}" for i in range(5)]

@@ -49,6 +49,7 @@ from gateway.policies.cache.key import CachePlan, CachePlanner
 from gateway.policies.cache.local import LocalEntries
 from gateway.store import Store, StoreError
 from gateway.store.ordered import forget, in_background, pipelined, send_get
+from gateway.store.room import CacheRoom
 
 CLAIM = "_cache_claim"  # call.extras: the flight claim the lookup made, for the coalesce stage below
 ENTRY_OVERHEAD = 512  # bytes an embedded-store entry costs beyond key and value (dict slots, expiry, LRU node)
@@ -74,8 +75,10 @@ def mark(call: Call, outcome: str) -> None:
 class ResponseCache:
     """Entries in the store: lookups, writes (replies now, streams when they end), failure accounting."""
 
-    def __init__(self, store: Store, clock: Clock, config: CacheConfig, planner: CachePlanner) -> None:
+    def __init__(self, store: Store, clock: Clock, config: CacheConfig, planner: CachePlanner,
+                 room: CacheRoom | None = None) -> None:
         self.store = store
+        self.room = room  # a Redis shared with the limiter: no writes once it is nearly full (store/room.py)
         self.clock = clock
         self.config = config
         self.planner = planner
@@ -100,6 +103,8 @@ class ResponseCache:
     def failed(self, call: Call, exc: StoreError) -> None:
         """Count a store failure and bypass the cache for `store_cooldown` seconds."""
         call.extras["cache_store_error"] = call.extras.get("cache_store_error", 0) + 1
+        if self.room is not None and exc.cause == "oom":
+            self.room.refused()
         if self.available():
             log.warning("cache store failed (%s); bypassing the cache for %.1fs", exc, self.config.store_cooldown,
                         extra={"request_id": call.request_id})
@@ -204,7 +209,8 @@ class ResponseCache:
 
     def entry_for(self, call: Call, plan: CachePlan, reply: Reply) -> bytes | None:
         """The entry to store for a complete answer; None (and `store_skipped`) when it does not qualify."""
-        if not 200 <= reply.status < 300 or len(reply.body) > self.config.max_entry_bytes or not self.available():
+        if (not 200 <= reply.status < 300 or len(reply.body) > self.config.max_entry_bytes or not self.available()
+                or not self.has_room(len(reply.body))):
             call.extras["cache_store"] = "store_skipped"
             return None
         return encode_reply(reply, self.clock.time(), self.config.compress_over_bytes)
@@ -246,8 +252,12 @@ class ResponseCache:
         raw = encode_stream(events, answer, self.clock.time(), self.config.compress_over_bytes)
         await self._put(call, plan, raw)
 
+    def has_room(self, nbytes: int) -> bool:
+        """Whether the store has room for an entry of about `nbytes` (yes, unless a shared Redis is nearly full)."""
+        return self.room is None or self.room.allows(nbytes)
+
     async def _put(self, call: Call, plan: CachePlan, raw: bytes) -> bool:
-        if not self.available():
+        if not self.available() or not self.has_room(len(raw)):
             call.extras["cache_store"] = "store_skipped"
             return False
         try:
@@ -263,6 +273,8 @@ class ResponseCache:
         """Account for an entry of `size` bytes written (or, on Redis, queued) under `plan.key`."""
         call.extras["cache_store"] = "store"
         call.extras["cache_stored_bytes"] = size
+        if self.room is not None:
+            self.room.wrote(len(plan.key) + size)
         if self._sizes is not None:
             await self._bound_memory(plan.key, size)
 
