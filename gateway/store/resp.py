@@ -223,7 +223,9 @@ class RespConnection:
         loop = asyncio.get_running_loop()
         ep = self.endpoint
         try:
-            async with asyncio.timeout(max(self.stall, 1.0)):  # a black-holed address never answers a SYN
+            # A black-holed address never answers a SYN; but a fresh replica's loop under a burst may be
+            # slow to see the connection made: a generous bound (a timer here measures the loop too).
+            async with asyncio.timeout(max(5.0, 5 * self.stall)):
                 if ep.path is not None:
                     _, proto = await loop.create_unix_connection(lambda: _Protocol(self.stall), ep.path, ssl=ep.tls)
                 else:
