@@ -181,6 +181,7 @@ def create_app(
     app.cleanup_ctx.append(_lifetimes)
     app.cleanup_ctx.append(_metrics_refresh)
     if room is not None:
+        app.on_startup.append(lambda _app: _start(room))
         app.on_cleanup.append(lambda _app: room.close())
     return app
 
@@ -228,6 +229,10 @@ async def _refresh_every(metrics: Metrics, clock: Clock, seconds: float) -> None
     while True:
         metrics.refresh()
         await clock.sleep(seconds)
+
+
+async def _start(room: CacheRoom) -> None:
+    room.start()
 
 
 async def _lifetimes(app: web.Application) -> AsyncIterator[None]:

@@ -6,8 +6,9 @@ admits nobody, or everybody under fail_open), and under an LRU policy it evicts 
 come back full). So the cache stops writing once Redis holds `max_fill` of its `maxmemory`.
 
 Sampled, never per request: one `INFO memory` every `interval` seconds (a background task started
-by the first write attempt), plus this process's own writes since the sample, counted at
-`ENTRY_COST` bytes of bookkeeping each, so a burst between two samples is seen before it lands.
+with the app, or by the first write attempt), plus this process's own writes since the sample,
+counted at `ENTRY_COST` bytes of bookkeeping each, so a burst between two samples is seen before
+it lands. Until the first sample has answered, nothing is written.
 An OOM answer to a write marks Redis full until the next sample says otherwise. Without
 `maxmemory` (0) there is no bound to keep: every write is allowed (the docs say to set one).
 
@@ -41,14 +42,21 @@ class CacheRoom:
         self.used = 0  # bytes Redis said it used at the last sample, plus what this process wrote since
         self.limit = 0  # maxmemory at the last sample (0: no bound)
         self.full = False  # Redis answered OOM since the last sample
+        self.sampled = False  # a first sample answered (or INFO is refused: then OOM answers are all we have)
         self._task: asyncio.Task[None] | None = None
         self._refused = False  # INFO is not allowed: OOM answers are all we go by
         self._was_open = True
 
-    def allows(self, nbytes: int) -> bool:
-        """Whether an entry of `nbytes` may be written now (starts the sampler on first use)."""
+    def start(self) -> None:
+        """Start sampling (idempotent; needs a running loop)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._sample_forever())
+
+    def allows(self, nbytes: int) -> bool:
+        """Whether an entry of `nbytes` may be written now (starts the sampler on first use)."""
+        self.start()
+        if not self.sampled:
+            return False
         open_ = not self.full and (self.limit <= 0 or self.used + nbytes + ENTRY_COST <= self.max_fill * self.limit)
         if open_ != self._was_open:
             self._was_open = open_
@@ -74,6 +82,7 @@ class CacheRoom:
         self.used = fields.get("used_memory", 0)
         self.limit = fields.get("maxmemory", 0)
         self.full = False
+        self.sampled = True
 
     async def _sample_forever(self) -> None:
         while True:
@@ -81,7 +90,7 @@ class CacheRoom:
                 await self.sample()
             except StoreError as exc:
                 if exc.cause == "noperm" and not self._refused:
-                    self._refused = True
+                    self._refused = self.sampled = True
                     log.warning("cache: cannot read Redis memory (INFO is not allowed for this ACL user): the "
                                 "cache cannot stop writing before Redis is full; allow +info or give the cache its "
                                 "own Redis with cache.redis_url (docs/redis.md#memory)")
