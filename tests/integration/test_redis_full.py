@@ -69,7 +69,8 @@ async def _fill_then_limit(client: TestClient) -> tuple[Counter[str], Counter[in
 
 async def test_a_cache_sharing_the_limiters_redis_stops_writing_before_it_is_full() -> None:
     with running_private_redis(extra=FULL) as server:
-        app = create_app(_settings(server.url, redis_memory_check=0.05), upstreams={"hf": FakeUpstream("hf", default=_big)})
+        settings = _settings(server.url, redis_memory_check=0.05)
+        app = create_app(settings, upstreams={"hf": FakeUpstream("hf", default=_big)})
         async with TestClient(TestServer(app)) as client:
             cache, statuses = await _fill_then_limit(client)
             ready = await client.get("/readyz")
@@ -89,7 +90,7 @@ async def test_a_cache_on_its_own_redis_may_fill_it_without_touching_the_limiter
         settings = _settings(main.url, redis_url=cache_redis.url)
         app = create_app(settings, upstreams={"hf": FakeUpstream("hf", default=_big)})
         async with TestClient(TestServer(app)) as client:
-            cache, statuses = await _fill_then_limit(client)
+            _, statuses = await _fill_then_limit(client)
             assert (await client.get("/readyz")).status == 200
         admin = redis.Redis(port=cache_redis.port)
         entries = len(admin.keys("gwfull:*cache*"))
