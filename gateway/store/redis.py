@@ -4,9 +4,8 @@ Commands are pipelined automatically and run in the order they were issued (`pip
 our own connection (`resp.py`: TCP, TLS or a unix socket): `send_script` / `send_get` queue a
 command without waiting, for work done after the response. Scripts run as EVALSHA (loaded again
 on NOSCRIPT). Every failure is a `StoreError` with its cause, reported to the store's
-`StoreHealth` (`health.py`: the breaker, the log line once per change). Notifications use
-one pub/sub connection per process with a single reader task that wakes local waiters; a lost
-connection is re-established on the next wait, so Redis coming back needs no restart.
+`StoreHealth` (`health.py`: the breaker, the log line once per change). Notifications use one
+pub/sub connection per process (`notifications.py`).
 """
 
 from __future__ import annotations
@@ -14,19 +13,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
 from gateway.core.redis_url import parse_redis_url
 from gateway.store.health import StoreHealth
+from gateway.store.notifications import Notifications
 from gateway.store.ordered import forget
-from gateway.store.pipelining import CommandQueue, Connection, store_error
+from gateway.store.pipelining import CommandQueue, Connection
 from gateway.store.protocol import StoreError
 from gateway.store.resp import DEFAULT_STALL, RespConnection
 from gateway.store.scripts import lua_source
@@ -49,14 +46,11 @@ class RedisStore:
         # pub/sub keeps redis-py's own connection.
         self.queue = CommandQueue(client, timeout * 4, raw, self.health)
         self._shas: dict[str, tuple[str, Callable[[], str]]] = {}  # script -> (sha1, its source on demand)
-        self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
         pool_kwargs = dict(client.connection_pool.connection_kwargs, health_check_interval=0)
         self._pubsub_pool = client.connection_pool.__class__(
             connection_class=client.connection_pool.connection_class, max_connections=64, **pool_kwargs)
         self._pubsub_client = aioredis.Redis(connection_pool=self._pubsub_pool)
-        self._ps_lock = asyncio.Lock()
+        self.notifications = Notifications(self._pubsub_client, timeout * 4)
 
     @classmethod
     def from_url(cls, url: str, *, stall: float = DEFAULT_STALL, name: str = "main",
@@ -73,14 +67,6 @@ class RedisStore:
         )
         return cls(client, timeout=stall, raw=RespConnection.for_url(url, stall=stall),
                    health=StoreHealth(name))
-
-    async def _do(self, coro: Any) -> Any:
-        """A direct call outside the command queue (pub/sub); bounded without spawning a task."""
-        try:
-            async with asyncio.timeout(self.timeout * 4):
-                return await coro
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise store_error(exc) from exc
 
     async def get(self, key: str) -> bytes | None:
         return await self.queue.submit("GET", key)  # type: ignore[no-any-return]  # bytes (no decoding)
@@ -118,72 +104,8 @@ class RedisStore:
         await self.queue.submit("PUBLISH", channel, message)
 
     async def wait_for(self, channel: str, timeout: float) -> bytes | None:  # noqa: ASYNC109 (a protocol argument)
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        first = not self._waiters.get(channel)
-        self._waiters[channel].append(fut)
-        try:
-            self._ensure_reader()
-            if first and self._pubsub is not None:
-                await self._shielded(self._pubsub.subscribe, channel)
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            return None
-        finally:
-            waiters = self._waiters.get(channel)
-            if waiters and fut in waiters:
-                waiters.remove(fut)
-            if not self._waiters.get(channel):
-                self._waiters.pop(channel, None)
-                if self._pubsub is not None:
-                    try:
-                        await self._shielded(self._pubsub.unsubscribe, channel)
-                    except (StoreError, asyncio.CancelledError):
-                        pass
-
-    def _ensure_reader(self) -> None:
-        """One pub/sub connection and one reader per process; synchronous, so concurrent waiters never race
-        into creating several."""
-        if self._reader is not None and not self._reader.done():
-            return
-        # Health checks off on the pub/sub connection: a health-check PING issued by SUBSCRIBE would read the
-        # socket while the reader task is inside get_message ("readuntil() called while another coroutine...").
-        self._pubsub = self._pubsub_client.pubsub(ignore_subscribe_messages=True)
-        self._reader = asyncio.get_running_loop().create_task(self._read(self._pubsub, list(self._waiters)))
-
-    def _shielded(self, op: Callable[..., Any], *channels: str) -> asyncio.Future[Any]:
-        """Run a pub/sub (un)subscribe to its end even if the caller is cancelled (never leave the socket
-        mid-frame), one at a time (redis-py's PubSub would open a connection per concurrent first command)."""
-
-        async def run() -> Any:
-            async with self._ps_lock:
-                return await self._do(op(*channels))
-
-        task = asyncio.get_running_loop().create_task(run())
-        task.add_done_callback(_retrieve)
-        return asyncio.shield(task)
-
-    async def _read(self, pubsub: PubSub, initial: list[str]) -> None:
-        try:
-            if initial:
-                await self._shielded(pubsub.subscribe, *initial)
-            while True:
-                if not pubsub.subscribed:
-                    await asyncio.sleep(0.01)
-                    continue
-                msg = await pubsub.get_message(timeout=1.0)
-                if msg is None or msg.get("type") != "message":
-                    continue
-                channel = msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
-                for fut in self._waiters.get(channel, []):
-                    if not fut.done():
-                        fut.set_result(bytes(msg["data"]))
-        except (RedisError, OSError, StoreError) as exc:
-            log.warning("redis pub/sub reader stopped: %s", type(exc).__name__)
-        finally:
-            try:
-                await pubsub.aclose()
-            except (RedisError, OSError):
-                pass
+        """The next message on `channel`, or b"" when its subscription starts (notifications.py)."""
+        return await self.notifications.wait_for(channel, timeout)
 
     async def info(self, section: str) -> bytes:
         """The text of `INFO <section>` (StoreError when refused)."""
@@ -196,12 +118,7 @@ class RedisStore:
             return False
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            try:
-                await self._reader
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.notifications.close()
         await self.queue.drain()  # what was sent after a response (settlements, cache writes) still lands
         await self.queue.close()
         if self.queue.raw is not None:
@@ -216,9 +133,3 @@ def _set_args(key: str, value: bytes, ttl: float | None, nx: bool) -> tuple[Any,
     if ttl is not None:
         args += ("PX", max(1, int(ttl * 1000)))
     return (*args, "NX") if nx else args
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a shielded command's failure as seen (its caller may be gone); the waiter's polling covers it."""
-    if not task.cancelled():
-        task.exception()
