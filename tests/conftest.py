@@ -1,5 +1,6 @@
 """Shared fixtures: a real Redis (fail in CI when unreachable), per-test key prefixes, a private
-throw-away `redis-server`, and real gateway processes (their code lives in `tests/support/`)."""
+throw-away `redis-server`, a private Redis Cluster, and real gateway processes (their code lives in
+`tests/support/`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.support.processes import Processes
+from tests.support.redis_cluster import PrivateCluster, running_private_cluster
 from tests.support.redis_server import PrivateRedis, running_private_redis, shared_redis_url
 
 
@@ -49,3 +51,11 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     """Real processes started by this test (logs in tmp_path), stopped by their own pids afterwards."""
     with Processes(tmp_path) as procs:
         yield procs
+
+
+@pytest.fixture(scope="session")
+def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
+    """A 3-master Redis Cluster started once for the session (tests isolate by key prefix; none kills a node:
+    a test that does starts its own with `running_private_cluster(..., replicas=True)`)."""
+    with running_private_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster

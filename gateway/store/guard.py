@@ -13,13 +13,16 @@ Invariants:
 - a call that *failed* (StoreError) is never undone: a lost connection may or may not have run
   it, and refunding a take that never ran would mint tokens;
 - the policy's outage is logged once when it starts (with its cause), once per change of cause,
-  and once when it ends.
+  and once when it ends: the first answer after `quiet` seconds without a failure (a partial
+  outage, one cluster node or only the writes, interleaves failures and answers: that is one
+  outage, not one per request).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -33,11 +36,15 @@ Undo = Callable[[asyncio.Future[Any]], None]  # reverses a command's effect, giv
 class StoreGuard:
     """Waits for a policy's store calls within the caller's deadline; logs its outages once (`what`: the policy)."""
 
-    def __init__(self, what: str = "rate limiter", limit: float | None = None) -> None:
+    def __init__(self, what: str = "rate limiter", limit: float | None = None, *, quiet: float = 5.0,
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.what = what
         self.limit = limit  # the longest wait when the caller gives no deadline of its own (None: unbounded)
         self.cause: str | None = None  # the cause of the current outage, None while the store answers
         self.errors = 0
+        self.quiet = quiet
+        self._now = now
+        self._last_failure = -float("inf")
 
     @property
     def failing(self) -> bool:
@@ -86,6 +93,7 @@ class StoreGuard:
         """Count a failure (logged when an outage starts or its cause changes); the StoreError to raise."""
         err = exc if isinstance(exc, StoreError) else StoreError(str(exc) or type(exc).__name__, "lost")
         self.errors += 1
+        self._last_failure = self._now()
         if err.cause != self.cause:
             log.warning("%s: the store is failing (%s: %s); following on_store_error from now on",
                         self.what, err.cause.upper(), err, extra={"store_cause": err.cause})
@@ -93,7 +101,7 @@ class StoreGuard:
         return err
 
     def answered(self) -> None:
-        """The store answered: log the end of an outage once."""
-        if self.cause is not None:
+        """The store answered: log the end of an outage once (once `quiet` seconds passed without a failure)."""
+        if self.cause is not None and self._now() - self._last_failure >= self.quiet:
             self.cause = None
             log.warning("%s: the store answers again; limits are enforced", self.what)

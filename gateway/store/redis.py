@@ -19,13 +19,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.core.redis_url import parse_redis_url
+from gateway.core.redis_url import RedisUrl, parse_redis_url
+from gateway.store.cluster import ClusterConnection
 from gateway.store.health import StoreHealth
 from gateway.store.notifications import Notifications
 from gateway.store.ordered import forget
 from gateway.store.pipelining import CommandQueue, Connection
 from gateway.store.protocol import StoreError
-from gateway.store.resp import DEFAULT_STALL, RespConnection
+from gateway.store.resp import DEFAULT_STALL, Endpoint, RespConnection
 from gateway.store.scripts import lua_source
 
 log = logging.getLogger("gateway.store")
@@ -53,20 +54,20 @@ class RedisStore:
         self.notifications = Notifications(self._pubsub_client, timeout * 4)
 
     @classmethod
-    def from_url(cls, url: str, *, stall: float = DEFAULT_STALL, name: str = "main",
-                 max_connections: int = 64) -> RedisStore:
-        """A store on one server (redis://, rediss://, unix://). `stall`: seconds Redis may stay silent
-        while it owes answers before the connection counts as lost (resp.py)."""
+    def from_url(cls, url: str, *, stall: float = DEFAULT_STALL, name: str = "main") -> RedisStore:
+        """A store on the Redis of `url`: one server (redis://, rediss://, unix://) or a cluster
+        (redis+cluster://). `stall`: seconds Redis may stay silent while it owes answers before the
+        connection counts as lost (resp.py)."""
         parsed = parse_redis_url(url)
-        if parsed.mode != "single":
-            raise ValueError(f"RedisStore.from_url takes one server, not a {parsed.mode} URL")
-        # redis-py serves pub/sub only; its timeouts bound a (un)subscribe, never a command.
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=max(stall, 1.0), socket_connect_timeout=max(stall, 1.0),
-            max_connections=max_connections, health_check_interval=30, retry_on_timeout=False,
-        )
-        return cls(client, timeout=stall, raw=RespConnection.for_url(url, stall=stall),
-                   health=StoreHealth(name))
+        raw: Connection
+        if parsed.mode == "cluster":
+            raw = ClusterConnection(parsed, stall=stall)
+        elif parsed.mode == "single":
+            raw = RespConnection(Endpoint.of(parsed), stall=stall)
+        else:
+            raise ValueError(f"{parsed.mode} Redis URLs are not supported")
+        # redis-py serves pub/sub only (on the first host: a cluster broadcasts PUBLISH to every node).
+        return cls(_pubsub_client(parsed, stall), timeout=stall, raw=raw, health=StoreHealth(name))
 
     async def get(self, key: str) -> bytes | None:
         return await self.queue.submit("GET", key)  # type: ignore[no-any-return]  # bytes (no decoding)
@@ -133,3 +134,17 @@ def _set_args(key: str, value: bytes, ttl: float | None, nx: bool) -> tuple[Any,
     if ttl is not None:
         args += ("PX", max(1, int(ttl * 1000)))
     return (*args, "NX") if nx else args
+
+
+def _pubsub_client(url: RedisUrl, stall: float) -> aioredis.Redis:
+    """A redis-py client for pub/sub on the first host of `url` (its timeouts bound a (un)subscribe only)."""
+    host, port = url.hosts[0] if url.hosts else ("localhost", 6379)
+    tls: dict[str, Any] = {}
+    if url.tls is not None:
+        tls = {"ssl": True, "ssl_ca_certs": url.tls.ca_file, "ssl_certfile": url.tls.cert_file,
+               "ssl_keyfile": url.tls.key_file, "ssl_cert_reqs": "required" if url.tls.verify else "none",
+               "ssl_check_hostname": url.tls.check_hostname}
+    where: dict[str, Any] = {"unix_socket_path": url.path} if url.path else {"host": host, "port": port}
+    return aioredis.Redis(**where, **tls, db=url.db, username=url.username, password=url.password,
+                          socket_timeout=max(stall, 1.0), socket_connect_timeout=max(stall, 1.0),
+                          max_connections=64, health_check_interval=30)

@@ -60,7 +60,8 @@ class RateLimitStage:
         self.planner = LimitPlanner(settings)
         self.store = store
         self.clock = clock
-        self.guard = StoreGuard("rate limiter", settings.request_timeout)  # waits for late answers: store/guard.py
+        # Waits for late answers (store/guard.py); the injected clock decides when an outage is over.
+        self.guard = StoreGuard("rate limiter", settings.request_timeout, now=clock.monotonic)
         self._server_time = isinstance(clock, SystemClock)
 
     @property

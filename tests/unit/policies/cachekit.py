@@ -142,9 +142,12 @@ def stream_reply(events: list[bytes], fail_after: int | None = None,
 StorePair = tuple[Store, Store, Clock]  # two clients of one store (two "processes"), and the clock to use
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
+@pytest.fixture(params=["memory", "fakeredis", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest) -> tuple[str, str | None]:
-    """The store kind, and for a real Redis its URL (skipped locally, failing in CI, when unreachable)."""
+    """The store kind, and for a real Redis (or a private 3-master cluster) its URL (skipped locally,
+    failing in CI, when unreachable)."""
+    if request.param == "cluster":
+        return request.param, str(request.getfixturevalue("private_cluster").url)
     if request.param != "redis":
         return request.param, None
     request.getfixturevalue("real_redis")  # also deletes this test's keys afterwards

@@ -182,7 +182,7 @@ async def test_fractional_refill_over_many_small_steps(gw: Gw) -> None:
 async def test_an_outage_is_logged_once_per_cause_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     store = BrokenStore(clock)
-    guard = StoreGuard("rate limiter")
+    guard = StoreGuard("rate limiter", now=clock.monotonic)
     bucket = [Bucket("gw:v1:rl:{t}:req", 1.0, 5.0)]
     with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
         for _ in range(3):
@@ -193,6 +193,8 @@ async def test_an_outage_is_logged_once_per_cause_and_its_end_once(caplog: pytes
             with pytest.raises(StoreError):
                 await guard.run(decide(store, bucket))
         store.broken = False
+        assert (await guard.run(decide(store, bucket))).allowed  # one answer right after failures: not over yet
+        clock.advance(guard.quiet)
         for _ in range(3):
             assert (await guard.run(decide(store, bucket))).allowed
     messages = [r.getMessage() for r in caplog.records]
