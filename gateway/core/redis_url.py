@@ -24,7 +24,7 @@ from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 Mode = Literal["single", "cluster", "sentinel"]
-SUPPORTED_MODES: frozenset[str] = frozenset(("single", "cluster"))  # what gateway/store can open today
+SUPPORTED_MODES: frozenset[str] = frozenset(("single", "cluster", "sentinel"))  # what gateway/store can open today
 _SCHEMES: dict[str, tuple[bool, Mode]] = {
     "redis": (False, "single"), "rediss": (True, "single"), "unix": (False, "single"),
     "redis+cluster": (False, "cluster"), "rediss+cluster": (True, "cluster"),

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 
 from gateway.core.redis_url import RedisUrl, parse_redis_url
 from gateway.store.cluster import ClusterConnection
@@ -28,6 +29,7 @@ from gateway.store.pipelining import CommandQueue, Connection
 from gateway.store.protocol import StoreError
 from gateway.store.resp import DEFAULT_STALL, Endpoint, RespConnection
 from gateway.store.scripts import lua_source
+from gateway.store.sentinel import SentinelConnection
 
 log = logging.getLogger("gateway.store")
 
@@ -39,7 +41,7 @@ class RedisStore:
     pipelined = True  # send_script / send_get exist: queued in order, answered later (see ordered.py)
 
     def __init__(self, client: aioredis.Redis, *, timeout: float = 0.25, raw: Connection | None = None,
-                 health: StoreHealth | None = None) -> None:
+                 health: StoreHealth | None = None, pubsub_client: aioredis.Redis | None = None) -> None:
         self.client = client
         self.timeout = timeout
         self.health = health or StoreHealth()
@@ -47,10 +49,12 @@ class RedisStore:
         # pub/sub keeps redis-py's own connection.
         self.queue = CommandQueue(client, timeout * 4, raw, self.health)
         self._shas: dict[str, tuple[str, Callable[[], str]]] = {}  # script -> (sha1, its source on demand)
-        pool_kwargs = dict(client.connection_pool.connection_kwargs, health_check_interval=0)
-        self._pubsub_pool = client.connection_pool.__class__(
-            connection_class=client.connection_pool.connection_class, max_connections=64, **pool_kwargs)
-        self._pubsub_client = aioredis.Redis(connection_pool=self._pubsub_pool)
+        if pubsub_client is None:  # its own pool, health checks off (see notifications.py)
+            pool_kwargs = dict(client.connection_pool.connection_kwargs, health_check_interval=0)
+            pubsub_client = aioredis.Redis(connection_pool=client.connection_pool.__class__(
+                connection_class=client.connection_pool.connection_class, max_connections=64, **pool_kwargs))
+        self._pubsub_client = pubsub_client
+        self._pubsub_pool = pubsub_client.connection_pool
         self.notifications = Notifications(self._pubsub_client, timeout * 4)
 
     @classmethod
@@ -62,12 +66,14 @@ class RedisStore:
         raw: Connection
         if parsed.mode == "cluster":
             raw = ClusterConnection(parsed, stall=stall)
-        elif parsed.mode == "single":
-            raw = RespConnection(Endpoint.of(parsed), stall=stall)
+        elif parsed.mode == "sentinel":
+            raw = SentinelConnection(parsed, stall=stall)
         else:
-            raise ValueError(f"{parsed.mode} Redis URLs are not supported")
-        # redis-py serves pub/sub only (on the first host: a cluster broadcasts PUBLISH to every node).
-        return cls(_pubsub_client(parsed, stall), timeout=stall, raw=raw, health=StoreHealth(name))
+            raw = RespConnection(Endpoint.of(parsed), stall=stall)
+        # redis-py serves pub/sub only: on the first host (a cluster broadcasts PUBLISH to every node),
+        # or on the master the Sentinels name (redis-py follows it).
+        client = _pubsub_client(parsed, stall)
+        return cls(client, timeout=stall, raw=raw, health=StoreHealth(name), pubsub_client=client)
 
     async def get(self, key: str) -> bytes | None:
         return await self.queue.submit("GET", key)  # type: ignore[no-any-return]  # bytes (no decoding)
@@ -137,14 +143,19 @@ def _set_args(key: str, value: bytes, ttl: float | None, nx: bool) -> tuple[Any,
 
 
 def _pubsub_client(url: RedisUrl, stall: float) -> aioredis.Redis:
-    """A redis-py client for pub/sub on the first host of `url` (its timeouts bound a (un)subscribe only)."""
-    host, port = url.hosts[0] if url.hosts else ("localhost", 6379)
+    """A redis-py client for pub/sub (its timeouts bound a (un)subscribe only; no health checks: a health-check
+    PING would read the socket while the reader is inside get_message)."""
     tls: dict[str, Any] = {}
     if url.tls is not None:
         tls = {"ssl": True, "ssl_ca_certs": url.tls.ca_file, "ssl_certfile": url.tls.cert_file,
                "ssl_keyfile": url.tls.key_file, "ssl_cert_reqs": "required" if url.tls.verify else "none",
                "ssl_check_hostname": url.tls.check_hostname}
+    common: dict[str, Any] = {"db": url.db, "username": url.username, "password": url.password,
+                              "socket_timeout": max(stall, 1.0), "socket_connect_timeout": max(stall, 1.0),
+                              "max_connections": 64, "health_check_interval": 0, **tls}
+    if url.mode == "sentinel":
+        sentinels = Sentinel(list(url.hosts), sentinel_kwargs={"socket_timeout": max(stall, 1.0), **tls})
+        return sentinels.master_for(url.service or "", **common)
+    host, port = url.hosts[0] if url.hosts else ("localhost", 6379)
     where: dict[str, Any] = {"unix_socket_path": url.path} if url.path else {"host": host, "port": port}
-    return aioredis.Redis(**where, **tls, db=url.db, username=url.username, password=url.password,
-                          socket_timeout=max(stall, 1.0), socket_connect_timeout=max(stall, 1.0),
-                          max_connections=64, health_check_interval=30)
+    return aioredis.Redis(**where, **common)

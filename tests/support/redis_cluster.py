@@ -158,3 +158,71 @@ def _wait_accepting(cluster: PrivateCluster, node: ClusterNode) -> None:
         if time.monotonic() > deadline or node.proc.poll() is not None:
             raise AssertionError("a private cluster node did not start")
         time.sleep(0.02)
+
+
+@dataclass
+class PrivateSentinel:
+    """A master, its replica and one Sentinel watching them as `mymaster`."""
+
+    master: ClusterNode
+    replica: ClusterNode
+    sentinel: ClusterNode
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/mymaster/0"
+
+    def current_master(self) -> int:
+        host, port = redis.Redis(host="127.0.0.1", port=self.sentinel.port).execute_command(
+            "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
+        return int(port)
+
+
+@contextmanager
+def running_private_sentinel(directory: Path) -> Iterator[PrivateSentinel]:
+    """A started master + replica + Sentinel (down after 1 s, failover within a few), all killed on exit."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed")
+    started: list[ClusterNode] = []
+
+    def start(*args: str) -> ClusterNode:
+        port = _cluster_port(set())
+        proc = subprocess.Popen([binary, *args, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", str(directory)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        node = ClusterNode(port, proc)
+        started.append(node)
+        _wait_pong(node)
+        return node
+
+    try:
+        master = start("--repl-diskless-sync-delay", "0")
+        replica = start("--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(master.port))
+        conf = directory / "sentinel.conf"
+        conf.write_text(f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
+                        "sentinel down-after-milliseconds mymaster 1000\n"
+                        "sentinel failover-timeout mymaster 5000\n", encoding="utf-8")
+        sentinel = start(str(conf), "--sentinel")
+        deadline = time.monotonic() + 20
+        while redis.Redis(host="127.0.0.1", port=replica.port).info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise AssertionError("the private replica did not sync")
+            time.sleep(0.05)
+        yield PrivateSentinel(master, replica, sentinel)
+    finally:
+        for node in started:
+            node.kill()
+
+
+def _wait_pong(node: ClusterNode) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=1).ping():
+                return
+        except redis.RedisError:
+            pass
+        if time.monotonic() > deadline or node.proc.poll() is not None:
+            raise AssertionError("a private redis-server did not start")
+        time.sleep(0.02)
