@@ -173,7 +173,7 @@ class PrivateSentinel:
         return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/mymaster/0"
 
     def current_master(self) -> int:
-        host, port = redis.Redis(host="127.0.0.1", port=self.sentinel.port).execute_command(
+        _, port = redis.Redis(host="127.0.0.1", port=self.sentinel.port).execute_command(
             "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
         return int(port)
 

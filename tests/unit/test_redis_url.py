@@ -51,7 +51,7 @@ def test_check_config_refuses_a_wrong_url_and_says_why(tmp_path: Path, url: str,
 
 
 @pytest.mark.parametrize("url", ["redis+cluster://a:7000,b:7000", "redis+sentinel://s1:26379/mymaster"])
-def test_check_config_accepts_cluster_and_sentinel(tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_accepts_cluster_and_sentinel(tmp_path: Path, url: str) -> None:
     cfg = tmp_path / "redis.yaml"
     cfg.write_text(f"redis_url: '{url}'\n")
     assert main(["check-config", str(cfg)]) == 0
