@@ -181,7 +181,7 @@ def create_app(
     app.cleanup_ctx.append(_lifetimes)
     app.cleanup_ctx.append(_metrics_refresh)
     if room is not None:
-        app.on_startup.append(lambda _app: _start(room))
+        app.on_startup.append(lambda _app: room.open(settings.ratelimit.store_timeout))
         app.on_cleanup.append(lambda _app: room.close())
     return app
 
@@ -229,10 +229,6 @@ async def _refresh_every(metrics: Metrics, clock: Clock, seconds: float) -> None
     while True:
         metrics.refresh()
         await clock.sleep(seconds)
-
-
-async def _start(room: CacheRoom) -> None:
-    room.start()
 
 
 async def _lifetimes(app: web.Application) -> AsyncIterator[None]:

@@ -12,8 +12,9 @@ it lands. Until the first sample has answered, nothing is written.
 An OOM answer to a write marks Redis full until the next sample says otherwise. Without
 `maxmemory` (0) there is no bound to keep: every write is allowed (the docs say to set one).
 
-If `INFO` is refused (an ACL without `+info`), the room says so once in the log and falls back to
-reacting to OOM answers only.
+If `INFO` is refused (an ACL without `+info`, a server without it), the room says so once in the
+log and falls back to reacting to OOM answers only. While Redis cannot be reached at all, nothing
+is written (it would fail anyway).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from gateway.core.clock import Clock
+from gateway.store.causes import CONNECTION
 from gateway.store.protocol import StoreError
 
 log = logging.getLogger("gateway.cache")
@@ -51,6 +53,15 @@ class CacheRoom:
         """Start sampling (idempotent; needs a running loop)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._sample_forever())
+
+    async def open(self, within: float) -> None:
+        """At startup: the first sample (at most `within` seconds), then sampling in the background."""
+        try:
+            async with asyncio.timeout(within):
+                await self.sample_once()
+        except TimeoutError:
+            pass
+        self.start()
 
     def allows(self, nbytes: int) -> bool:
         """Whether an entry of `nbytes` may be written now (starts the sampler on first use)."""
@@ -86,15 +97,19 @@ class CacheRoom:
 
     async def _sample_forever(self) -> None:
         while True:
-            try:
-                await self.sample()
-            except StoreError as exc:
-                if exc.cause == "noperm" and not self._refused:
-                    self._refused = self.sampled = True
-                    log.warning("cache: cannot read Redis memory (INFO is not allowed for this ACL user): the "
-                                "cache cannot stop writing before Redis is full; allow +info or give the cache its "
-                                "own Redis with cache.redis_url (docs/redis.md#memory)")
+            await self.sample_once()
             await self.clock.sleep(self.interval)
+
+    async def sample_once(self) -> None:
+        """`sample`, its failure handled: a refused INFO falls back to OOM answers (logged once)."""
+        try:
+            await self.sample()
+        except StoreError as exc:
+            if exc.cause not in CONNECTION and not self._refused:
+                self._refused = self.sampled = True
+                log.warning("cache: cannot read Redis memory (%s: %s): the cache cannot stop writing before Redis "
+                            "is full; allow +info or give the cache its own Redis with cache.redis_url "
+                            "(docs/redis.md#memory)", exc.cause.upper(), exc)
 
     async def close(self) -> None:
         if self._task is not None:

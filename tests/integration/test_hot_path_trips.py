@@ -2,7 +2,9 @@
 
 The full chain (API key, tenant and model rate limits with tokens, cache with coalescing) on a
 Redis store, counting the store's pipelined batches (`RedisStore.queue.batches`: one batch is one
-write and one read on the Redis connection, i.e. one round trip). Runs on fakeredis and a real Redis.
+write and one read on the Redis connection, i.e. one round trip). Runs on fakeredis, a real Redis and a
+private 3-master Redis Cluster (there one batch is one write per node it touches, all nodes at once:
+still one round trip of latency).
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ class CountingUpstream(FakeUpstream):
         return Reply(200, orjson.dumps({"id": next(_n), "usage": {"prompt_tokens": 12, "completion_tokens": 30}}))
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
+@pytest.fixture(params=["fakeredis", "redis", "cluster"])
 def redis_at(request: pytest.FixtureRequest) -> str | None:
-    """None for fakeredis; the real Redis URL (skipped locally, failing in CI, when unreachable)."""
+    """None for fakeredis; the real Redis (or private cluster) URL (skipped locally, failing in CI, if unreachable)."""
     if request.param == "fakeredis":
         return None
+    if request.param == "cluster":
+        return str(request.getfixturevalue("private_cluster").url)
     request.getfixturevalue("real_redis")  # deletes this test's keys afterwards
     return str(request.getfixturevalue("redis_url"))
 
