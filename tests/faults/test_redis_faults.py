@@ -30,7 +30,7 @@ from .rig import Rig, Tally, fault_settings, rig
 WORKERS = 8
 PROMPTS = 12
 PER_PHASE_CAP = 5000  # requests per phase at most, whatever the machine's speed
-READER = "RedisStore._read"  # the store's one pub/sub reader task lives as long as the app
+READER = "Notifications._read"  # the store's one pub/sub reader task lives as long as the app
 ROOM = "CacheRoom._sample_forever"  # so does the sampler of Redis memory (the cache shares the limiter's Redis)
 
 
