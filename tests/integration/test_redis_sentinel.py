@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.core.config import load_settings
@@ -43,6 +44,11 @@ async def test_limits_follow_the_master_the_sentinel_names_across_a_failover(tmp
             first = [await ask(i) for i in range(20)]
             assert [s for s, _ in first] == [200] * 20 and first[-1][1] == "10"
             assert (await client.get("/readyz")).status == 200
+            # Replication is asynchronous: let the replica have the buckets before the master dies (else the
+            # promoted replica may lack the last writes, which is Redis's choice, not the gateway's).
+            admin = redis.Redis(host="127.0.0.1", port=sentinel.master.port)
+            assert admin.execute_command("WAIT", 1, 5000) == 1
+            admin.close()
             await asyncio.to_thread(sentinel.master.kill)
             loop = asyncio.get_running_loop()
             killed = loop.time()
