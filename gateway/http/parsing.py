@@ -181,7 +181,7 @@ class CallParser:
         call.content_type = ctype or None
         call.accept = accept
         if path_task and path_task != "stream":
-            call.extras["path_task"] = path_task
+            call.path_task = path_task
         return call
 
     def _call(self, request: web.Request, dialect: Dialect, op: Op, label: str, model: str,

@@ -48,8 +48,6 @@ from gateway.observability.metrics import Metrics, RetryReason
 from gateway.policies.limits.tokens import prompt_tokens
 
 log = logging.getLogger("gateway.metrics")
-TTFB = "ttfb"  # call.extras key: seconds from arrival to the first streamed byte (read by the access line)
-_LAST_FAILURE = "_metrics_last_failure"  # call.extras key: (deployment id, reason) of the last failed attempt
 
 
 def model_label(metrics: Metrics, call: Call) -> str:
@@ -100,7 +98,7 @@ class MetricsStage:
 
     def _first_byte(self, call: Call) -> None:
         seconds = self._clock.monotonic() - call.started
-        call.extras[TTFB] = seconds
+        call.streaming.ttfb = seconds
         try:
             self._m.stream_first_byte(call.route_label, model_label(self._m, call), seconds)
         except Exception:  # noqa: BLE001 - metrics never fail a request
@@ -125,37 +123,32 @@ def record_call(m: Metrics, call: Call) -> None:
     model = model_label(m, call)
     if call.tokens_in or call.tokens_out:
         m.tokens(model, call.tenant, call.tokens_in, call.tokens_out)
-    extras = call.extras
-    if not extras and call.cache == "none":
-        return  # the common uncached, unlimited call: nothing more to look at
     _record_cache(m, call)
     paced = False
-    for scope, outcome in extras.get("ratelimit", ()):
+    for scope, outcome in call.limiting.outcomes:
         if scope in RATELIMIT_SCOPES and outcome in RATELIMIT_OUTCOMES:
             m.ratelimit_decision(scope, outcome)
             paced = paced or (scope == "outbound" and outcome == "allowed")
-    for _ in range(int(extras.get("fallbacks", 0) or 0)):
+    for _ in range(call.resilience.fallbacks):
         m.fallback(model)
-    coldstart = extras.get("coldstart_wait")
-    if coldstart:
-        m.coldstart_wait(model, float(coldstart))
+    if call.resilience.coldstart_wait:
+        m.coldstart_wait(model, call.resilience.coldstart_wait)
     if paced:  # went through an outbound queue, waiting or not (0 s counts: the quantiles need it)
         upstream = (call.target or call.route.deployments[0]).upstream.name
-        m.outbound_queue_wait(upstream, float(extras.get("shaping_wait", 0.0)))
+        m.outbound_queue_wait(upstream, call.limiting.shaping_wait)
 
 
 def _record_cache(m: Metrics, call: Call) -> None:
-    extras = call.extras
+    notes = call.caching
     if call.cache != "none" and call.cache in CACHE_EVENTS:
         m.cache_event(call.cache)  # type: ignore[arg-type]
-    served = extras.get("cache_bytes")
-    if served and call.cache in ("hit", "coalesced"):
-        m.cache_bytes("served", int(served))
-    stored = extras.get("cache_store")
-    if stored in ("store", "store_skipped"):
+    if notes.served_bytes and call.cache in ("hit", "coalesced"):
+        m.cache_bytes("served", notes.served_bytes)
+    stored = notes.store
+    if stored == "store" or stored == "store_skipped":
         m.cache_event(stored)
-        if stored == "store" and extras.get("cache_stored_bytes"):
-            m.cache_bytes("stored", int(extras["cache_stored_bytes"]))
+        if stored == "store" and notes.stored_bytes:
+            m.cache_bytes("stored", notes.stored_bytes)
 
 
 class StreamWatch:
@@ -243,7 +236,8 @@ class UpstreamTimer:
 
     async def __call__(self, call: Call) -> Answer:
         dep = (call.target or call.route.deployments[0]).id
-        last = call.extras.pop(_LAST_FAILURE, None) if call.extras else None
+        last = call.resilience.last_failure
+        call.resilience.last_failure = None
         if last is not None and last[0] == dep:
             self._m.retry(dep, last[1])
         if self._clock.monotonic() >= call.deadline:
@@ -254,7 +248,7 @@ class UpstreamTimer:
         except GatewayError as exc:
             reason = retry_reason(exc)
             if reason is not None:
-                call.extras[_LAST_FAILURE] = (dep, reason)
+                call.resilience.last_failure = (dep, reason)
             raise
         finally:
             self._m.upstream_done(dep, call.upstream_seconds - before)

@@ -29,7 +29,7 @@ from gateway.policies.cache.claims import Claim
 from gateway.policies.cache.entry import decode, encode_error
 from gateway.policies.cache.flight import StoreFlight, personal
 from gateway.policies.cache.key import CachePlan
-from gateway.policies.cache.stage import CLAIM, ResponseCache, mark
+from gateway.policies.cache.stage import ResponseCache, mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class Outcome:
             env = decode(self.error)
             raise env.error() if env is not None else GatewayError("internal gateway error")
         assert self.reply is not None
-        call.extras["cache_bytes"] = len(self.reply.body)
+        call.caching.served_bytes = len(self.reply.body)
         r = self.reply
         return Reply(r.status, r.body, r.content_type, dict(r.headers))
 
@@ -77,7 +77,8 @@ class CoalesceStage:
         plan = self.cache.planner.plan(call)
         if plan is None or not self.applies(plan):
             return await nxt(call)
-        got: Claim | None = call.extras.pop(CLAIM, None)  # the cache stage's lookup claimed the flight
+        got: Claim | None = call.caching.claim  # the cache stage's lookup claimed the flight
+        call.caching.claim = None
         while True:
             fut = self._flights.get(plan.key)
             if fut is None:

@@ -157,8 +157,8 @@ class StoreFlight:
 
             def failed(exc: StoreError) -> None:
                 if entry is not None:
-                    call.extras["cache_store"] = "store_skipped"
-                    call.extras.pop("cache_stored_bytes", None)
+                    call.caching.store = "store_skipped"
+                    call.caching.stored_bytes = 0
                 self.cache.failed(call, exc)
 
             await in_background(work, failed)
@@ -167,7 +167,7 @@ class StoreFlight:
             await work
         except StoreError as exc:
             if entry is not None:
-                call.extras["cache_store"] = "store_skipped"
+                call.caching.store = "store_skipped"
             self.cache.failed(call, exc)
             return
         if entry is not None:

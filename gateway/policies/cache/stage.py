@@ -14,15 +14,15 @@ Invariants:
 - A stream entry is never served to a non-stream request nor the reverse (the form is in the key,
   and `lookup` checks the entry's kind as well).
 - A store failure never fails a request: the cache is bypassed for `store_cooldown` seconds, the
-  failure is counted in `call.extras["cache_store_error"]` and logged once per cooldown.
+  failure is counted in `call.caching.store_errors` and logged once per cooldown.
 
 Round trips (issue 7): when the coalesce stage is on the road, the lookup of a coalesced plan is
 also the flight's claim (`flight_scripts.py`: entry, or lock, or holder, in one script), handed
-to the coalesce stage in `call.extras[CLAIM]`; a lead claim nobody used is released here. On
+to the coalesce stage in `call.caching.claim`; a lead claim nobody used is released here. On
 Redis, `prepare` queues the lookup before the first stage runs, so it travels with the rate
 limiter's take; entries read from Redis may be held in process (`cache_local.py`, off by default).
 
-For metrics and logs: `call.cache` (hit|miss|bypass|coalesced|none), `call.extras["cache_bytes"]`
+For metrics and logs: `call.cache` (hit|miss|bypass|coalesced|none), `call.caching.served_bytes`
 (body bytes served from the cache), `["cache_stored_bytes"]`, `["cache_store"]` (store|store_skipped).
 """
 
@@ -50,9 +50,7 @@ from gateway.policies.cache.local import LocalEntries
 from gateway.store import Store, StoreError
 from gateway.store.ordered import forget, in_background, pipelined, send_get
 
-CLAIM = "_cache_claim"  # call.extras: the flight claim the lookup made, for the coalesce stage below
 ENTRY_OVERHEAD = 512  # bytes an embedded-store entry costs beyond key and value (dict slots, expiry, LRU node)
-SENT = "_cache_sent"  # call.extras: the lookup `prepare` queued before the pipeline ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +97,7 @@ class ResponseCache:
 
     def failed(self, call: Call, exc: StoreError) -> None:
         """Count a store failure and bypass the cache for `store_cooldown` seconds."""
-        call.extras["cache_store_error"] = call.extras.get("cache_store_error", 0) + 1
+        call.caching.store_errors += 1
         if self.available():
             log.warning("cache store failed (%s); bypassing the cache for %.1fs", exc, self.config.store_cooldown,
                         extra={"request_id": call.request_id})
@@ -185,7 +183,7 @@ class ResponseCache:
     def serve(self, call: Call, env: Envelope, outcome: str) -> Answer:
         """A stored answer for `call`, marked with `outcome` (hit or coalesced)."""
         mark(call, outcome)
-        call.extras["cache_bytes"] = len(env.body)
+        call.caching.served_bytes = len(env.body)
         return env.answer(self.clock.time())
 
     async def keep(self, call: Call, plan: CachePlan, answer: Answer) -> Answer:
@@ -205,7 +203,7 @@ class ResponseCache:
     def entry_for(self, call: Call, plan: CachePlan, reply: Reply) -> bytes | None:
         """The entry to store for a complete answer; None (and `store_skipped`) when it does not qualify."""
         if not 200 <= reply.status < 300 or len(reply.body) > self.config.max_entry_bytes or not self.available():
-            call.extras["cache_store"] = "store_skipped"
+            call.caching.store = "store_skipped"
             return None
         return encode_reply(reply, self.clock.time(), self.config.compress_over_bytes)
 
@@ -240,29 +238,29 @@ class ResponseCache:
                 await self._store_events(call, plan, answer, events if usable else None)
 
     async def _store_events(self, call: Call, plan: CachePlan, answer: StreamReply, events: list[bytes] | None) -> None:
-        if events is None or call.extras.get("stream_error"):
-            call.extras["cache_store"] = "store_skipped"
+        if events is None or call.streaming.error:
+            call.caching.store = "store_skipped"
             return
         raw = encode_stream(events, answer, self.clock.time(), self.config.compress_over_bytes)
         await self._put(call, plan, raw)
 
     async def _put(self, call: Call, plan: CachePlan, raw: bytes) -> bool:
         if not self.available():
-            call.extras["cache_store"] = "store_skipped"
+            call.caching.store = "store_skipped"
             return False
         try:
             await self.store.set(plan.key, raw, ttl=plan.ttl)
         except StoreError as exc:
             self.failed(call, exc)
-            call.extras["cache_store"] = "store_skipped"
+            call.caching.store = "store_skipped"
             return False
         await self.storing(call, plan, len(raw))
         return True
 
     async def storing(self, call: Call, plan: CachePlan, size: int) -> None:
         """Account for an entry of `size` bytes written (or, on Redis, queued) under `plan.key`."""
-        call.extras["cache_store"] = "store"
-        call.extras["cache_stored_bytes"] = size
+        call.caching.store = "store"
+        call.caching.stored_bytes = size
         if self._sizes is not None:
             await self._bound_memory(plan.key, size)
 
@@ -302,12 +300,14 @@ class CacheStage:
             return False
         if self.cache.local is not None and self.cache.local.get(plan.key) is not None:
             return True
-        call.extras[SENT] = self.cache.send_lookup(plan)
+        call.caching.sent = self.cache.send_lookup(plan)
+        call.pending += 1
         return False
 
     def abandon(self, call: Call) -> None:
         """A queued lookup the stage never used: a lock it may have taken is let go."""
-        sent: Sent | None = call.extras.pop(SENT, None)
+        sent: Sent | None = call.caching.sent
+        call.caching.sent = None
         if sent is None:
             return
         plan = self.cache.planner.plan(call)
@@ -324,7 +324,8 @@ class CacheStage:
             mark(call, "bypass")
             return await nxt(call)
         got: Claim | None = None
-        sent: Sent | None = call.extras.pop(SENT, None)
+        sent: Sent | None = call.caching.sent
+        call.caching.sent = None
         if plan.read:
             held = self.cache.local.get(plan.key) if self.cache.local is not None and sent is None else None
             if held is not None:
@@ -344,10 +345,10 @@ class CacheStage:
                 return self.cache.serve(call, env, "hit")
         mark(call, "miss")
         if got is not None:
-            call.extras[CLAIM] = got
+            call.caching.claim = got
         try:
             answer = await nxt(call)
-            if call.cache == "coalesced" or "cache_store" in call.extras:
+            if call.cache == "coalesced" or call.caching.store is not None:
                 return answer  # a follower's answer, or the coalescing leader stored it already
             return await self.cache.keep(call, plan, answer)
         finally:

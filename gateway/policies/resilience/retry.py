@@ -13,9 +13,9 @@ the injected clock; the jitter through an injected random source.
 
 Invariants: no wait passes the deadline (when the budget left cannot cover the wait plus a useful
 attempt, the upstream's error is answered now, with a Retry-After saying how long to wait); with
-another deployment left (`HANDOFF`), a wait longer than `handoff_wait` hands the request over
+another deployment left (`call.resilience.handoff`), a wait longer than `handoff_wait` hands the request over
 instead; an open circuit stops the retries. Every attempt is reported to the breaker. The Call
-records `retries`, `waited_seconds` and `extras["retry_reasons"]` (metric reason labels).
+records `retries`, `waited_seconds` and `resilience.retry_reasons` (metric reason labels).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from gateway.policies.resilience.breaker import Breakers, Outcome, outcome_of
 from gateway.policies.resilience.target import Target, can_hand_off, deployment_of, target_of
 
 _MIN_ATTEMPT = 0.25  # an attempt with less budget than this left could only end in a timeout
-RETRY_REASONS = "retry_reasons"
 
 
 def retry_reason(exc: BaseException) -> str | None:
@@ -87,7 +86,7 @@ class RetryStage:
                 self.breakers.record(target, outcome_of(exc, deadline_passed=passed))
                 wait = self._wait_before_next(call, exc, attempt, policy, target)
                 call.retries += 1
-                call.extras.setdefault(RETRY_REASONS, []).append(retry_reason(exc))
+                call.resilience.retry_reasons.append(retry_reason(exc))
                 started = self.clock.monotonic()
                 await self.clock.sleep(wait)
                 call.waited_seconds += self.clock.monotonic() - started
