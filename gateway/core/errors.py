@@ -1,4 +1,4 @@
-"""The gateway's one error hierarchy; `middleware.render_error` is the only place they become HTTP.
+"""The gateway's one error hierarchy; `http/middleware/render.py` (`render_error`) is the only place they become HTTP.
 
     GatewayError                      status, type, code, retryable, extra headers
     ├── ClientError                   the request is at fault (4xx), never retried

@@ -26,10 +26,11 @@ from gateway.core.call import Answer, Call, Reply
 from gateway.core.errors import GatewayError
 from gateway.core.pipeline import Handler, let_go
 from gateway.policies.cache.claims import Claim
-from gateway.policies.cache.entry import decode, encode_error
+from gateway.policies.cache.entry import decode
 from gateway.policies.cache.flight import StoreFlight, personal
 from gateway.policies.cache.key import CachePlan
-from gateway.policies.cache.stage import ResponseCache, mark
+from gateway.policies.cache.leader_error import encode_error, rebuild_error
+from gateway.policies.cache.response_cache import ResponseCache, mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ class Outcome:
         mark(call, "coalesced")
         if self.kind == "error":
             env = decode(self.error)
-            raise env.error() if env is not None else GatewayError("internal gateway error")
+            raise rebuild_error(env) if env is not None else GatewayError("internal gateway error")
         assert self.reply is not None
         call.caching.served_bytes = len(self.reply.body)
         r = self.reply

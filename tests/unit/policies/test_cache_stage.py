@@ -10,7 +10,7 @@ import pytest
 from gateway.core.call import Answer, Flags, Op, Reply, StreamReply
 from gateway.core.clock import FakeClock
 from gateway.core.errors import UpstreamError, UpstreamStatusError
-from gateway.policies.cache.stage import ENTRY_OVERHEAD
+from gateway.policies.cache.response_cache import ENTRY_OVERHEAD
 from gateway.store import StoreError
 from gateway.store.memory import MemoryStore
 from tests.unit.policies.cachekit import (

@@ -20,7 +20,9 @@ from gateway.core.errors import BadRequest, ModelLoading, UpstreamStatusError, U
 from gateway.core.pipeline import Handler, build_pipeline
 from gateway.core.routing import Router
 from gateway.observability.metrics import Metrics
-from gateway.observability.stage import MetricsStage, StreamWatch, UpstreamTimer, model_label, retry_reason
+from gateway.observability.stage import MetricsStage, model_label
+from gateway.observability.stream_watch import StreamWatch
+from gateway.observability.upstream_timer import UpstreamTimer, retry_reason
 from gateway.upstream.fake import FakeUpstream
 
 _ids = itertools.count()
