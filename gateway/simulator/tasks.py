@@ -6,10 +6,12 @@ Order of evidence, first match wins:
 2. the config: `models[<id>].task`;
 3. the body (`task_from_body`): what the JSON carries and, for binary tasks, whether the input is an
    image or audio file (the raw body, or base64 `inputs`, sniffed by `media.py`);
-4. the model id (`task_names.py`), with one keyword table per input kind;
+4. the model id (`task_names.py`), with one keyword table per input kind: a JSON text body reads
+   the text table; an image or audio file reads its own kind's table, then the others; a body that
+   is neither JSON nor a recognised file reads them all (so the model's own loader rejects it);
 5. a weak body cue: a text input holding a `[MASK]` or `<mask>` token -> fill-mask;
-6. the default of the input kind: text-generation, image-classification or
-   automatic-speech-recognition.
+6. the default of the input kind: text-generation (text, or unrecognised bytes),
+   image-classification or automatic-speech-recognition.
 
 The body shapes are those huggingface_hub 2.4.0's `InferenceClient` sends on the hf-inference
 provider; they are listed, with the cue each one gives, in docs/simulator.md.
@@ -91,25 +93,28 @@ def _tabular(model: str) -> str:
     return "tabular-regression" if name_match(model) == "tabular-regression" else "tabular-classification"
 
 
-def _from_media(kind: Kind, params: dict[str, Any], accept: str, model: str) -> str:
+def _from_media(kind: Kind, params: dict[str, Any], accept: str) -> str | None:
     if kind == "image":
         if "candidate_labels" in params:
             return "zero-shot-image-classification"
         if accept.lower().startswith("image/") or "prompt" in params:
             return "image-to-image"
-    return task_from_name(model, kind)
+    return None
 
 
 def task_from_body(body: Any, accept: str, *, raw: bytes = b"", content_type: str = "",
                    model: str = "") -> str | None:
     """The task the request body (or the Accept header) gives away, if any."""
+    return _body_cues(body, accept, input_kind(body, raw, content_type), model)
+
+
+def _body_cues(body: Any, accept: str, kind: Kind | None, model: str) -> str | None:
     params = body.get("parameters") if isinstance(body, dict) else None
     params = params if isinstance(params, dict) else {}
     if isinstance(body, dict) and "question" in body and "image" in body:
         return "visual-question-answering"  # InferenceClient puts them at the root
-    kind = input_kind(body, raw, content_type)
     if kind is not None:
-        return _from_media(kind, params, accept, model)
+        return _from_media(kind, params, accept)
     if accept.lower().startswith("image/"):
         return "text-to-image"
     if not isinstance(body, dict):
@@ -149,6 +154,19 @@ def _has_mask_token(body: Any) -> bool:
     return isinstance(inputs, str) and any(token in inputs for token in _MASK_TOKENS)
 
 
+def _name_tables(kind: Kind | None, body: Any, raw: bytes) -> tuple[Kind | None, ...]:
+    # A file reads its own kind's keywords first, then the others: a speech model sent an image is
+    # still a speech model (and rejects the image, as the real one would). A body that is neither
+    # JSON nor a file we recognise reads every table. A JSON text body reads the text table only.
+    if kind == "image":
+        return ("image", None, "audio")
+    if kind == "audio":
+        return ("audio", None, "image")
+    if body is None and raw:
+        return (None, "image", "audio")
+    return (None,)
+
+
 def detect_task(path_task: str | None, pinned: str | None, body: Any, accept: str, model: str, *,
                 raw: bytes = b"", content_type: str = "") -> str | None:
     """Combine the evidence in order; None when the path names a task the simulator lacks."""
@@ -156,10 +174,14 @@ def detect_task(path_task: str | None, pinned: str | None, body: Any, accept: st
         return normalize_task(path_task)
     if pinned:
         return pinned
-    found = task_from_body(body, accept, raw=raw, content_type=content_type, model=model)
+    kind = input_kind(body, raw, content_type)
+    found = _body_cues(body, accept, kind, model)
     if found is not None:
         return found
-    named = name_match(model)
-    if named is not None:
-        return named
-    return "fill-mask" if _has_mask_token(body) else default_task(None)
+    for table in _name_tables(kind, body, raw):
+        named = name_match(model, table)
+        if named is not None:
+            return named
+    if kind is None and _has_mask_token(body):
+        return "fill-mask"
+    return default_task(kind)
