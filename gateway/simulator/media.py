@@ -76,9 +76,16 @@ def declared_kind(content_type: str) -> Kind | None:
     return None
 
 
+def _strip_data_url(text: str) -> str:
+    # `data:<type>;base64,<payload>`: only the payload is base64.
+    if text.startswith("data:"):
+        return text.partition(",")[2]
+    return text
+
+
 def sniff_base64(text: str) -> Media | None:
-    """The media type of base64 `text`, decoding only the prefix that `sniff` needs."""
-    prefix = text[: SNIFF_BYTES // 3 * 4]
+    """The media type of base64 `text` (or a `data:` URL), decoding only the prefix `sniff` needs."""
+    prefix = _strip_data_url(text)[: SNIFF_BYTES // 3 * 4]
     try:
         return sniff(base64.b64decode(prefix, validate=True))
     except (binascii.Error, ValueError):
@@ -87,10 +94,8 @@ def sniff_base64(text: str) -> Media | None:
 
 def decode_base64(text: str) -> bytes | None:
     """Strict base64 (a `data:` URL prefix is tolerated), or None when `text` is not base64."""
-    if text.startswith("data:") and "," in text:
-        text = text.split(",", 1)[1]
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode(_strip_data_url(text), validate=True)
     except (binascii.Error, ValueError):
         return None
 

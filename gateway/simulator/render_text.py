@@ -132,8 +132,9 @@ def answer_spans(model: str, question: str, context: str, top_k: int) -> list[di
     if not spans:
         return [{"score": 0.0, "start": 0, "end": 0, "answer": ""}]
     material = digest_stream(model, question, context, "qa")
+    # Scores are spread over every span, so an answer's score does not depend on `top_k`.
     order = sorted(range(len(spans)), key=lambda i: (-material[i % len(material)], i))[:top_k]
-    scores = [round(0.3 + 0.6 * s, 6) for s in _ranked_scores(material[3:], len(order))]
+    scores = [round(0.3 + 0.6 * s, 6) for s in _ranked_scores(material[3:], len(spans))][:top_k]
     return [{"score": score, "start": spans[i].start(), "end": spans[i].end(), "answer": spans[i].group()}
             for i, score in zip(order, scores, strict=True)]
 

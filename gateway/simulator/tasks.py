@@ -8,7 +8,8 @@ Order of evidence, first match wins:
    image or audio file (the raw body, or base64 `inputs`, sniffed by `media.py`);
 4. the model id (`task_names.py`), with one keyword table per input kind: a JSON text body reads
    the text table; an image or audio file reads its own kind's table, then the others; a body that
-   is neither JSON nor a recognised file reads them all (so the model's own loader rejects it);
+   is neither JSON nor a recognised file, or is empty, reads them all (so the model's own loader
+   rejects it);
 5. a weak body cue: a text input holding a `[MASK]` or `<mask>` token -> fill-mask;
 6. the default of the input kind: text-generation (text, or unrecognised bytes),
    image-classification or automatic-speech-recognition.
@@ -154,15 +155,15 @@ def _has_mask_token(body: Any) -> bool:
     return isinstance(inputs, str) and any(token in inputs for token in _MASK_TOKENS)
 
 
-def _name_tables(kind: Kind | None, body: Any, raw: bytes) -> tuple[Kind | None, ...]:
+def _name_tables(kind: Kind | None, body: Any) -> tuple[Kind | None, ...]:
     # A file reads its own kind's keywords first, then the others: a speech model sent an image is
     # still a speech model (and rejects the image, as the real one would). A body that is neither
-    # JSON nor a file we recognise reads every table. A JSON text body reads the text table only.
+    # JSON nor a file we recognise (or is empty) reads every table. JSON text reads the text table.
     if kind == "image":
         return ("image", None, "audio")
     if kind == "audio":
         return ("audio", None, "image")
-    if body is None and raw:
+    if body is None:
         return (None, "image", "audio")
     return (None,)
 
@@ -178,7 +179,7 @@ def detect_task(path_task: str | None, pinned: str | None, body: Any, accept: st
     found = _body_cues(body, accept, kind, model)
     if found is not None:
         return found
-    for table in _name_tables(kind, body, raw):
+    for table in _name_tables(kind, body):
         named = name_match(model, table)
         if named is not None:
             return named

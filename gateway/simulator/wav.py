@@ -22,7 +22,7 @@ _ASSUMED_BYTES_PER_SECOND = 16_000  # compressed audio (FLAC, MP3...) whose leng
 def make_wav(seconds: float, seed: bytes) -> bytes:
     """A mono 16-bit WAV of `seconds` (clamped) of a tone pitched by `seed` (>= 1 byte)."""
     seconds = max(MIN_SECONDS, min(MAX_SECONDS, seconds))
-    frames = int(SAMPLE_RATE * seconds)
+    frames = round(SAMPLE_RATE * seconds)
     pitch = 220.0 + 4.0 * seed[0]
     step = 2.0 * math.pi * pitch / SAMPLE_RATE
     samples = struct.pack(f"<{frames}h", *(int(_AMPLITUDE * math.sin(step * i)) for i in range(frames)))
