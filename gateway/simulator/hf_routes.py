@@ -9,7 +9,8 @@
 
 Model ids contain `/`, so the route captures the whole tail and this module splits it: a
 trailing `/v1/chat/completions` first, then the last `/pipeline/{task}`. The model id is the
-fault key. Errors use the HF shape `{"error": "..."}`.
+fault key. Errors use the HF shape `{"error": "..."}`. A task body is JSON or, for the image and
+audio tasks, the raw file (`media_inputs.py`); detection sees both (`tasks.detect_task`).
 """
 
 from __future__ import annotations

@@ -20,11 +20,10 @@ from gateway.simulator.media import Kind, decode_base64, sniff
 
 @dataclass(frozen=True)
 class MediaInput:
-    """The decoded file, its parameters, and the rest of a JSON body (empty for a raw body)."""
+    """The decoded file and its parameters (none for a raw body)."""
 
     data: bytes
     params: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def file_digest(data: bytes) -> str:
@@ -52,8 +51,7 @@ def media_input(call: SimCall) -> MediaInput:
             raise invalid(call, "The request body is empty: send the file, or JSON with base64 `inputs`")
         return MediaInput(call.raw)
     body = call.require_json()
-    extra = {k: v for k, v in body.items() if k not in ("inputs", "parameters")}
-    return MediaInput(decode_file(call, body.get("inputs"), "`inputs`"), call.params(), extra)
+    return MediaInput(decode_file(call, body.get("inputs"), "`inputs`"), call.params())
 
 
 def require_kind(call: SimCall, data: bytes, kind: Kind) -> None:
