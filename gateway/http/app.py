@@ -23,9 +23,9 @@ from gateway.core.routing import Router
 from gateway.http.appkeys import BREAKERS, CLOCK, LOADING, METRICS, ROUTER, SETTINGS, STORE, UPSTREAMS
 from gateway.http.handlers import Gateway
 from gateway.http.middleware.auth import auth_middleware
-from gateway.http.middleware.render import error_middleware
 from gateway.http.middleware.observe import observe_middleware
 from gateway.http.middleware.overload import overload_middleware
+from gateway.http.middleware.render import error_middleware
 from gateway.http.ops import add_ops_routes
 from gateway.http.parsing import CallParser
 from gateway.http.status import add_status_route

@@ -1,7 +1,7 @@
 """`HttpUpstream`: one backend's connection pool and the one place transport errors are mapped.
 
 Given a `Plan`, it sends the request with the upstream's own credential (never the client's),
-maps transport failures to `gateway.errors`, turns non-2xx answers into `UpstreamStatusError`
+maps transport failures to `gateway.core.errors`, turns non-2xx answers into `UpstreamStatusError`
 (body read and the connection released before anyone sleeps on it), validates and adapts JSON,
 and for streams peeks the first data event before returning, so an early failure is an HTTP error.
 """
