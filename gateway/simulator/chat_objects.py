@@ -7,7 +7,8 @@ refusal: null}` and a tool call `null` (no content tokens).
 
 The stream follows OpenAI's order, which the SDK's accumulator (`ChatCompletionStreamState`)
 relies on: choices appear in index order and interleave token by token, one choice per chunk.
-A choice's first delta has `role`; a tool call's first delta has the call's `index`, `id`,
+A single choice's first delta has `role` and the first token; with several choices each opens
+with a role-only delta (`content: ""`). A tool call's first delta has the call's `index`, `id`,
 `type`, `function.name` and empty `arguments`, later deltas only `index` and an `arguments`
 piece. Each choice then gets an empty-delta chunk with its `finish_reason`. With
 `stream_options.include_usage` every chunk has `usage: null` and a last chunk with `choices: []`
@@ -69,16 +70,24 @@ def chat_object(reply: ChatReply, env: Envelope) -> dict[str, Any]:
             "system_fingerprint": env.fingerprint, "choices": choices, "usage": reply.usage()}
 
 
-def _deltas(answer: Answer) -> list[dict[str, Any]]:
-    """The deltas of one choice, before its finish chunk."""
+def _deltas(reply: ChatReply, index: int) -> list[tuple[dict[str, Any], Any]]:
+    """The (delta, logprobs) pairs of choice `index`, before its finish chunk."""
+    answer = reply.answers[index]
     call = answer.tool_call
-    if call is None:
-        return [{"role": "assistant", "content": t} if i == 0 else {"content": t}
-                for i, t in enumerate(answer.tokens)]
-    head = {"index": 0, "id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
-    return [{"role": "assistant", "content": None, "tool_calls": [head]}] + [
-        {"tool_calls": [{"index": 0, "function": {"arguments": t}}]} for t in answer.tokens
-    ]
+    if call is not None:
+        head = {"index": 0, "id": call.call_id, "type": "function",
+                "function": {"name": call.name, "arguments": ""}}
+        return [({"role": "assistant", "content": None, "tool_calls": [head]}, None)] + [
+            ({"tool_calls": [{"index": 0, "function": {"arguments": t}}]}, None) for t in answer.tokens
+        ]
+    pieces = [({"content": t}, reply.logprobs(index, i, i + 1)) for i, t in enumerate(answer.tokens)]
+    if len(reply.answers) == 1:
+        return [({"role": "assistant", **pieces[0][0]}, pieces[0][1])] + pieces[1:]
+    # With several choices each opens with a role-only delta, as OpenAI streams them: the SDK
+    # builds a later choice's snapshot from its first chunk and then appends that chunk's
+    # logprobs again, so a first chunk must not carry a token.
+    opener: dict[str, Any] | None = {"content": [], "refusal": None} if reply.top_logprobs is not None else None
+    return [({"role": "assistant", "content": ""}, opener)] + pieces
 
 
 class _Chunks:
@@ -103,14 +112,12 @@ class _Chunks:
 def chat_stream(reply: ChatReply, env: Envelope, *, include_usage: bool, error_style: Style) -> StreamBody:
     """A `chat.completion.chunk` stream ending with `data: [DONE]`."""
     chunks = _Chunks(env, include_usage)
-    per_choice = [_deltas(a) for a in reply.answers]
+    per_choice = [_deltas(reply, i) for i in range(len(reply.answers))]
     events: list[bytes] = []
     for step in range(max(len(d) for d in per_choice)):
         for index, deltas in enumerate(per_choice):
             if step < len(deltas):
-                has_token = reply.answers[index].tool_call is None
-                logprobs = reply.logprobs(index, step, step + 1) if has_token else None
-                events.append(chunks.delta(index, deltas[step], logprobs))
+                events.append(chunks.delta(index, *deltas[step]))
     events += [chunks.delta(i, {}, None, a.finish) for i, a in enumerate(reply.answers)]
     if include_usage:
         events.append(chunks.event([], reply.usage()))
