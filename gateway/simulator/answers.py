@@ -7,7 +7,9 @@ the output format and where the conversation stands. `answer(ask, index)` return
   a conversation whose last message is a tool result gets text (so an agent loop ends). The tool
   is the named one, else the first tool not yet called in the conversation, else the first tool;
   its arguments are a schema instance of the tool's parameters (`finish` "tool_calls");
-- else **JSON** for a `json_object` / `json_schema` output format (`finish` "stop");
+- else **JSON** for a `json_object` / `json_schema` output format (`finish` "stop"): an instance
+  of the schema; for `json_object`, of the first JSON Schema written in the prompt, else
+  `{"answer": "..."}`;
 - else **prose** from the deterministic text generator (`finish` "length" when a limit was asked,
   "stop" otherwise, as the simulator has always done).
 
@@ -19,16 +21,21 @@ chat and TGI agree; other choices and all structured values hash the choice inde
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.simulator.logprobs import split_tokens
 from gateway.simulator.schema_instance import (
+    SchemaError,
     object_schema_for_json_mode,
     schema_instance,
 )
 from gateway.simulator.textgen import digest_stream, make_token, word_count
 from gateway.simulator.wire import dumps
+
+_PROMPT_SCAN = 256 * 1024  # a schema is looked for in the first 256 KiB of the prompt ...
+_SCHEMA_ATTEMPTS = 64  # ... at no more than this many opening braces
 
 ToolMode = Literal["auto", "none", "required", "named"]
 FormatKind = Literal["text", "json_object", "json_schema"]
@@ -110,6 +117,27 @@ def material(ask: Ask, index: int, *parts: str) -> bytes:
     return digest_stream(ask.model, ask.prompt, str(ask.seed), f"choice-{index}", *parts, size=32)
 
 
+def schema_in_prompt(prompt: str) -> dict[str, Any] | None:
+    """The first JSON Schema object written in the prompt, if any.
+
+    `json_object` mode carries no schema, so prompts spell one out (instructor's JSON mode puts
+    the model's schema in the system message); a real model follows it, and so does the simulator.
+    """
+    decoder = json.JSONDecoder()
+    start = prompt.find("{", 0, _PROMPT_SCAN)
+    for _ in range(_SCHEMA_ATTEMPTS):
+        if start < 0:
+            return None
+        try:
+            found, _end = decoder.raw_decode(prompt, start)
+        except ValueError:
+            found = None
+        if isinstance(found, dict) and ("properties" in found or found.get("type") == "object"):
+            return found
+        start = prompt.find("{", start + 1, _PROMPT_SCAN)
+    return None
+
+
 def tool_to_call(ask: Ask) -> FunctionTool | None:
     """The tool this request makes the model call, if any."""
     choice = ask.tool_choice
@@ -137,6 +165,19 @@ def _limited(tokens: list[str], ask: Ask, finish: str) -> tuple[tuple[str, ...],
     return tuple(tokens), finish
 
 
+def _json_content(ask: Ask, index: int) -> str:
+    seed = material(ask, index, "json")
+    if ask.output.schema is not None:
+        return dumps(schema_instance(ask.output.schema, seed)).decode()
+    found = schema_in_prompt(ask.prompt)
+    if found is not None:
+        try:
+            return dumps(schema_instance(found, seed)).decode()
+        except SchemaError:
+            pass  # prose that only looks like a schema: the request itself is fine
+    return dumps(schema_instance(object_schema_for_json_mode(), seed)).decode()
+
+
 def answer(ask: Ask, index: int = 0) -> Answer:
     """Choice `index` of the answer to `ask` (see the module docstring for the rules)."""
     tool = tool_to_call(ask)
@@ -146,8 +187,6 @@ def answer(ask: Ask, index: int = 0) -> Answer:
         call_id = "call_" + hashlib.sha256(material(ask, index, "call", tool.name)).hexdigest()[:24]
         return Answer(tokens, finish, ToolCall(call_id, tool.name, "".join(tokens)))
     if ask.output.kind != "text":
-        schema = ask.output.schema if ask.output.schema is not None else object_schema_for_json_mode()
-        content = dumps(schema_instance(schema, material(ask, index, "json"))).decode()
-        tokens, finish = _limited(split_tokens(content), ask, "stop")
+        tokens, finish = _limited(split_tokens(_json_content(ask, index)), ask, "stop")
         return Answer(tokens, finish)
     return _prose(ask, index)

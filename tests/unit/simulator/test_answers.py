@@ -108,3 +108,12 @@ def test_logprob_entries_have_the_openai_shape_and_rank_the_chosen_token_first()
         assert [t["logprob"] for t in tops] == sorted((t["logprob"] for t in tops), reverse=True)
     assert logprob_entries([" the"], b"seed", top=0)[0]["top_logprobs"] == []
     assert logprob_entries([" the", " café"], b"seed", top=3) == entries
+
+
+def test_json_object_follows_a_schema_written_in_the_prompt() -> None:
+    prompt = f"Answer in JSON matching this schema:\n{json.dumps(SCHEMA, indent=2)}\nThanks {{not json}}"
+    content = json.loads(answer(ask(prompt=prompt, output=OutputFormat("json_object"))).text)
+    assert set(content) == {"title", "year"} and content["year"] >= 1900
+    broken = 'Schema: {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}'
+    assert set(json.loads(answer(ask(prompt=broken, output=OutputFormat("json_object"))).text)) == {"answer"}
+    assert set(json.loads(answer(ask(prompt="{} {[", output=OutputFormat("json_object"))).text)) == {"answer"}
