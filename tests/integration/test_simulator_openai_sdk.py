@@ -1,6 +1,7 @@
-"""The real `openai` SDK against the simulator on a real port: tool calls (and the `.stream()` helper
-accumulating their deltas), `chat.completions.parse` with pydantic models, n choices, logprobs, and the
-Responses API (`responses.create`, `.stream()`, `.parse()`). Sync clients run in threads."""
+"""Real clients against the simulator on a real port. The `openai` SDK: tool calls (and the `.stream()`
+helper accumulating their deltas), `chat.completions.parse` with pydantic models, n choices, logprobs,
+and the Responses API (`responses.create`, `.stream()`, `.parse()`); `huggingface_hub.InferenceClient`:
+tool calls, JSON output and logprobs on an HF router URL. Sync clients run in threads."""
 
 from __future__ import annotations
 
@@ -154,3 +155,26 @@ async def test_responses_parse_and_function_calls(base_url: str) -> None:
               {"type": "function_call_output", "call_id": call.call_id, "output": "18C"}]
     answer = await asyncio.to_thread(sdk.responses.create, model=MODEL, input=follow, tools=[tool])
     assert answer.output[0].type == "message" and answer.output_text
+
+
+async def test_huggingface_hub_client_reads_tool_calls_json_and_logprobs(base_url: str) -> None:
+    from huggingface_hub import InferenceClient
+
+    hf = InferenceClient(model=base_url.removesuffix("/v1") + f"/hf-inference/models/{MODEL}",
+                         token="hf_fake_test_token")
+    tools = [openai.pydantic_function_tool(GetWeather)]
+    out = await asyncio.to_thread(hf.chat_completion, USER, tools=tools, tool_choice="auto")
+    call = out.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert out.choices[0].finish_reason == "tool_calls"
+    GetWeather.model_validate_json(call.function.arguments)  # type: ignore[arg-type]
+
+    def streamed_arguments() -> str:
+        return "".join(c.choices[0].delta.tool_calls[0].function.arguments or ""  # type: ignore[index]
+                       for c in hf.chat_completion(USER, tools=tools, stream=True)
+                       if c.choices and c.choices[0].delta.tool_calls)
+
+    assert await asyncio.to_thread(streamed_arguments) == call.function.arguments
+    fmt = {"type": "json_schema", "json_schema": {"name": "trip", "schema": Trip.model_json_schema()}}
+    out = await asyncio.to_thread(hf.chat_completion, USER, response_format=fmt, logprobs=True, top_logprobs=2)
+    Trip.model_validate_json(out.choices[0].message.content or "")
+    assert out.choices[0].logprobs is not None and out.choices[0].logprobs.content
