@@ -23,7 +23,9 @@ use:
 Not honoured: `pattern`, `patternProperties`, `not`, `if`/`then`/`else`, `dependentRequired`,
 remote references. Invariant: recursion stops, because past `MAX_DEPTH` nested values only
 fill what is required (and arrays only `minItems`); a schema that requires infinite nesting
-raises `SchemaError`, as does a `$ref` that does not resolve.
+raises `SchemaError`, as do a `$ref` that does not resolve, a `$ref`/`allOf` cycle, and a schema
+asking for more than `_MAX_VALUES` values or a `min*` count above `_MAX_COUNT` (bounded work
+whatever a client sends).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from gateway.simulator.textgen import VOCAB
 
 MAX_DEPTH = 6
 _HARD_DEPTH = 64
+_MAX_VALUES = 50_000  # values in one instance: beyond this the schema asks for too much
+_MAX_COUNT = 1_000  # minItems / minProperties / minLength the simulator will satisfy
 _DEFAULT_ITEMS = 2
 _OBJECT_FALLBACK: dict[str, Any] = {"type": "object", "properties": {"answer": {"type": "string"}},
                                     "required": ["answer"]}
@@ -62,6 +66,7 @@ class _Instantiator:
     def __init__(self, root: Any, material: bytes) -> None:
         self.root = root
         self.material = material
+        self.made = 0
 
     def number(self, path: str, salt: str = "") -> int:
         """A deterministic non-negative integer for a location."""
@@ -71,6 +76,9 @@ class _Instantiator:
     def value(self, schema: Any, path: str, depth: int) -> Any:
         if depth > _HARD_DEPTH:
             raise SchemaError("the schema requires values nested deeper than the simulator allows")
+        self.made += 1
+        if self.made > _MAX_VALUES:
+            raise SchemaError(f"the schema asks for more than {_MAX_VALUES} values")
         if schema is True or schema == {}:
             return self.words(path, 1, None)
         if not isinstance(schema, dict):
@@ -100,9 +108,9 @@ class _Instantiator:
             return None
         return self.string(schema, path)
 
-    def flatten(self, schema: dict[str, Any]) -> dict[str, Any]:
+    def flatten(self, schema: dict[str, Any], nesting: int = 0) -> dict[str, Any]:
         """Resolve `$ref` (siblings win) and merge `allOf`, repeatedly."""
-        seen = 0
+        seen = nesting
         while "$ref" in schema or "allOf" in schema:
             seen += 1
             if seen > _HARD_DEPTH:
@@ -111,8 +119,9 @@ class _Instantiator:
                 siblings = {k: v for k, v in schema.items() if k != "$ref"}
                 schema = {**self.resolve(schema["$ref"]), **siblings}
             else:
-                schema = _merge_all_of(schema, [self.flatten(part) if isinstance(part, dict) else {}
-                                                for part in schema["allOf"] or []])
+                parts = schema["allOf"] if isinstance(schema["allOf"], list) else []
+                schema = _merge_all_of(schema, [self.flatten(part, seen) if isinstance(part, dict) else {}
+                                                for part in parts])
         return schema
 
     def resolve(self, ref: Any) -> dict[str, Any]:
@@ -144,7 +153,8 @@ class _Instantiator:
 
     def object(self, schema: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
         properties = _dict(schema, "properties")
-        required = [r for r in schema.get("required") or [] if isinstance(r, str)]
+        listed = schema.get("required")
+        required = [r for r in listed if isinstance(r, str)] if isinstance(listed, list) else []
         names = list(properties) if depth < MAX_DEPTH else [n for n in properties if n in required]
         out: dict[str, Any] = {}
         for name in names + [r for r in required if r not in properties]:
@@ -255,7 +265,11 @@ def _dict(schema: dict[str, Any], key: str) -> dict[str, Any]:
 def _count(schema: dict[str, Any], key: str) -> int | None:
     """A non-negative integer keyword (`minItems`...), or None when absent or malformed."""
     value = schema.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return None
+    if key.startswith("min") and value > _MAX_COUNT:
+        raise SchemaError(f"`{key}` {value} is more than the simulator makes ({_MAX_COUNT})")
+    return value
 
 
 def _kind(schema: dict[str, Any]) -> str:

@@ -144,7 +144,10 @@ def test_draft7_definitions_and_tuple_items() -> None:
     {"type": "integer", "minimum": 5, "maximum": 4},
     {"type": "array", "items": {"enum": ["x"]}, "minItems": 2, "uniqueItems": True},
     {"type": "object", "properties": {"a": 3}},
+    {"$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"},
+    {"type": "array", "minItems": 10**9},
+    {"type": "object", "properties": {f"p{i}": {"type": "array", "items": {"$ref": "#"}} for i in range(20)}},
 ])
-def test_impossible_or_unresolvable_schemas_raise_schema_error(schema: dict[str, Any]) -> None:
+def test_impossible_unresolvable_or_huge_schemas_raise_schema_error(schema: dict[str, Any]) -> None:
     with pytest.raises(SchemaError):
         schema_instance(schema, b"x")
