@@ -77,17 +77,16 @@ def _deltas(reply: ChatReply, index: int) -> list[tuple[dict[str, Any], Any]]:
     if call is not None:
         head = {"index": 0, "id": call.call_id, "type": "function",
                 "function": {"name": call.name, "arguments": ""}}
-        return [({"role": "assistant", "content": None, "tool_calls": [head]}, None)] + [
-            ({"tool_calls": [{"index": 0, "function": {"arguments": t}}]}, None) for t in answer.tokens
-        ]
+        return [({"role": "assistant", "content": None, "tool_calls": [head]}, None),
+                *[({"tool_calls": [{"index": 0, "function": {"arguments": t}}]}, None) for t in answer.tokens]]
     pieces = [({"content": t}, reply.logprobs(index, i, i + 1)) for i, t in enumerate(answer.tokens)]
     if len(reply.answers) == 1:
-        return [({"role": "assistant", **pieces[0][0]}, pieces[0][1])] + pieces[1:]
+        return [({"role": "assistant", **pieces[0][0]}, pieces[0][1]), *pieces[1:]]
     # With several choices each opens with a role-only delta, as OpenAI streams them: the SDK
     # builds a later choice's snapshot from its first chunk and then appends that chunk's
     # logprobs again, so a first chunk must not carry a token.
     opener: dict[str, Any] | None = {"content": [], "refusal": None} if reply.top_logprobs is not None else None
-    return [({"role": "assistant", "content": ""}, opener)] + pieces
+    return [({"role": "assistant", "content": ""}, opener), *pieces]
 
 
 class _Chunks:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 from gateway.simulator.fault_spec import FaultSpec, parse_fault_names
 
 GateKind = Literal["auth", "limit", "cold", "status", "tgi-error", "reset-before"]

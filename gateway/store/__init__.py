@@ -1,5 +1,5 @@
 """State behind one protocol: `MemoryStore` (embedded default) and `RedisStore`."""
 
-from .base import Store, StoreError, key
+from gateway.store.protocol import Store, StoreError, key
 
 __all__ = ["Store", "StoreError", "key"]

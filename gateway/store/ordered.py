@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .base import Store, StoreError
+from gateway.store.protocol import Store, StoreError
 
 OnError = Callable[[StoreError], None]
 

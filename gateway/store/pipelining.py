@@ -27,8 +27,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .base import StoreError
-from .resp import RespConnection
+from gateway.store.protocol import StoreError
+from gateway.store.resp import RespConnection
 
 log = logging.getLogger("gateway.store")
 

@@ -22,11 +22,11 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import parse_url
 from redis.exceptions import RedisError
 
-from .base import StoreError
-from .ordered import forget
-from .pipelining import CommandQueue
-from .resp import RespConnection
-from .scripts import lua_source
+from gateway.store.ordered import forget
+from gateway.store.pipelining import CommandQueue
+from gateway.store.protocol import StoreError
+from gateway.store.resp import RespConnection
+from gateway.store.scripts import lua_source
 
 log = logging.getLogger("gateway.store")
 

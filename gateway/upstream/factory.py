@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from ..clock import Clock
-from ..config import Settings
-from . import hf_serverless, openai_compat, tei, tgi
-from .base import Planner, Upstream
-from .http import HttpUpstream
+from gateway.core.call import Upstream
+from gateway.core.clock import Clock
+from gateway.core.config import Settings
+from gateway.upstream.dialects import hf as hf_serverless
+from gateway.upstream.dialects import openai as openai_compat
+from gateway.upstream.dialects import tei, tgi
+from gateway.upstream.http import HttpUpstream
+from gateway.upstream.plan import Planner
 
 PLANNERS: dict[str, Planner] = {
     "hf": hf_serverless.plan,

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from ..config import UpstreamConfig
-from ..pipeline import Answer, Call, Reply
+from gateway.core.call import Answer, Call, Reply
+from gateway.core.config import UpstreamConfig
 
 
 def _echo(call: Call, model: str) -> Answer:

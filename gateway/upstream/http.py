@@ -16,22 +16,21 @@ from typing import Any
 
 import orjson
 
-from ..clock import Clock
-from ..config import UpstreamConfig
-from ..errors import (
+from gateway.core.call import Answer, Call, Reply, StreamReply
+from gateway.core.clock import Clock
+from gateway.core.config import UpstreamConfig
+from gateway.core.errors import (
+    UpstreamConnectTimeout,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from ..pipeline import Answer, Call, Reply, StreamReply
-from ..streaming import DONE, MAX_EVENT, error_in, event_data, read_events
-from .base import Plan, Planner, SseStyle
-from .errors import status_error
-from .pool import Pool
-from .response import Response
-from .wire import (
+from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, read_events
+from gateway.upstream.plan import Plan, Planner, SseStyle
+from gateway.upstream.status_errors import status_error
+from gateway.upstream.transport.connection import (
     BadHeader,
     BadResponse,
     ConnectFailed,
@@ -42,6 +41,8 @@ from .wire import (
     Truncated,
     WireError,
 )
+from gateway.upstream.transport.pool import Pool
+from gateway.upstream.transport.response import Response
 
 log = logging.getLogger("gateway.upstream")
 
@@ -86,12 +87,14 @@ class HttpUpstream:
         assert self._pool is not None, "upstream used before start()"
         try:
             resp = await self._pool.request(plan.method, plan.url, headers, plan.body)
-        except (ConnectTimeout, ReadTimeout) as exc:
-            raise _reason(UpstreamTimeout(f"upstream {self.name} did not answer in time"), "timeout") from exc
+        except ConnectTimeout as exc:
+            raise UpstreamConnectTimeout(f"upstream {self.name} could not be reached in time") from exc
+        except ReadTimeout as exc:
+            raise UpstreamTimeout(f"upstream {self.name} did not answer in time") from exc
         except ConnectFailed as exc:
-            raise _reason(UpstreamUnreachable(f"upstream {self.name} is unreachable"), "connect") from exc
+            raise UpstreamUnreachable(f"upstream {self.name} is unreachable") from exc
         except Disconnected as exc:
-            raise _reason(UpstreamUnreachable(f"upstream {self.name} closed the connection"), "reset") from exc
+            raise UpstreamUnreachable(f"upstream {self.name} closed the connection") from exc
         except BadResponse as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a malformed answer: {exc}") from exc
         except BadHeader as exc:  # only configuration can put a line break there; a retry would send it again
@@ -99,7 +102,7 @@ class HttpUpstream:
             err.retryable = False
             raise err from exc
         except (WireError, OSError) as exc:
-            raise _reason(UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}"), "reset") from exc
+            raise UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}") from exc
         try:
             if resp.status >= 400:
                 raise await self._status_error(resp)
@@ -145,7 +148,7 @@ class HttpUpstream:
                     raise UpstreamProtocolError(f"upstream {self.name} answered more than the cap of {cap} bytes")
                 chunks.append(chunk)
         except ReadTimeout as exc:
-            raise _reason(UpstreamTimeout(f"upstream {self.name} stopped sending its answer"), "timeout") from exc
+            raise UpstreamTimeout(f"upstream {self.name} stopped sending its answer") from exc
         except (Truncated, BadResponse) as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a truncated answer") from exc
         except (WireError, ConnectionError) as exc:
@@ -207,7 +210,7 @@ class HttpUpstream:
             _check_first_event(first, self.name)
         except asyncio.TimeoutError as exc:
             await events.aclose()
-            raise _reason(UpstreamTimeout(f"upstream {self.name} sent no first event in time"), "timeout") from exc
+            raise UpstreamTimeout(f"upstream {self.name} sent no first event in time") from exc
         except BaseException:
             await events.aclose()  # no half-read generator left for the garbage collector to finalise
             raise
@@ -238,11 +241,6 @@ def _check_first_event(first: bytes, upstream: str) -> None:
         raise UpstreamProtocolError(f"upstream {upstream} sent a stream whose first event is not JSON") from exc
 
 
-def _reason(err: UpstreamError, reason: str) -> UpstreamError:
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
-
-
 def _stream_error(err: dict[str, Any], upstream: str) -> UpstreamStatusError:
     inner = err.get("error")
     etype = err.get("error_type")
@@ -265,7 +263,7 @@ async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:
     except LineTooLong as exc:
         raise UpstreamProtocolError(f"upstream {name} sent an overlong SSE line") from exc
     except ReadTimeout as exc:
-        raise _reason(UpstreamTimeout(f"upstream {name} stalled mid-stream"), "timeout") from exc
+        raise UpstreamTimeout(f"upstream {name} stalled mid-stream") from exc
     except (WireError, ConnectionError) as exc:
         raise UpstreamProtocolError(f"upstream {name} dropped the stream") from exc
 

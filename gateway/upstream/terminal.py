@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from ..clock import Clock
-from ..errors import UpstreamTimeout
-from ..pipeline import Answer, Call
+from gateway.core.call import Answer, Call
+from gateway.core.clock import Clock
+from gateway.core.errors import UpstreamTimeout
 
 
 class UpstreamTerminal:

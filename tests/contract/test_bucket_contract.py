@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 import fakeredis
 import pytest
 
-from gateway.clock import FakeClock
-from gateway.policies.buckets import Bucket, decide
-from gateway.store.base import Store
+from gateway.core.clock import FakeClock
+from gateway.policies.limits.buckets import Bucket, decide
 from gateway.store.memory import MemoryStore
+from gateway.store.protocol import Store
 from gateway.store.redis import RedisStore
 from tests.support.redis_server import shared_redis_url
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.config import Settings, load_settings
+from gateway.core.config import Settings, load_settings
 
 from .stack import Stack, start_stack, stop_stack
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.app import create_app
-from gateway.config import Settings
+from gateway.core.config import Settings
+from gateway.http.app import create_app
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 
 GATEWAY_TOKEN = "hf_fake_gateway_token"

@@ -25,10 +25,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from gateway.app import create_app
-from gateway.clock import Clock
-from gateway.config import Settings, load_settings
-from gateway.keys import UPSTREAMS
+from gateway.core.clock import Clock
+from gateway.core.config import Settings, load_settings
+from gateway.http.app import create_app
+from gateway.http.appkeys import UPSTREAMS
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.state import SimState
 from tests.support.processes import free_port

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 
 from .rig import Rig, Tally, chat, eventually, rig
 

@@ -9,9 +9,9 @@ import asyncio
 import functools
 from typing import Any
 
-from gateway.auth import hash_key
-from gateway.clock import FakeClock
-from gateway.config import Settings
+from gateway.core.clock import FakeClock
+from gateway.core.config import Settings
+from gateway.http.middleware.auth import hash_key
 
 from .rig import Rig, Tally, chat, eventually, fault_settings, rig
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.config import load_settings
+from gateway.core.clock import FakeClock
+from gateway.core.config import load_settings
+from gateway.http.app import create_app
 from gateway.simulator.app import SIM_STATE, SimState, create_simulator_app
 from gateway.simulator.config import SimConfig
 

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.config import Settings
+from gateway.core.config import Settings
 from tests.faults.rig import Answer, Rig, Tally, fault_settings, raw_request, rig, tally_fixtures
 
 LIMIT = 64 * 1024  # max_body_bytes here, so oversized bodies stay small

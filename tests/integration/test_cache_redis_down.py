@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.config import load_settings
+from gateway.core.config import load_settings
+from gateway.http.app import create_app
 from tests.support.redis_server import PrivateRedis
 from tests.unit.policies.cachekit import EMBED, GatedUpstream
 

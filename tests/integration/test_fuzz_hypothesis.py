@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from gateway.config import Settings, load_settings
+from gateway.core.config import Settings, load_settings
 from tests.e2e.stack import Stack, start_stack, stop_stack
 from tests.faults.rig import Tally, report
 

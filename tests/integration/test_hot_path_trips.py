@@ -17,9 +17,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.pipeline import Answer, Call, Reply
+from gateway.core.call import Answer, Call, Reply
+from gateway.core.clock import FakeClock
+from gateway.http.app import create_app
 from gateway.store.redis import RedisStore
 from gateway.upstream.fake import FakeUpstream
 from tests.unit.policies.rl_support import A, chat, settings

@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.config import load_settings
+from gateway.core.clock import FakeClock
+from gateway.core.config import load_settings
+from gateway.http.app import create_app
 from tests.support.scripted_upstream import Scripted, serving
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

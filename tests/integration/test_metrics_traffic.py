@@ -29,15 +29,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.config import load_settings
-from gateway.logs import configure_logging
+from gateway.core.clock import FakeClock
+from gateway.core.config import load_settings
+from gateway.http.app import create_app
+from gateway.observability.logs import configure_logging
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import SimConfig
 from tests.support.redis_server import shared_redis_url
-from tests.unit.test_dashboards import DASHBOARDS, load, metric_names, queries
 from tests.support.tools import need
+from tests.unit.test_dashboards import DASHBOARDS, load, metric_names, queries
 
 KEY = "gw_fake_traffic_key_0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -179,9 +179,17 @@ async def test_prometheus_scrapes_the_gateway_and_dashboard_queries_answer(
         assert answer, title
 
 
-def test_the_text_log_format_has_one_access_line_per_request(gateway: Gateway) -> None:
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_text_log_format_has_one_access_line_per_request(gateway: Gateway) -> None:
+    # Info lines are held briefly and written together (gateway.cli.serve.LOG_HOLD): wait until
+    # the workers have written them, rather than reading the file the moment the requests ended.
+    async def written() -> list[str] | None:
+        lines = gateway.process.log.read_text().splitlines()
+        access = [line for line in lines if " gateway.access " in line]
+        return access if sum(" POST /v1/chat/completions 200 " in line for line in access) >= REQUESTS else None
+
+    access = await wait_until("the access lines", written)
     lines = gateway.process.log.read_text().splitlines()
-    access = [line for line in lines if " gateway.access " in line]
     assert sum(" POST /v1/chat/completions 200 " in line for line in access) == REQUESTS
     assert all(" route=chat " in line and " model=sim/gpt2 " in line for line in access if " POST " in line)
     assert lines and not any(line.startswith("{") for line in lines)  # text, not JSON

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.auth import hash_key
+from gateway.http.middleware.auth import hash_key
 from tests.support.processes import Processes, start_fleet
 
 KEY = "gwk_fake_test_key_processes"

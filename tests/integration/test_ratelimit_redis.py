@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from redis.crc import key_slot
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.upstream.fake import FakeUpstream
 from tests.unit.policies.rl_support import A, chat, settings
 

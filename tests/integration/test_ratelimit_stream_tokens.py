@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.auth import hash_key
-from gateway.clock import FakeClock
-from gateway.config import load_settings
+from gateway.core.clock import FakeClock
+from gateway.core.config import load_settings
+from gateway.http.app import create_app
+from gateway.http.middleware.auth import hash_key
 from gateway.simulator.app import create_simulator_app
 from gateway.store.memory import MemoryStore
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 
 from .resilience_kit import stack
 

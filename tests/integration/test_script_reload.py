@@ -14,10 +14,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.policies.buckets import Bucket, parse_reply, send_decision
-from gateway.policies.flight_scripts import FlightKeys, read_claim, send_claim
-from gateway.store.base import StoreError
+from gateway.policies.cache.claims import FlightKeys, read_claim, send_claim
+from gateway.policies.limits.buckets import Bucket, parse_reply, send_decision
 from gateway.store.ordered import send_get
+from gateway.store.protocol import StoreError
 from gateway.store.redis import RedisStore
 from gateway.store.resp import RespConnection
 from tests.support.redis_server import PrivateRedis

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from gateway.auth import hash_key
-from gateway.config import Settings
-from gateway.logs import configure_logging
+from gateway.core.config import Settings
+from gateway.http.middleware.auth import hash_key
+from gateway.observability.logs import configure_logging
 from gateway.simulator.config import SimConfig
 from tests.faults.rig import Answer, Rig, Tally, fault_settings, rig, tally_fixtures
 

@@ -1,6 +1,7 @@
 """Structured-output libraries against the simulator on a real port: `instructor` (tools, JSON-schema
-and JSON modes; skipped unless the `instructor` extra is installed) and `pydantic-ai` (its OpenAI chat and Responses models, with a function tool and a
-structured output) get valid answers, so an app built on them can rehearse against the simulator."""
+and JSON modes; skipped unless the `instructor` extra is installed) and `pydantic-ai` (its OpenAI
+chat and Responses models, with a function tool and a structured output) get valid answers, so an
+app built on them can rehearse against the simulator."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import FaultSpec, ModelSpec, SimConfig
 from gateway.simulator.state import SimState

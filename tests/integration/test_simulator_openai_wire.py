@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from jsonschema import Draft202012Validator
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 
 USER = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -120,7 +120,8 @@ async def test_logprobs_in_the_real_shape_streamed_and_not(sim: TestClient) -> N
     assert set(entry) == {"token", "logprob", "bytes", "top_logprobs"} and len(entry["top_logprobs"]) == 2
     assert set(entry["top_logprobs"][0]) == {"token", "logprob", "bytes"}
     _, raw = await post(sim, "/v1/chat/completions", {**body, "stream": True})
-    streamed = [e for c in chunks_of(raw) if c["choices"][0]["logprobs"] for e in c["choices"][0]["logprobs"]["content"]]
+    streamed = [e for c in chunks_of(raw) if c["choices"][0]["logprobs"]
+                for e in c["choices"][0]["logprobs"]["content"]]
     assert streamed == logprobs["content"]
     _, raw = await post(sim, "/v1/chat/completions", {"model": "m", "messages": USER})
     assert orjson.loads(raw)["choices"][0]["logprobs"] is None

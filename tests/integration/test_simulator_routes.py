@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import ModelSpec, SimConfig
 from gateway.simulator.state import SimState

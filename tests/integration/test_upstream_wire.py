@@ -13,8 +13,7 @@ import gc
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.upstream.pool import Pool
-from gateway.upstream.wire import (
+from gateway.upstream.transport.connection import (
     BadHeader,
     BadResponse,
     ConnectTimeout,
@@ -24,8 +23,10 @@ from gateway.upstream.wire import (
     Truncated,
     request_bytes,
 )
-from gateway.upstream.response import _framing
+from gateway.upstream.transport.pool import Pool
+from gateway.upstream.transport.response import _framing
 from tests.support.scripted_upstream import CLOSE, OK, serving
+
 
 async def post(pool: Pool, body: bytes = b"{}") -> bytes:
     resp = await pool.request("POST", f"{pool.origin}/v1/x", {"Content-Type": "application/json"}, body)

@@ -6,7 +6,7 @@ panel that silently shows nothing).
 
 from __future__ import annotations
 
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
 
 MODELS = ("meta-llama/Llama-3.1-8B-Instruct", "llama")
 TENANTS = ("acme",)

@@ -18,11 +18,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.config import load_settings
-from gateway.logs import ACCESS_FIELDS, LogFormat, configure_logging
-from gateway.pipeline import Answer, Call, Reply, StreamReply
+from gateway.core.call import Answer, Call, Reply, StreamReply
+from gateway.core.clock import FakeClock
+from gateway.core.config import load_settings
+from gateway.http.app import create_app
+from gateway.observability.logs import ACCESS_FIELDS, LogFormat, configure_logging
 from gateway.upstream.fake import FakeUpstream
 
 CHAT = {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}
@@ -162,7 +162,6 @@ async def test_text_format_is_one_readable_line(capture: Capture) -> None:
 
 
 async def test_keys_and_upstream_tokens_never_reach_the_log(capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("gateway.auth", reason="gateway keys arrive with the auth middleware (issue 4)")
     buffer = capture("json")
     digest = hashlib.sha256(GATEWAY_KEY.encode()).hexdigest()
     keys = [{"sha256": digest, "tenant": "acme", "name": "ci"}]
@@ -246,7 +245,6 @@ async def test_a_client_that_leaves_is_logged_as_499_and_leaves_in_flight(captur
 
 @pytest.mark.parametrize(("public", "status"), [(True, 200), (False, 401)])
 async def test_metrics_stays_open_with_keys_unless_told_otherwise(public: bool, status: int) -> None:
-    pytest.importorskip("gateway.auth", reason="gateway keys arrive with the auth middleware (issue 4)")
     keys = [{"sha256": hashlib.sha256(GATEWAY_KEY.encode()).hexdigest(), "tenant": "acme"}]
     client = await client_for(FakeUpstream("hf"), keys=keys, metrics_public=public)
     try:

@@ -13,15 +13,15 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway import auth
-from gateway.app import create_app
-from gateway.auth import KeyRing, hash_key
-from gateway.cli import main
-from gateway.clock import FakeClock
-from gateway.config import KeyConfig, load_settings
-from gateway.pipeline import Answer, Call, Reply
-from gateway.store.base import StoreError, key
+from gateway.cli.main import main
+from gateway.core.call import Answer, Call, Reply
+from gateway.core.clock import FakeClock
+from gateway.core.config import KeyConfig, load_settings
+from gateway.http.app import create_app
+from gateway.http.middleware import auth
+from gateway.http.middleware.auth import KeyRing, hash_key
 from gateway.store.memory import MemoryStore
+from gateway.store.protocol import StoreError, key
 from gateway.upstream.fake import FakeUpstream
 
 KEY = "gwk_fake_test_key_team_a"
@@ -183,7 +183,7 @@ def test_keys_hash_reads_the_key_from_stdin(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_parser_is_wired_into_the_cli() -> None:
-    from gateway.cli import _parser
+    from gateway.cli.main import _parser
 
     args = _parser().parse_args(["keys", "create", "--tenant", "x"])
     assert isinstance(args, argparse.Namespace) and args.tenant == "x"

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import load_settings
+from gateway.core.config import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"

@@ -8,9 +8,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.config import load_settings
-from gateway.errors import ModelLoading, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
+from gateway.core.config import load_settings
+from gateway.core.errors import ModelLoading, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
+from gateway.http.app import create_app
 from gateway.upstream.fake import FakeUpstream
 
 CHAT = {"model": "org/m", "messages": [{"role": "user", "content": "hi"}]}

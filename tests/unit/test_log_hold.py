@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from gateway.logs import access_log, configure_logging
+from gateway.observability.logs import access_log, configure_logging
 
 LOG = logging.getLogger("gateway.test_hold")
 

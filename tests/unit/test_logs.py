@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.logs import (
-    REQUEST_ID,
+from gateway.observability.logs import (
     _SECRET_PATTERNS,
     ACCESS_FIELDS,
+    REQUEST_ID,
     LogFormat,
     access_log,
     configure_logging,

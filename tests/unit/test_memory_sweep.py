@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 from gateway.store.memory import MemoryState
 
 

@@ -14,7 +14,8 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import METRICS, Metrics, mark_worker_dead, reset_multiprocess_dir, status_class
+from gateway.http.appkeys import METRICS
+from gateway.observability.metrics import Metrics, mark_worker_dead, reset_multiprocess_dir, status_class
 from tests.unit.metrics_exercise import exercise_all, make_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,7 +226,7 @@ def test_promtool_finds_nothing_to_complain_about() -> None:
 # fresh interpreter started with PROMETHEUS_MULTIPROC_DIR set, as the CLI starts its workers.
 WORKER = """
 import json, os, sys
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
 m = Metrics(
     models=["llama"], tenants=["acme"], deployments=["hf-router"], multiprocess_dir=sys.argv[1], version="mp-test"
 )
@@ -241,7 +242,7 @@ print(json.dumps({"pid": os.getpid()}))
 """
 RENDER = """
 import sys
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
 sys.stdout.write(Metrics(multiprocess_dir=sys.argv[1], version="mp-test").render()[0].decode())
 """
 
@@ -288,7 +289,7 @@ def test_two_workers_add_up_in_one_scrape(tmp_path: Path) -> None:
 # knows it will fork, then switches to shared values and forks; workers record, one renders.
 FORKING_SUPERVISOR = """
 import os, sys
-from gateway.metrics import Metrics, enable_multiprocess
+from gateway.observability.metrics import Metrics, enable_multiprocess
 path = sys.argv[1]
 enable_multiprocess(path)
 children = []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import load_settings
-from gateway.errors import UnknownModel
-from gateway.routing import Router
+from gateway.core.config import load_settings
+from gateway.core.errors import UnknownModel
+from gateway.core.routing import Router
 from gateway.upstream.fake import FakeUpstream
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
 from gateway.simulator.config import FaultSpec
 from gateway.simulator.fault_spec import parse_fault_names
 from gateway.simulator.faults import Ask, FaultBook

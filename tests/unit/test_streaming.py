@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from gateway.streaming import DONE, error_in, event_data, read_events
+from gateway.core.sse import DONE, error_in, event_data, read_events
 
 
 async def _lines(data: bytes) -> AsyncIterator[bytes]:

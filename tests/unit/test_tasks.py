@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from gateway import tasks
-from gateway.upstream.errors import parse_retry_after, status_error
-from gateway.errors import ModelLoading
+from gateway.core import tasks
+from gateway.core.errors import ModelLoading
+from gateway.upstream.status_errors import parse_retry_after, status_error
 
 
 @pytest.mark.parametrize(

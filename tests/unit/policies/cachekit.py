@@ -11,13 +11,15 @@ import fakeredis
 import orjson
 import pytest
 
-from gateway.clock import Clock, FakeClock, SystemClock
-from gateway.config import Settings, load_settings
-from gateway.pipeline import Answer, Call, Dialect, Flags, Handler, Op, Reply, StreamReply, build_pipeline
-from gateway.policies.cache import CacheStage, ResponseCache
-from gateway.policies.cachekey import CachePlanner
-from gateway.policies.coalesce import CoalesceStage
-from gateway.routing import Router
+from gateway.core.call import Answer, Call, Dialect, Flags, Op, Reply, StreamReply
+from gateway.core.clock import Clock, FakeClock, SystemClock
+from gateway.core.config import Settings, load_settings
+from gateway.core.pipeline import Handler, build_pipeline
+from gateway.core.routing import Router
+from gateway.policies.cache.coalesce import CoalesceStage
+from gateway.policies.cache.key import CachePlanner
+from gateway.policies.cache.response_cache import ResponseCache
+from gateway.policies.cache.stage import CacheStage
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
@@ -125,7 +127,7 @@ async def drain(answer: Answer) -> list[bytes]:
 def stream_reply(events: list[bytes], fail_after: int | None = None,
                  on_rest: Callable[[], None] | None = None) -> StreamReply:
     """A StreamReply of `events` (the first one peeked); optionally raising after `fail_after` more."""
-    from gateway.errors import UpstreamProtocolError
+    from gateway.core.errors import UpstreamProtocolError
 
     async def rest() -> AsyncIterator[bytes]:
         for i, ev in enumerate(events[1:]):

@@ -10,18 +10,19 @@ from typing import Any
 
 import orjson
 
-from gateway.clock import Clock, FakeClock
-from gateway.config import Settings, UpstreamConfig, load_settings
-from gateway.errors import ModelLoading
-from gateway.pipeline import Answer, Call, Dialect, Flags, Handler, Op, Reply, StreamReply, build_pipeline
-from gateway.policies.breaker import Breakers
-from gateway.policies.coldstart import ColdStartStage
-from gateway.policies.fallback import FallbackStage
-from gateway.policies.loadstate import LoadingBoard
-from gateway.policies.retry import RetryStage
-from gateway.routing import Router
-from gateway.store.base import Store
+from gateway.core.call import Answer, Call, Dialect, Flags, Op, Reply, StreamReply
+from gateway.core.clock import Clock, FakeClock
+from gateway.core.config import Settings, UpstreamConfig, load_settings
+from gateway.core.errors import ModelLoading
+from gateway.core.pipeline import Handler, build_pipeline
+from gateway.core.routing import Router
+from gateway.policies.resilience.breaker import Breakers
+from gateway.policies.resilience.coldstart import ColdStartStage
+from gateway.policies.resilience.fallback import FallbackStage
+from gateway.policies.resilience.loading import LoadingBoard
+from gateway.policies.resilience.retry import RetryStage
 from gateway.store.memory import MemoryStore
+from gateway.store.protocol import Store
 from gateway.upstream.fake import FakeUpstream
 from gateway.upstream.terminal import UpstreamTerminal
 

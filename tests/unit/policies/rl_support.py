@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 
-from gateway.auth import hash_key
-from gateway.config import Settings, load_settings
-from gateway.pipeline import Answer, Call, Reply, StreamReply
-from gateway.store.base import StoreError
+from gateway.core.call import Answer, Call, Reply, StreamReply
+from gateway.core.config import Settings, load_settings
+from gateway.http.middleware.auth import hash_key
 from gateway.store.memory import MemoryStore
+from gateway.store.protocol import StoreError
 
 KEY_A = "gwk_fake_test_key_a"
 KEY_B = "gwk_fake_test_key_b"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.clock import FakeClock
-from gateway.config import UpstreamConfig
-from gateway.errors import (
+from gateway.core.clock import FakeClock
+from gateway.core.config import UpstreamConfig
+from gateway.core.errors import (
     BadRequest,
     ModelLoading,
     UpstreamProtocolError,
@@ -14,8 +14,8 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.policies.breaker import Breakers, Outcome, outcome_of
-from gateway.policies.target import Target
+from gateway.policies.resilience.breaker import Breakers, Outcome, outcome_of
+from gateway.policies.resilience.target import Target
 
 T = Target("tgi", "org/model")
 OTHER = Target("tgi", "org/other")

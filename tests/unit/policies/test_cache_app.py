@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
+from gateway.core.clock import FakeClock
+from gateway.http.app import create_app
 from tests.unit.policies.cachekit import CLASSIFY, EMBED, GatedUpstream, chat_body, settings, stream_reply
 
 EMBED_BODY = {"model": EMBED, "input": ["one", "two"]}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.clock import FakeClock
-from gateway.policies.cache_entry import Envelope
-from gateway.policies.cache_local import LocalEntries
+from gateway.core.clock import FakeClock
+from gateway.policies.cache.entry import Envelope
+from gateway.policies.cache.local import LocalEntries
 
 
 def _env(size: int) -> Envelope:

@@ -6,17 +6,18 @@ from collections.abc import Callable
 
 import orjson
 
-from gateway.pipeline import Op, Reply, StreamReply
-from tests.unit.policies.cachekit import backend, store_pair  # noqa: F401  (fixtures)
-from tests.unit.policies.cachekit import (
+from gateway.core.call import Op, Reply, StreamReply
+from tests.unit.policies.cachekit import (  # noqa: F401  (fixtures)
     CHAT,
     GatedUpstream,
     Replica,
     StorePair,
+    backend,
     chat_body,
     drain,
     prefixed,
     settings,
+    store_pair,
     stream_reply,
 )
 

@@ -14,15 +14,14 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.clock import Clock, FakeClock
-from gateway.errors import UpstreamStatusError
-from gateway.pipeline import Answer, Call, Reply
-from gateway.policies.coalesce_flight import FlightKeys
+from gateway.core.call import Answer, Call, Reply
+from gateway.core.clock import Clock, FakeClock
+from gateway.core.errors import UpstreamStatusError
+from gateway.policies.cache.flight import FlightKeys
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
-from tests.unit.policies.cachekit import backend, store_pair  # noqa: F401  (fixtures)
 from tests.support.held_replies import held_store
-from tests.unit.policies.cachekit import GatedUpstream, Replica, StorePair, prefixed, settings
+from tests.unit.policies.cachekit import GatedUpstream, Replica, StorePair, backend, prefixed, settings, store_pair  # noqa: F401  (fixtures)
 
 
 @dataclass

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import FakeClock
-from gateway.errors import RateLimited, UpstreamStatusError, UpstreamTimeout
-from gateway.pipeline import Answer, Call, Flags, Op, Reply
+from gateway.core.call import Answer, Call, Flags, Op, Reply
+from gateway.core.clock import FakeClock
+from gateway.core.errors import RateLimited, UpstreamStatusError, UpstreamTimeout
 from gateway.store.memory import MemoryStore
 from tests.unit.policies.cachekit import CHAT, GatedUpstream, Replica, chat_body, drain, settings, stream_reply
 

@@ -13,13 +13,16 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.clock import FakeClock
-from gateway.config import load_settings
-from gateway.errors import BadRequest, ModelLoading, UpstreamStatusError, UpstreamUnreachable
-from gateway.metrics import Metrics
-from gateway.pipeline import Answer, Call, Dialect, Handler, Op, Reply, StreamReply, build_pipeline
-from gateway.policies.metrics import MetricsStage, StreamWatch, UpstreamTimer, model_label, retry_reason
-from gateway.routing import Router
+from gateway.core.call import Answer, Call, Dialect, Op, Reply, StreamReply
+from gateway.core.clock import FakeClock
+from gateway.core.config import load_settings
+from gateway.core.errors import BadRequest, ModelLoading, UpstreamStatusError, UpstreamUnreachable
+from gateway.core.pipeline import Handler, build_pipeline
+from gateway.core.routing import Router
+from gateway.observability.metrics import Metrics
+from gateway.observability.stage import MetricsStage, model_label
+from gateway.observability.stream_watch import StreamWatch
+from gateway.observability.upstream_timer import UpstreamTimer, retry_reason
 from gateway.upstream.fake import FakeUpstream
 
 _ids = itertools.count()
@@ -163,8 +166,10 @@ async def test_policy_annotations_become_events_once_per_call() -> None:
 
     async def annotate(call: Call, nxt: Handler) -> Answer:
         call.cache = "hit"
-        call.extras.update(cache_bytes=120, fallbacks=1, coldstart_wait=12.5, shaping_wait=0.25,
-                           ratelimit=[("tenant", "allowed"), ("model", "allowed"), ("outbound", "allowed")])
+        call.caching.served_bytes = 120
+        call.resilience.fallbacks, call.resilience.coldstart_wait = 1, 12.5
+        call.limiting.shaping_wait = 0.25
+        call.limiting.outcomes += [("tenant", "allowed"), ("model", "allowed"), ("outbound", "allowed")]
         call.tokens_in, call.tokens_out = 3, 4
         return Reply(200, b"{}")
 
@@ -186,7 +191,7 @@ async def test_a_failed_call_is_accounted_too() -> None:
     router, m = world()
 
     async def limited(call: Call, nxt: Handler) -> Answer:
-        call.extras["ratelimit"] = [("tenant", "limited")]
+        call.limiting.outcomes.append(("tenant", "limited"))
         raise BadRequest("no")
 
     run = pipeline(m, FakeClock(), limited, FakeUpstream().send)  # type: ignore[arg-type]

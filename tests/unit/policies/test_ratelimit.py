@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.config import Settings
-from gateway.policies.buckets import Bucket, StoreGuard, decide
-from gateway.store.base import Store, StoreError
+from gateway.core.clock import FakeClock
+from gateway.core.config import Settings
+from gateway.http.app import create_app
+from gateway.policies.limits.buckets import Bucket, decide
+from gateway.store.guard import StoreGuard
 from gateway.store.memory import MemoryStore
+from gateway.store.protocol import Store, StoreError
 from gateway.upstream.fake import FakeUpstream
 from tests.support.held_replies import held_store
 
@@ -132,7 +133,7 @@ async def test_default_limits_cover_tenants_without_their_own_and_an_open_gatewa
 async def test_decisions_are_recorded_for_metrics(gw: Gw) -> None:
     await gw.chat()
     call = gw.up.calls[0][0]
-    assert call.extras["ratelimit"] == [("tenant", "allowed")]
+    assert call.limiting.outcomes == [("tenant", "allowed")]
     assert call.tenant == "team-a"
 
 
@@ -150,8 +151,8 @@ async def test_store_down_fail_open_admits_and_says_so(hang: bool) -> None:
         answers = [await gw.chat() for _ in range(7)]
         assert {r.status for r in answers} == {200}
         call = gw.up.calls[-1][0]
-        assert call.extras["ratelimit_store_error"] is True
-        assert call.extras["ratelimit"] == [("tenant", "error_open")]
+        assert call.limiting.store_error is True
+        assert call.limiting.outcomes == [("tenant", "error_open")]
 
 
 async def test_store_down_fail_closed_answers_503_with_retry_after() -> None:

@@ -7,17 +7,18 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import create_app
-from gateway.clock import FakeClock
-from gateway.config import load_settings
-from gateway.metrics import METRICS, Metrics
-from gateway.pipeline import Call, Dialect, Op, Reply
-from gateway.policies.breaker import BREAKERS, Outcome
-from gateway.policies.loadstate import LOADING, LoadState
-from gateway.policies.readouts import watch_policies
-from gateway.policies.shaping import ShapingStage
-from gateway.policies.target import Target
-from gateway.routing import Router
+from gateway.core.call import Call, Dialect, Op, Reply
+from gateway.core.clock import FakeClock
+from gateway.core.config import load_settings
+from gateway.core.routing import Router
+from gateway.http.app import create_app
+from gateway.http.appkeys import BREAKERS, LOADING, METRICS
+from gateway.observability.metrics import Metrics
+from gateway.observability.readouts import watch_policies
+from gateway.policies.limits.shaping import ShapingStage
+from gateway.policies.resilience.breaker import Outcome
+from gateway.policies.resilience.loading import LoadState
+from gateway.policies.resilience.target import Target
 from gateway.store.memory import MemoryStore
 from gateway.upstream.fake import FakeUpstream
 
@@ -72,8 +73,7 @@ async def test_queue_depth_counts_calls_waiting_for_an_outbound_slot() -> None:
     stage = ShapingStage(settings, MemoryStore(clock), clock)
 
     upstream = FakeUpstream("hf", config=settings.upstreams["hf"])  # the budget is the upstream's
-    app = create_app(settings, clock=clock, upstreams={"hf": upstream})
-    watch_policies(app, m, [stage])
+    watch_policies(m, deployments=["hf"], paced=["hf"], breakers=None, board=None, shaping=stage)
     router = Router(settings.models, {"hf": upstream})
 
     async def nxt(call: Call) -> Reply:

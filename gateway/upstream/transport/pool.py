@@ -1,0 +1,163 @@
+"""One upstream origin's keep-alive connections: at most `limit` in use, idle ones reused newest first.
+
+`Pool.request` writes a request on a connection (reused or new) and returns the `wire.Response`
+once its head arrived; the response hands its connection back through `release()` / `close()`.
+
+Invariants:
+- At most `limit` connections are in use; a request beyond that waits for one (FIFO).
+- An idle connection is reused only if it is still open, has nothing unread, and has been idle
+  less than `keepalive` seconds; otherwise it is closed.
+- A reused connection that closes before a byte of the answer arrived (the upstream dropped it
+  while it sat idle) is replaced once by a new one; a new connection that does the same fails.
+- Waiting for a free connection and opening one each count against `connect_timeout` (ConnectTimeout).
+- Nothing leaks on cancellation: a request cancelled before its head arrived closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections import deque
+from urllib.parse import quote, urlsplit
+
+from gateway.upstream.transport.connection import (
+    ConnectFailed,
+    Connection,
+    ConnectTimeout,
+    Disconnected,
+    request_bytes,
+)
+from gateway.upstream.transport.response import Response, read_head
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")
+
+
+class Pool:
+    """The connections to one `scheme://host:port`."""
+
+    def __init__(self, base_url: str, *, limit: int, connect_timeout: float, read_timeout: float | None,
+                 keepalive: float = 30.0) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.host = parts.hostname
+        tls = parts.scheme == "https"
+        self.port = parts.port or (443 if tls else 80)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal keeps its brackets
+        self.host_header = name if self.port == (443 if tls else 80) else f"{name}:{self.port}"
+        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
+        self.limit = limit
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.keepalive = keepalive
+        self._slots = asyncio.Semaphore(limit)
+        self._idle: deque[Connection] = deque()
+        self._open: set[Connection] = set()
+        self.active = 0
+
+    def stats(self) -> tuple[int, int]:
+        """(in use, idle) connections."""
+        return self.active, len(self._idle)
+
+    def target(self, url: str) -> str:
+        """The request target (path and query) of `url`, which must be on this pool's origin."""
+        if url.startswith(self.origin) and url[len(self.origin):len(self.origin) + 1] in ("/", "?", ""):
+            rest = url[len(self.origin):] or "/"
+        else:
+            parts = urlsplit(url)
+            if f"{parts.scheme}://{parts.netloc}" != self.origin:
+                raise ValueError(f"{url!r} is not on {self.origin}")
+            rest = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if rest[0] == "?":
+            rest = "/" + rest
+        return quote(rest, safe="/:@!$&'()*+,;=%?-._~") if _UNSAFE.search(rest) else rest
+
+    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
+        """Send one request; the response once its head arrived (its body still to read)."""
+        data = request_bytes(method, self.target(url), self.host_header, headers, body)
+        if self._slots.locked():  # every connection in use: waiting for one counts against the connect timeout
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise ConnectTimeout(f"no free connection to {self.host}:{self.port} within "
+                                     f"{self.connect_timeout:g} s ({self.limit} in use)") from exc
+        else:
+            await self._slots.acquire()
+        self.active += 1
+        try:
+            conn = self._reusable() or await self._connect()
+            try:
+                return await self._exchange(conn, method, data)
+            except Disconnected:
+                if not conn.reused:
+                    raise
+            # A reused connection that closed before a byte of an answer: almost always the upstream
+            # closing an idle keep-alive connection just as it was taken (a POST goes again, once, on a
+            # new connection; the retry stage would resend it anyway, after a backoff).
+            return await self._exchange(await self._connect(), method, data)
+        except BaseException:
+            self._give_back(None, False)
+            raise
+
+    async def _exchange(self, conn: Connection, method: str, data: bytes) -> Response:
+        try:
+            conn.send(data)
+            status, headers, keep_alive = await read_head(conn)
+            return Response(conn, status, headers, keep_alive, method, self._give_back)
+        except BaseException:
+            self._forget(conn)
+            raise
+
+    def _reusable(self) -> Connection | None:
+        idle = self._idle
+        if not idle:
+            return None
+        now = asyncio.get_running_loop().time()
+        while idle and now - idle[0].idle_since > self.keepalive:  # the oldest first: expired ones go
+            self._forget(idle.popleft())
+        while idle:
+            conn = idle.pop()  # the newest: the most likely to be open still
+            if conn.usable():
+                conn.reused = True
+                return conn
+            self._forget(conn)
+        return None
+
+    async def _connect(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: Connection(self.read_timeout), self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None)
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        self._open.add(conn)
+        return conn
+
+    def _give_back(self, conn: Connection | None, reusable: bool) -> None:
+        """A request is over: its slot is free; its connection idles for the next one, or is closed."""
+        self.active -= 1
+        self._slots.release()
+        if conn is None:
+            return
+        if reusable:
+            conn.idle_since = asyncio.get_running_loop().time()
+            self._idle.append(conn)
+        else:
+            self._forget(conn)
+
+    def _forget(self, conn: Connection) -> None:
+        conn.close()
+        self._open.discard(conn)
+
+    async def close(self) -> None:
+        """Close every connection, idle or in use."""
+        for conn in list(self._open):
+            self._forget(conn)
+        self._idle.clear()
