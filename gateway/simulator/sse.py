@@ -90,5 +90,5 @@ async def _write_events(call: SimCall, resp: web.StreamResponse, stream: StreamB
     if failure is not None and failure[1] == "cut":
         abort(call.request)
         return False
-    await resp.write(stream.error_event if failure is not None else stream.done)
+    await resp.write(stream.failure_event(written) if failure is not None else stream.done)
     return True
