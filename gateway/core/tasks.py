@@ -54,7 +54,8 @@ def is_deterministic(task: str | None, body: dict[str, Any] | None) -> bool:
     if task in (FEATURE_EXTRACTION, TEXT_CLASSIFICATION, ZERO_SHOT, TOKEN_CLASSIFICATION, SENTENCE_SIMILARITY):
         return True
     if task in (TEXT_GENERATION, "chat", "completions") and isinstance(body, dict):
-        params = body.get("parameters") if isinstance(body.get("parameters"), dict) else body
+        nested = body.get("parameters")
+        params: dict[str, Any] = nested if isinstance(nested, dict) else body
         if params.get("seed") is not None:
             return True
         if params.get("do_sample") is False:

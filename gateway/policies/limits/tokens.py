@@ -76,7 +76,8 @@ def completion_ceiling(call: Call, default: int) -> int:
     if not generates_text(call):
         return 0
     body = call.body or {}
-    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    nested = body.get("parameters")
+    params: dict[str, Any] = nested if isinstance(nested, dict) else {}
     for value in (body.get("max_completion_tokens"), body.get("max_tokens"), params.get("max_new_tokens")):
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             n = body.get("n")

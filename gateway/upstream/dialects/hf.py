@@ -48,7 +48,8 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
 def hf_adapter(call: Call) -> Any:
     """The shape fix the HF client needs for this task (PROTOCOL.md §1.4), if any."""
     body = call.body if isinstance(call.body, dict) else {}
-    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    nested = body.get("parameters")
+    params: dict[str, Any] = nested if isinstance(nested, dict) else {}
     if call.task == tasks.ZERO_SHOT or "candidate_labels" in params:
         return tasks.zero_shot_list
     if call.task in (tasks.TEXT_CLASSIFICATION, None):

@@ -27,7 +27,8 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
         if call.task in (tasks.FEATURE_EXTRACTION, None):
             return Plan(f"{base_url}/embed", dump({k: body[k] for k in _EMBED_KEYS if k in body}))
         if call.task == tasks.TEXT_CLASSIFICATION:
-            params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+            nested = body.get("parameters")
+            params: dict[str, Any] = nested if isinstance(nested, dict) else {}
             payload = {"inputs": body.get("inputs")}
             if isinstance(body.get("inputs"), str):
                 adapt = _compose(tasks.nest_classification, tasks.top_k(params.get("top_k")))
