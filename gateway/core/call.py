@@ -14,11 +14,11 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from gateway.core.config import ModelConfig, UpstreamConfig
+from gateway.core.config import ModelConfig, UpstreamConfig, UpstreamKind
 
 
 class Dialect(enum.Enum):
@@ -103,7 +103,7 @@ class CacheNotes:
     sent: Any = None  # policies.cache.stage.Sent: the lookup `prepare` queued before the pipeline ran
     claim: Any = None  # policies.cache.claims.Claim: the flight the lookup claimed, for the coalesce stage
     served_bytes: int = 0  # bytes answered from the cache (a hit, or a coalesced follower)
-    store: str | None = None  # "store" | "store_skipped": what became of this answer
+    store: Literal["store", "store_skipped"] | None = None  # what became of this answer
     stored_bytes: int = 0
     store_errors: int = 0
 
@@ -165,7 +165,7 @@ class StreamReply:
     content_type: str = "text/event-stream"
     on_close: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
-    async def events(self) -> AsyncIterator[bytes]:
+    async def events(self) -> AsyncGenerator[bytes, None]:
         """Every event, the peeked one first."""
         try:
             if self.first:
@@ -215,7 +215,7 @@ class Upstream(Protocol):
     """A configured backend with its own connection pool."""
 
     name: str
-    kind: str
+    kind: UpstreamKind
     config: UpstreamConfig
 
     async def send(self, call: Call, model: str) -> Answer: ...

@@ -11,7 +11,7 @@ event; a client that goes away stops the loop and the upstream response is close
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 
@@ -21,7 +21,7 @@ DONE = b"data: [DONE]\n\n"
 MAX_EVENT = 1024 * 1024  # one SSE event (or line) from an upstream; larger is a protocol error
 
 
-async def read_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def read_events(lines: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """Group raw lines into SSE events (each ends with `\\n\\n`)."""
     buf: list[bytes] = []
     size = 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from aiohttp import web
 
@@ -67,7 +67,8 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
     return resp
 
 
-async def _until_deadline(events: AsyncIterator[bytes], call: Call, clock: Clock) -> AsyncIterator[bytes]:
+async def _until_deadline(events: AsyncIterator[bytes], call: Call,
+                          clock: Clock) -> AsyncGenerator[bytes, None]:
     """`events`, each awaited within what is left of the call's deadline; UpstreamTimeout past it."""
     while True:
         remaining = call.deadline - clock.monotonic()
