@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 HF_ROUTER = "https://router.huggingface.co"
+UpstreamKind = Literal["hf", "tgi", "tei", "openai"]
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
             "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$")
@@ -97,7 +98,7 @@ class UpstreamConfig(BaseModel):
     """One backend: where it is, how to authenticate, how long to wait, how hard to push."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["hf", "tgi", "tei", "openai"] = "hf"
+    kind: UpstreamKind = "hf"
     base_url: str = HF_ROUTER
     token_env: str | None = "HF_TOKEN"
     token: SecretStr | None = Field(None, exclude=True)  # filled from token_env, never from the file
