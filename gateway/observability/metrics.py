@@ -78,7 +78,8 @@ def enable_multiprocess(path: str) -> None:
     reset_multiprocess_dir(path)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     if values.ValueClass is values.MutexValue:
-        values.ValueClass = values.MultiProcessValue()
+        # prometheus_client ships py.typed but leaves its multiprocess helpers unannotated.
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
 def reset_multiprocess_dir(path: str) -> None:
@@ -89,7 +90,7 @@ def reset_multiprocess_dir(path: str) -> None:
 
 def mark_worker_dead(pid: int, path: str) -> None:
     """Drop a dead worker's live gauges (in-flight, queue depth, ...) from the sums."""
-    mark_process_dead(pid, path)
+    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
 
 
 class Metrics:
@@ -115,7 +116,7 @@ class Metrics:
             _check_multiprocess(multiprocess_dir)
             # Families must not be registered with the registry that reads the files, or this
             # worker's values would be exported twice.
-            MultiProcessCollector(self.registry, path=multiprocess_dir)
+            MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]  # unannotated upstream
             target = None
         self._c = Catalogue(target, self._probes)
         self._c.info.labels(version or package_version()).set(1)

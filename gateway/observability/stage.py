@@ -26,7 +26,7 @@ from functools import partial
 from gateway.core.call import Answer, Call, StreamReply
 from gateway.core.clock import Clock
 from gateway.core.pipeline import Handler
-from gateway.observability.catalogue import CACHE_EVENTS, RATELIMIT_OUTCOMES, RATELIMIT_SCOPES
+from gateway.observability.catalogue import CACHE_EVENTS, RATELIMIT_OUTCOMES, RATELIMIT_SCOPES, in_vocabulary
 from gateway.observability.metrics import Metrics
 from gateway.observability.stream_watch import StreamWatch
 
@@ -94,7 +94,7 @@ def record_call(m: Metrics, call: Call) -> None:
     _record_cache(m, call)
     paced = False
     for scope, outcome in call.limiting.outcomes:
-        if scope in RATELIMIT_SCOPES and outcome in RATELIMIT_OUTCOMES:
+        if in_vocabulary(scope, RATELIMIT_SCOPES) and in_vocabulary(outcome, RATELIMIT_OUTCOMES):
             m.ratelimit_decision(scope, outcome)
             paced = paced or (scope == "outbound" and outcome == "allowed")
     for _ in range(call.resilience.fallbacks):
@@ -108,8 +108,8 @@ def record_call(m: Metrics, call: Call) -> None:
 
 def _record_cache(m: Metrics, call: Call) -> None:
     notes = call.caching
-    if call.cache != "none" and call.cache in CACHE_EVENTS:
-        m.cache_event(call.cache)  # type: ignore[arg-type]
+    if call.cache != "none" and in_vocabulary(call.cache, CACHE_EVENTS):
+        m.cache_event(call.cache)
     if notes.served_bytes and call.cache in ("hit", "coalesced"):
         m.cache_bytes("served", notes.served_bytes)
     stored = notes.store
