@@ -8,7 +8,8 @@ and rendered by the middleware.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypedDict
 
 import orjson
 from aiohttp import HttpVersion11, web
@@ -28,6 +29,12 @@ _TGI_SUFFIXES = {"/generate": Op.TGI_GENERATE, "/generate_stream": Op.TGI_GENERA
                  "/predict": Op.TEI_PREDICT, "/rerank": Op.TEI_RERANK}
 
 
+class _RouteOptions(TypedDict):
+    """Keyword arguments every inference route is added with (typed, so `**opts` type-checks)."""
+
+    expect_handler: Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+
+
 class Gateway:
     """The inference handlers of one app."""
 
@@ -38,7 +45,7 @@ class Gateway:
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
-        opts = {"expect_handler": self.expect}  # Expect: 100-continue checks the body size first
+        opts: _RouteOptions = {"expect_handler": self.expect}  # Expect: 100-continue checks the body size first
         r.add_post("/v1/chat/completions", self.chat, **opts)
         r.add_post("/v1/completions", self.completions, **opts)
         r.add_post("/v1/embeddings", self.embeddings, **opts)

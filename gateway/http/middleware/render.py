@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.core.call import Call, Dialect, Op
 from gateway.core.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
@@ -48,10 +49,8 @@ def render_error(request: web.Request, err: GatewayError) -> web.Response:
     if upstream_headers:
         headers.update(upstream_headers)
     if dialect_of(request) is Dialect.OPENAI:
-        body: dict[str, object] = {"error": {"message": err.message, "type": err.type, "code": err.code}}
-        extra = err.extra_body()
-        if extra:
-            body["error"].update(extra)  # type: ignore[union-attr]
+        error = {"message": err.message, "type": err.type, "code": err.code, **err.extra_body()}
+        body: dict[str, object] = {"error": error}
         headers["X-Error-Message"] = _safe_header(err.message)
     else:
         body = {"error": err.message, **err.extra_body()}
@@ -61,7 +60,7 @@ def render_error(request: web.Request, err: GatewayError) -> web.Response:
     return web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 
-def error_middleware() -> Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]:
+def error_middleware() -> Middleware:
     """Renders every error (the request id and arrival time come from the observe middleware, outside it)."""
 
     @web.middleware
@@ -79,8 +78,7 @@ def error_middleware() -> Callable[[web.Request, HandlerFn], Awaitable[web.Strea
             return render_error(request, NotFound(f"no route for {request.method} {request.path[:200]}"))
         except web.HTTPException as exc:
             if exc.status >= 400:
-                err = GatewayError(exc.reason or "request failed", status=exc.status)
-                return render_error(request, err)
+                return render_error(request, GatewayError(exc.reason or "request failed", status=exc.status))
             raise
         except Exception:
             log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID)})
