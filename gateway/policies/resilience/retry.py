@@ -58,7 +58,7 @@ def retry_reason(exc: BaseException) -> str | None:
 
 def backoff(attempt: int, policy: RetryConfig, rand: Callable[[], float]) -> float:
     """Full-jitter backoff before attempt `attempt + 1` (`attempt` counts from 1)."""
-    ceiling = min(policy.cap, policy.base * 2 ** (attempt - 1))
+    ceiling = min(policy.cap, policy.base * 2.0 ** (attempt - 1))
     return rand() * ceiling
 
 
@@ -84,9 +84,12 @@ class RetryStage:
             except GatewayError as exc:
                 passed = self.clock.monotonic() >= call.deadline
                 self.breakers.record(target, outcome_of(exc, deadline_passed=passed))
+                reason = retry_reason(exc)
+                if reason is None:
+                    raise  # never retried: see the module docstring
                 wait = self._wait_before_next(call, exc, attempt, policy, target)
                 call.retries += 1
-                call.resilience.retry_reasons.append(retry_reason(exc))
+                call.resilience.retry_reasons.append(reason)
                 started = self.clock.monotonic()
                 await self.clock.sleep(wait)
                 call.waited_seconds += self.clock.monotonic() - started
@@ -97,7 +100,7 @@ class RetryStage:
     def _wait_before_next(self, call: Call, exc: GatewayError, attempt: int, policy: RetryConfig,
                           target: Target) -> float:
         """Seconds to wait before trying again; raises `exc` when this request must not try again."""
-        if retry_reason(exc) is None or attempt >= policy.max_attempts:
+        if attempt >= policy.max_attempts:
             raise exc
         wait = exc.retry_after if exc.retry_after is not None else backoff(attempt, policy, self.rand)
         if can_hand_off(call) and wait > self.cfg.handoff_wait:
