@@ -92,7 +92,7 @@ def probe_all(probes: dict[str, PoolProbe]) -> Iterator[tuple[str, tuple[int, in
     for deployment, probe in list(probes.items()):
         try:
             yield deployment, probe()
-        except Exception:  # noqa: BLE001 - a broken probe must never break the scrape
+        except Exception:  # a broken probe must never break the scrape
             continue
 
 

@@ -276,7 +276,7 @@ class Metrics:
         for fn in self._refreshers:
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - a broken read-out must never break the scrape
+            except Exception:  # a broken read-out must never break the scrape
                 continue
         self.refresh_pools()
 

@@ -69,20 +69,20 @@ class MetricsStage:
         call.streaming.ttfb = seconds
         try:
             self._m.stream_first_byte(call.route_label, model_label(self._m, call), seconds)
-        except Exception:  # noqa: BLE001 - metrics never fail a request
+        except Exception:  # metrics never fail a request
             log.exception("recording a stream's first byte failed")
 
     def _stream_closed(self, call: Call, watch: StreamWatch) -> None:
         try:
             watch.settle(call)
-        except Exception:  # noqa: BLE001 - metrics never fail a request
+        except Exception:  # metrics never fail a request
             log.exception("counting a stream's tokens failed")
         self._account(call)
 
     def _account(self, call: Call) -> None:
         try:
             record_call(self._m, call)
-        except Exception:  # noqa: BLE001 - metrics never fail a request
+        except Exception:  # metrics never fail a request
             log.exception("recording a call's metrics failed")
 
 

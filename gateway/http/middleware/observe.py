@@ -75,7 +75,7 @@ def observe_middleware(metrics: Metrics, clock: Clock) -> Middleware:
                 metrics.add_in_flight(-1)
             try:
                 _finish(metrics, request, status, clock.monotonic() - started, traffic)
-            except Exception:  # noqa: BLE001 - recording never fails a request
+            except Exception:  # recording never fails a request
                 log.exception("recording a finished request failed", extra={"request_id": rid})
 
     return observe
