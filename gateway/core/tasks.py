@@ -84,7 +84,7 @@ def flat_classification(data: Any) -> Any:
 def zero_shot_list(data: Any) -> Any:
     """The legacy `{sequence, labels, scores}` zero-shot shape -> `[{label, score}]`."""
     if isinstance(data, dict) and isinstance(data.get("labels"), list) and isinstance(data.get("scores"), list):
-        return [{"label": lab, "score": sc} for lab, sc in zip(data["labels"], data["scores"])]
+        return [{"label": lab, "score": sc} for lab, sc in zip(data["labels"], data["scores"], strict=False)]
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) and "labels" in data[0]:
         return zero_shot_list(data[0])
     return data
