@@ -167,7 +167,7 @@ class CallParser:
         raw = await read_body(request, self.max_body)
         ctype = request.headers.get("Content-Type", "")
         body: dict[str, Any] | None
-        if not raw or ctype.startswith("application/json") or not ctype and raw[:1] in (b"{", b"["):
+        if not raw or ctype.startswith("application/json") or (not ctype and raw[:1] in (b"{", b"[")):
             body = parse_json_object(raw)
             if op is not Op.TEI_RERANK and "inputs" not in body:
                 raise BadRequest("the request body needs an `inputs` field")
@@ -176,7 +176,7 @@ class CallParser:
         route = self.router.resolve(model)
         accept = request.headers.get("Accept")
         task = path_task or route.task or tasks.detect_task(body, accept)
-        stream = bool(body and body.get("stream") is True) or op is Op.TGI_GENERATE and path_task == "stream"
+        stream = bool(body and body.get("stream") is True) or (op is Op.TGI_GENERATE and path_task == "stream")
         call = self._call(request, Dialect.HF, op, op.value, model, body, raw, stream, task, route=route)
         call.content_type = ctype or None
         call.accept = accept
@@ -193,7 +193,8 @@ class CallParser:
         return Call(
             request_id=request[REQUEST_ID], dialect=dialect, op=op, route_label=label, model=model,
             route=route or self.router.resolve(model), body=body, raw=raw, stream=stream, task=task,
-            forward_headers=fwd, flags=flags, tenant=request.get(TENANT), api_key_id=request.get(API_KEY_ID), started=request.get(STARTED, now), deadline=now + timeout,
+            forward_headers=fwd, flags=flags, tenant=request.get(TENANT), api_key_id=request.get(API_KEY_ID),
+            started=request.get(STARTED, now), deadline=now + timeout,
         )
 
 

@@ -64,7 +64,7 @@ def in_vocabulary(value: str, vocabulary: frozenset[V]) -> TypeGuard[V]:
 class Children(Generic[C]):
     """Bounded label tuple -> cached child, so an observation costs one dict lookup."""
 
-    __slots__ = ("_metric", "_allowed", "_cache")
+    __slots__ = ("_allowed", "_cache", "_metric")
 
     def __init__(self, metric: C, allowed: Allowed) -> None:
         self._metric: C = metric

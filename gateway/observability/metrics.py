@@ -43,9 +43,9 @@ from gateway.observability.catalogue import (
 )
 
 __all__ = [
-    "Metrics", "CacheOutcome", "CacheEvent", "CacheBytesDirection", "CircuitState",
-    "PoolProbe", "RateLimitOutcome", "RateLimitScope", "RetryReason", "status_class",
-    "enable_multiprocess", "reset_multiprocess_dir", "mark_worker_dead",
+    "CacheBytesDirection", "CacheEvent", "CacheOutcome", "CircuitState", "Metrics", "PoolProbe",
+    "RateLimitOutcome", "RateLimitScope", "RetryReason", "enable_multiprocess", "mark_worker_dead",
+    "reset_multiprocess_dir", "status_class",
 ]  # fmt: skip
 
 OTHER = "other"  # any model / tenant / deployment that is not configured

@@ -36,7 +36,7 @@ else:
 class _Batch:
     """One batch in flight: how many replies it expects, those come so far, and the one future they go to."""
 
-    __slots__ = ("expected", "replies", "future")
+    __slots__ = ("expected", "future", "replies")
 
     def __init__(self, expected: int, future: asyncio.Future[list[Any]]) -> None:
         self.expected = expected

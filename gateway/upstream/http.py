@@ -8,7 +8,6 @@ and for streams peeks the first data event before returning, so an early failure
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
 from collections.abc import AsyncIterator
@@ -138,7 +137,8 @@ class HttpUpstream:
     async def _read_body(self, resp: Response) -> bytes:
         cap = self.config.max_response_bytes
         if resp.content_length is not None and resp.content_length > cap:
-            raise UpstreamProtocolError(f"upstream {self.name} answered {resp.content_length} bytes, over the cap of {cap}")
+            raise UpstreamProtocolError(
+                f"upstream {self.name} answered {resp.content_length} bytes, over the cap of {cap}")
         chunks: list[bytes] = []
         size = 0
         try:
@@ -161,7 +161,8 @@ class HttpUpstream:
         if coding == "identity":
             return body
         if coding not in ("gzip", "x-gzip", "deflate"):
-            raise UpstreamProtocolError(f"upstream {self.name} sent a {coding}-encoded answer, which the gateway cannot read")
+            raise UpstreamProtocolError(
+                f"upstream {self.name} sent a {coding}-encoded answer, which the gateway cannot read")
         cap = self.config.max_response_bytes
         inflate = zlib.decompressobj(zlib.MAX_WBITS + (16 if "gzip" in coding else 0))
         try:
@@ -169,7 +170,8 @@ class HttpUpstream:
         except zlib.error as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a corrupt {coding} answer") from exc
         if len(out) > cap or inflate.unconsumed_tail:
-            raise UpstreamProtocolError(f"upstream {self.name} answered more than the cap of {cap} bytes (decompressed)")
+            raise UpstreamProtocolError(
+                f"upstream {self.name} answered more than the cap of {cap} bytes (decompressed)")
         return out
 
     async def _complete(self, call: Call, resp: Response, plan: Plan, relayed: dict[str, str]) -> Reply:
@@ -208,7 +210,7 @@ class HttpUpstream:
             if not first:
                 raise UpstreamProtocolError(f"upstream {self.name} ended the stream before its first event")
             _check_first_event(first, self.name)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             await events.aclose()
             raise UpstreamTimeout(f"upstream {self.name} sent no first event in time") from exc
         except BaseException:

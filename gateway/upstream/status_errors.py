@@ -54,7 +54,8 @@ def _message_of(data: Any) -> tuple[str | None, str | None, float | None]:
         return err, etype, est_f
     if isinstance(err, dict):
         msg = err.get("message")
-        return (str(msg) if msg is not None else None), (err.get("type") if isinstance(err.get("type"), str) else etype), est_f
+        typ = err.get("type")
+        return (str(msg) if msg is not None else None), (typ if isinstance(typ, str) else etype), est_f
     if isinstance(err, list) and err:
         return "; ".join(str(e) for e in err), etype, est_f
     msg = data.get("message")

@@ -1,4 +1,7 @@
-"""The TEI dialect (`kind: tei`): embeddings, classification and reranking (`/embed`, `/predict`, `/rerank`, `/v1/embeddings`)."""
+"""The TEI dialect (`kind: tei`): embeddings, classification and reranking.
+
+Routes: `/embed`, `/predict`, `/rerank`, `/v1/embeddings`.
+"""
 
 from __future__ import annotations
 
