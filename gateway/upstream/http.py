@@ -28,7 +28,7 @@ from gateway.core.errors import (
 )
 from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, read_events
 from gateway.upstream.plan import Plan, Planner, SseStyle
-from gateway.upstream.status_errors import status_error
+from gateway.upstream.status_errors import status_error, stream_error
 from gateway.upstream.transport.connection import (
     BadHeader,
     BadResponse,
@@ -48,7 +48,6 @@ log = logging.getLogger("gateway.upstream")
 # Response headers worth giving back to the client.
 _RELAY_PREFIXES = ("x-ratelimit-", "ratelimit", "x-inference-provider", "x-compute-")
 _CREDENTIAL_STATUSES = frozenset({401, 402, 403})  # the upstream refuses the gateway's token (or its account)
-_TGI_ERROR_STATUS = {"validation": 422, "overloaded": 429, "generation": 424, "template": 422, "tool_error": 422}
 
 
 class HttpUpstream:
@@ -135,7 +134,8 @@ class HttpUpstream:
     async def _read_body(self, resp: Response) -> bytes:
         cap = self.config.max_response_bytes
         if resp.content_length is not None and resp.content_length > cap:
-            raise UpstreamProtocolError(f"upstream {self.name} answered {resp.content_length} bytes, over the cap of {cap}")
+            raise UpstreamProtocolError(
+                f"upstream {self.name} answered {resp.content_length} bytes, over the cap of {cap}")
         chunks: list[bytes] = []
         size = 0
         try:
@@ -158,7 +158,8 @@ class HttpUpstream:
         if coding == "identity":
             return body
         if coding not in ("gzip", "x-gzip", "deflate"):
-            raise UpstreamProtocolError(f"upstream {self.name} sent a {coding}-encoded answer, which the gateway cannot read")
+            raise UpstreamProtocolError(
+                f"upstream {self.name} sent a {coding}-encoded answer, which the gateway cannot read")
         cap = self.config.max_response_bytes
         inflate = zlib.decompressobj(zlib.MAX_WBITS + (16 if "gzip" in coding else 0))
         try:
@@ -166,7 +167,8 @@ class HttpUpstream:
         except zlib.error as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a corrupt {coding} answer") from exc
         if len(out) > cap or inflate.unconsumed_tail:
-            raise UpstreamProtocolError(f"upstream {self.name} answered more than the cap of {cap} bytes (decompressed)")
+            raise UpstreamProtocolError(
+                f"upstream {self.name} answered more than the cap of {cap} bytes (decompressed)")
         return out
 
     async def _complete(self, call: Call, resp: Response, plan: Plan, relayed: dict[str, str]) -> Reply:
@@ -201,7 +203,7 @@ class HttpUpstream:
                     break
             err = error_in(first) if first else None
             if err is not None:
-                raise _stream_error(err, self.name)
+                raise stream_error(err)
             if not first:
                 raise UpstreamProtocolError(f"upstream {self.name} ended the stream before its first event")
             _check_first_event(first, self.name)
@@ -241,18 +243,6 @@ def _check_first_event(first: bytes, upstream: str) -> None:
 def _reason(err: UpstreamError, reason: str) -> UpstreamError:
     err.reason = reason  # type: ignore[attr-defined]
     return err
-
-
-def _stream_error(err: dict[str, Any], upstream: str) -> UpstreamStatusError:
-    inner = err.get("error")
-    etype = err.get("error_type")
-    if isinstance(inner, dict):
-        message = str(inner.get("message") or inner)
-        etype = etype or inner.get("type")
-    else:
-        message = str(inner)
-    status = _TGI_ERROR_STATUS.get(str(etype), 502)
-    return UpstreamStatusError(message, status=status, error_type=str(etype) if etype else None)
 
 
 async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:

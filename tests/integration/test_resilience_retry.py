@@ -47,7 +47,7 @@ async def test_an_exhausted_deadline_answers_the_429_now_with_retry_after_inside
             "model": "sim/chat-429x3-ra10", "messages": [{"role": "user", "content": "hi"}]})
         assert resp.status == 429
         assert resp.headers["Retry-After"] == "10"
-        assert (await resp.json())["error"]["code"] == "upstream_rate_limited"
+        assert (await resp.json())["error"]["code"] == "rate_limit_exceeded"  # the upstream's own code
         assert s.clock.monotonic() - start < 5
         assert s.upstream_calls("sim/chat-429x3-ra10") == 1
 
