@@ -6,6 +6,8 @@ from typing import Any
 
 from gateway.core import tasks
 from gateway.core.call import Call, Op
+from gateway.core.errors import BadRequest
+from gateway.core.model_ids import is_path_id
 from gateway.upstream.dialects.bodies import dump, hf_body, unsupported, with_model
 from gateway.upstream.plan import Plan, SseStyle
 
@@ -16,7 +18,8 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
         return Plan(f"{base_url}/v1/chat/completions", with_model(call, model), stream=call.stream)
     if op is Op.COMPLETIONS:
         return Plan(f"{base_url}/v1/completions", with_model(call, model), stream=call.stream)
-    model_url = f"{base_url}/hf-inference/models/{model.split(':', 1)[0]}"
+    # Here the id becomes part of the URL path: only a strict id may (core/model_ids.py).
+    model_url = f"{base_url}/hf-inference/models/{_path_id(model)}"
     if op is Op.EMBEDDINGS:
         body = call.body or {}
         payload: dict[str, Any] = {"inputs": body.get("input")}
@@ -43,6 +46,15 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
     if op is Op.TEI_PREDICT:
         return Plan(f"{model_url}/pipeline/text-classification", hf_body(call), adapt=tasks.flat_classification)
     raise unsupported(call, "hf")
+
+
+def _path_id(model: str) -> str:
+    """The id for the URL path (without a `:provider` suffix), or BadRequest when it cannot be one."""
+    name = model.split(":", 1)[0]
+    if not is_path_id(name):
+        raise BadRequest(f"model {model[:80]!r} cannot be sent to an HF upstream's task routes: there the id is "
+                         "part of the URL path and must look like 'org/name'; route it to an `openai` upstream")
+    return name
 
 
 def hf_adapter(call: Call) -> Any:
