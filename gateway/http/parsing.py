@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from gateway.core import tasks
-from gateway.core.call import Call, Dialect, Flags, Op
+from gateway.core.call import Call, Dialect, Flags, Op, Route
 from gateway.core.clock import Clock
 from gateway.core.errors import BadRequest, PayloadTooLarge
 from gateway.core.model_ids import check_body_id, check_path_id
@@ -170,7 +170,7 @@ class CallParser:
             body = None  # raw bytes (image/audio tasks): forwarded as they came
         route = self.router.resolve(model)
         accept = request.headers.get("Accept")
-        task = path_task or route.task or tasks.detect_task(body, accept)
+        task = path_task or route.task or tasks.detect_task(body, accept) or _only_task(route, body)
         stream = bool(body and body.get("stream") is True) or (op is Op.TGI_GENERATE and path_task == "stream")
         call = self._call(request, Dialect.HF, op, op.value, model, body, raw, stream, task, route=route)
         call.content_type = ctype or None
@@ -190,6 +190,14 @@ class CallParser:
             route=route or self.router.resolve(model), body=body, raw=raw, stream=stream, task=task,
             forward_headers=fwd, flags=flags, tenant=request.get(TENANT), api_key_id=request.get(API_KEY_ID), started=request.get(STARTED, now), deadline=now + timeout,
         )
+
+
+def _only_task(route: Route, body: dict[str, Any] | None) -> str | None:
+    """The task a body must be when the route's upstreams can serve nothing else: an `openai` upstream
+    answers an HF `{"inputs": text}` body only as embeddings (its /embeddings, in the HF shape)."""
+    if all(d.upstream.kind == "openai" for d in route.deployments) and tasks.plain_text_inputs(body):
+        return tasks.FEATURE_EXTRACTION
+    return None
 
 
 def _require_openai_fields(op: Op, body: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from gateway.core import tasks
 from gateway.core.call import Call, Op
 from gateway.core.errors import BadRequest
 from gateway.core.model_ids import is_path_id
+from gateway.core.tokens import prompt_tokens
 from gateway.upstream.dialects.bodies import dump, hf_body, unsupported, with_model
 from gateway.upstream.plan import Plan, SseStyle
 
@@ -25,8 +26,9 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
         payload: dict[str, Any] = {"inputs": body.get("input")}
         if body.get("dimensions") is not None:
             payload["dimensions"] = body["dimensions"]
-        return Plan(f"{model_url}/pipeline/feature-extraction", dump(payload),
-                    adapt=tasks.embeddings_to_openai(call.model, (call.body or {}).get("encoding_format")))
+        # HF feature-extraction counts no tokens: `usage` gets the estimate the rate limiter uses too.
+        adapt = tasks.embeddings_to_openai(call.model, body.get("encoding_format"), prompt_tokens(call))
+        return Plan(f"{model_url}/pipeline/feature-extraction", dump(payload), adapt=adapt)
     if op is Op.HF_TASK:
         path_task = call.extras.get("path_task")
         url = f"{model_url}/pipeline/{path_task}" if path_task else model_url
