@@ -84,6 +84,9 @@ def parse_rate(text: str) -> dict[str, float]:
     return {"count": count, "period": mult * _PERIODS[m.group(3)]}
 
 
+RetryOn = int | Literal["connect"]
+
+
 class RetryConfig(BaseModel):
     """Exponential backoff with full jitter; Retry-After from the upstream always wins."""
 
@@ -91,6 +94,18 @@ class RetryConfig(BaseModel):
     max_attempts: int = Field(3, ge=1, le=20)
     base: float = Field(0.5, gt=0)
     cap: float = Field(8.0, gt=0)
+    # What is retried: upstream statuses (429 or 5xx) and "connect" (refused, reset before any answer,
+    # or no connection within connect_timeout: the request never got there). A "model is loading"
+    # 503 is the cold-start stage's, whatever this says; read timeouts are never retried.
+    retry_on: list[RetryOn] = Field(default_factory=lambda: [429, 502, 503, 504, "connect"])
+
+    @field_validator("retry_on")
+    @classmethod
+    def _retryable(cls, v: list[RetryOn]) -> list[RetryOn]:
+        for item in v:
+            if isinstance(item, int) and not (item == 429 or 500 <= item <= 599):
+                raise ValueError(f"retry_on: {item} cannot be retried (statuses: 429 or 500-599, or 'connect')")
+        return v
 
 
 class UpstreamConfig(BaseModel):
@@ -347,6 +362,19 @@ class Settings(BaseSettings):
                 if value:
                     object.__setattr__(up, "token", SecretStr(value))
         return self
+
+
+def missing_credentials(settings: Settings) -> dict[str, list[str]]:
+    """Environment variable -> the upstreams whose `token_env` names it while it is unset or empty.
+
+    Such upstreams are called without a credential (the HF router then answers 401 to every call);
+    `hf-gateway serve` says so once at start. An upstream with `token_env: null` needs none.
+    """
+    missing: dict[str, list[str]] = {}
+    for name, up in settings.upstreams.items():
+        if up.token_env and up.token is None:
+            missing.setdefault(up.token_env, []).append(name)
+    return missing
 
 
 def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:

@@ -69,3 +69,13 @@ def test_rates(text: str, count: float, period: float) -> None:
 def test_bad_rate_is_explained() -> None:
     with pytest.raises(ValidationError, match="write it like"):
         Rate.model_validate("lots/minute")
+
+
+def test_retry_on_takes_429_5xx_and_connect_only() -> None:
+    from gateway.core.config import RetryConfig
+
+    assert RetryConfig().retry_on == [429, 502, 503, 504, "connect"]
+    assert RetryConfig(retry_on=[500, "connect"]).retry_on == [500, "connect"]
+    for bad in ([404], [200], ["timeout"]):
+        with pytest.raises(ValueError, match="retry_on"):
+            RetryConfig(retry_on=bad)
