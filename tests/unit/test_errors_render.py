@@ -74,8 +74,11 @@ async def test_transport_failures(gw: tuple[TestClient, FakeUpstream], exc: Exce
         ("/v1/chat/completions", b"[1, 2]", {}, 400),
         ("/v1/chat/completions", orjson.dumps({"model": 5, "messages": []}), {}, 400),
         ("/v1/chat/completions", orjson.dumps({"model": "a/b"}), {}, 400),
-        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "../../etc/passwd"}), {}, 400),
-        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "http://evil.test/x"}), {}, 400),
+        # A body id may be any visible ASCII (ids of other backends); path-bound ids are checked where they
+        # become a path (tests/integration/test_bad_input.py aims them at another host).
+        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "org/x\r\nHost: evil"}), {}, 400),
+        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "org/x y"}), {}, 400),
+        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "a" * 257}), {}, 400),
         ("/v1/chat/completions", orjson.dumps({**CHAT, "max_tokens": "ten"}), {}, 400),
         ("/v1/embeddings", orjson.dumps({"model": "a/b", "input": "x", "encoding_format": "hex"}), {}, 400),
         ("/models/org/m", b"\xff\xfe{", {"Content-Type": "application/json"}, 400),
