@@ -85,6 +85,7 @@ def parse_rate(text: str) -> dict[str, float]:
 
 
 RetryOn = int | Literal["connect"]
+DEFAULT_RETRY_ON: tuple[RetryOn, ...] = (429, 502, 503, 504, "connect")
 
 
 class RetryConfig(BaseModel):
@@ -97,7 +98,7 @@ class RetryConfig(BaseModel):
     # What is retried: upstream statuses (429 or 5xx) and "connect" (refused, reset before any answer,
     # or no connection within connect_timeout: the request never got there). A "model is loading"
     # 503 is the cold-start stage's, whatever this says; read timeouts are never retried.
-    retry_on: list[RetryOn] = Field(default_factory=lambda: [429, 502, 503, 504, "connect"])
+    retry_on: list[RetryOn] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
 
     @field_validator("retry_on")
     @classmethod
