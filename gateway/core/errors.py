@@ -1,4 +1,4 @@
-"""The gateway's one error hierarchy; `middleware.render_error` is the only place they become HTTP.
+"""The gateway's one error hierarchy; `http/middleware/render.py` (`render_error`) is the only place they become HTTP.
 
     GatewayError                      status, type, code, retryable, extra headers
     ├── ClientError                   the request is at fault (4xx), never retried
@@ -15,7 +15,8 @@
     │   └── StoreUnavailable              Redis down with fail_closed
     └── UpstreamError                 the upstream failed us
         ├── UpstreamUnreachable       502 connection refused / reset before a response
-        ├── UpstreamTimeout           504 connect or read timeout, or the deadline passed
+        ├── UpstreamTimeout           504 read timeout, or the deadline passed
+        │   └── UpstreamConnectTimeout    no connection within connect_timeout (never reached it)
         ├── UpstreamProtocolError     502 garbage, truncated or oversized response
         └── UpstreamStatusError       the upstream's own non-2xx answer, relayed with its status
             └── ModelLoading          503 "model is currently loading" with estimated_time
@@ -150,6 +151,10 @@ class UpstreamUnreachable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+class UpstreamConnectTimeout(UpstreamTimeout):
+    """No connection was made in time: the request never reached the upstream, so a retry is safe."""
 
 
 class UpstreamProtocolError(UpstreamError):

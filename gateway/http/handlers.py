@@ -19,7 +19,7 @@ from gateway.core.model_ids import check_body_id
 from gateway.core.pipeline import Handler
 from gateway.core.routing import Router
 from gateway.http.appkeys import CALL
-from gateway.http.middleware.errors import render_error
+from gateway.http.middleware.render import render_error
 from gateway.http.parsing import CallParser, check_model, check_task
 from gateway.http.relay import relay_stream
 

@@ -176,7 +176,7 @@ class CallParser:
         call.content_type = ctype or None
         call.accept = accept
         if path_task and path_task != "stream":
-            call.extras["path_task"] = path_task
+            call.path_task = path_task
         return call
 
     def _call(self, request: web.Request, dialect: Dialect, op: Op, label: str, model: str,
@@ -188,7 +188,8 @@ class CallParser:
         return Call(
             request_id=request[REQUEST_ID], dialect=dialect, op=op, route_label=label, model=model,
             route=route or self.router.resolve(model), body=body, raw=raw, stream=stream, task=task,
-            forward_headers=fwd, flags=flags, tenant=request.get(TENANT), api_key_id=request.get(API_KEY_ID), started=request.get(STARTED, now), deadline=now + timeout,
+            forward_headers=fwd, flags=flags, tenant=request.get(TENANT), api_key_id=request.get(API_KEY_ID),
+            started=request.get(STARTED, now), deadline=now + timeout,
         )
 
 

@@ -48,15 +48,15 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except GatewayError as exc:
-            call.extras["stream_error"] = exc.code
+            call.streaming.error = exc.code
             await resp.write(_error_event(call, exc.message))
         except Exception as exc:  # an upstream bug must still end the stream cleanly
             log.exception("stream relay failed", extra={"request_id": call.request_id})
-            call.extras["stream_error"] = type(exc).__name__
+            call.streaming.error = type(exc).__name__
             await resp.write(_error_event(call, "the upstream stream failed"))
         await resp.write_eof()
     except ConnectionResetError:
-        call.extras["client_gone"] = True
+        call.streaming.client_gone = True
     finally:
         await timed.aclose()
         await events.aclose()

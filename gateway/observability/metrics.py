@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
@@ -44,7 +43,7 @@ from gateway.observability.catalogue import (
 )
 
 __all__ = [
-    "METRICS", "Metrics", "CacheOutcome", "CacheEvent", "CacheBytesDirection", "CircuitState",
+    "Metrics", "CacheOutcome", "CacheEvent", "CacheBytesDirection", "CircuitState",
     "PoolProbe", "RateLimitOutcome", "RateLimitScope", "RetryReason", "status_class",
     "enable_multiprocess", "reset_multiprocess_dir", "mark_worker_dead",
 ]  # fmt: skip
@@ -308,5 +307,3 @@ def _check_multiprocess(path: str) -> None:
     if not os.path.isdir(path):
         raise RuntimeError(f"multiprocess metrics directory {path!r} does not exist")
 
-
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)

@@ -93,5 +93,5 @@ async def _write_events(call: SimCall, resp: web.StreamResponse, stream: StreamB
     if failure is not None and plan.midstream_body is not None:
         await resp.write(b"data: " + dumps(plan.midstream_body) + b"\n\n")
     else:
-        await resp.write(stream.error_event if failure is not None else stream.done)
+        await resp.write(stream.failure_event(written) if failure is not None else stream.done)
     return True

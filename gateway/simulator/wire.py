@@ -52,6 +52,13 @@ class StreamBody:
     error_event: bytes
     more: Callable[[int], bytes]
     """Event number `n` (1-based, after `events`) of an endless stream."""
+    error_at: Callable[[int], bytes] | None = None
+    """The in-band error event after `n` data events, for dialects whose events are numbered
+    (Responses API `sequence_number`); None means `error_event` wherever the failure falls."""
+
+    def failure_event(self, written: int) -> bytes:
+        """The in-band error event that follows `written` data events."""
+        return self.error_at(written) if self.error_at is not None else self.error_event
 
 
 Rendered = Body | StreamBody

@@ -1,14 +1,13 @@
 """`HttpUpstream`: one backend's connection pool and the one place transport errors are mapped.
 
 Given a `Plan`, it sends the request with the upstream's own credential (never the client's),
-maps transport failures to `gateway.errors`, turns non-2xx answers into `UpstreamStatusError`
+maps transport failures to `gateway.core.errors`, turns non-2xx answers into `UpstreamStatusError`
 (body read and the connection released before anyone sleeps on it), validates and adapts JSON,
 and for streams peeks the first data event before returning, so an early failure is an HTTP error.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from gateway.core.call import Answer, Call, Reply, StreamReply
 from gateway.core.clock import Clock
 from gateway.core.config import UpstreamConfig
 from gateway.core.errors import (
+    UpstreamConnectTimeout,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -85,12 +85,14 @@ class HttpUpstream:
         assert self._pool is not None, "upstream used before start()"
         try:
             resp = await self._pool.request(plan.method, plan.url, headers, plan.body)
-        except (ConnectTimeout, ReadTimeout) as exc:
-            raise _reason(UpstreamTimeout(f"upstream {self.name} did not answer in time"), "timeout") from exc
+        except ConnectTimeout as exc:
+            raise UpstreamConnectTimeout(f"upstream {self.name} could not be reached in time") from exc
+        except ReadTimeout as exc:
+            raise UpstreamTimeout(f"upstream {self.name} did not answer in time") from exc
         except ConnectFailed as exc:
-            raise _reason(UpstreamUnreachable(f"upstream {self.name} is unreachable"), "connect") from exc
+            raise UpstreamUnreachable(f"upstream {self.name} is unreachable") from exc
         except Disconnected as exc:
-            raise _reason(UpstreamUnreachable(f"upstream {self.name} closed the connection"), "reset") from exc
+            raise UpstreamUnreachable(f"upstream {self.name} closed the connection") from exc
         except BadResponse as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a malformed answer: {exc}") from exc
         except BadHeader as exc:  # only configuration can put a line break there; a retry would send it again
@@ -98,7 +100,7 @@ class HttpUpstream:
             err.retryable = False
             raise err from exc
         except (WireError, OSError) as exc:
-            raise _reason(UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}"), "reset") from exc
+            raise UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}") from exc
         try:
             if resp.status >= 400:
                 raise await self._status_error(resp)
@@ -145,7 +147,7 @@ class HttpUpstream:
                     raise UpstreamProtocolError(f"upstream {self.name} answered more than the cap of {cap} bytes")
                 chunks.append(chunk)
         except ReadTimeout as exc:
-            raise _reason(UpstreamTimeout(f"upstream {self.name} stopped sending its answer"), "timeout") from exc
+            raise UpstreamTimeout(f"upstream {self.name} stopped sending its answer") from exc
         except (Truncated, BadResponse) as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a truncated answer") from exc
         except (WireError, ConnectionError) as exc:
@@ -207,9 +209,9 @@ class HttpUpstream:
             if not first:
                 raise UpstreamProtocolError(f"upstream {self.name} ended the stream before its first event")
             _check_first_event(first, self.name)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             await events.aclose()
-            raise _reason(UpstreamTimeout(f"upstream {self.name} sent no first event in time"), "timeout") from exc
+            raise UpstreamTimeout(f"upstream {self.name} sent no first event in time") from exc
         except BaseException:
             await events.aclose()  # no half-read generator left for the garbage collector to finalise
             raise
@@ -240,11 +242,6 @@ def _check_first_event(first: bytes, upstream: str) -> None:
         raise UpstreamProtocolError(f"upstream {upstream} sent a stream whose first event is not JSON") from exc
 
 
-def _reason(err: UpstreamError, reason: str) -> UpstreamError:
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
-
-
 async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:
     try:
         while True:
@@ -255,7 +252,7 @@ async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:
     except LineTooLong as exc:
         raise UpstreamProtocolError(f"upstream {name} sent an overlong SSE line") from exc
     except ReadTimeout as exc:
-        raise _reason(UpstreamTimeout(f"upstream {name} stalled mid-stream"), "timeout") from exc
+        raise UpstreamTimeout(f"upstream {name} stalled mid-stream") from exc
     except (WireError, ConnectionError) as exc:
         raise UpstreamProtocolError(f"upstream {name} dropped the stream") from exc
 

@@ -14,7 +14,8 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.observability.metrics import METRICS, Metrics, mark_worker_dead, reset_multiprocess_dir, status_class
+from gateway.http.appkeys import METRICS
+from gateway.observability.metrics import Metrics, mark_worker_dead, reset_multiprocess_dir, status_class
 from tests.unit.metrics_exercise import exercise_all, make_metrics
 
 REPO = Path(__file__).resolve().parents[2]

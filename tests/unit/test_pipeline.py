@@ -18,8 +18,11 @@ def _call() -> Call:
                 route=route, body=None, raw=b"")
 
 
+started: dict[int, set[str]] = {}  # id(call) -> the names of the stages whose work is still to undo
+
+
 class Starting:
-    """A stage whose prepare starts work (noted in extras) that its abandon must undo."""
+    """A stage whose prepare starts work (noted on the call, counted in `pending`) that its abandon must undo."""
 
     def __init__(self, name: str, *, abandon_fails: bool = False) -> None:
         self.name = name
@@ -27,11 +30,13 @@ class Starting:
         self.undone = False
 
     def prepare(self, call: Call) -> bool:
-        call.extras[self.name] = "started"
+        started.setdefault(id(call), set()).add(self.name)
+        call.pending += 1
         return False
 
     def abandon(self, call: Call) -> None:
-        if call.extras.pop(self.name, None) is not None:
+        if self.name in started.get(id(call), set()):
+            started[id(call)].discard(self.name)
             self.undone = True
         if self.abandon_fails:
             raise RuntimeError(f"{self.name}: abandon failed")

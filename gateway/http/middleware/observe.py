@@ -32,7 +32,7 @@ from gateway.observability.catalogue import CACHE_OUTCOMES, CacheOutcome
 from gateway.observability.logs import ACCESS_LOGGER, access_log
 from gateway.observability.logs import REQUEST_ID as REQUEST_ID_VAR
 from gateway.observability.metrics import Metrics
-from gateway.observability.stage import TTFB, model_label
+from gateway.observability.stage import model_label
 
 HandlerFn = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]
@@ -99,7 +99,7 @@ def _finish(metrics: Metrics, request: web.Request, status: int, total: float, t
         else:
             cache: CacheOutcome = call.cache if call.cache in CACHE_OUTCOMES else "none"  # type: ignore[assignment]
             upstream = call.upstream_seconds
-            ttfb = call.extras.get(TTFB) if call.extras else None
+            ttfb = call.streaming.ttfb
             if ttfb is not None:
                 upstream += max(0.0, total - ttfb)  # after the first byte a stream runs at the upstream's pace
             metrics.request_done(call.route_label, model_label(metrics, call), call.tenant, status, cache,
@@ -123,11 +123,12 @@ def access_record(request: web.Request, call: Call | None, status: int, total: f
         upstream_s=round(call.upstream_seconds, 4), stream=call.stream,
         tokens_in=call.tokens_in, tokens_out=call.tokens_out,
     )  # fmt: skip
-    extras = call.extras
-    if extras:
-        if TTFB in extras:
-            record["ttfb_s"] = round(extras[TTFB], 4)
-        for key in ("stream_error", "client_gone", "fallbacks"):
-            if key in extras:
-                record[key] = extras[key]
+    if call.streaming.ttfb is not None:
+        record["ttfb_s"] = round(call.streaming.ttfb, 4)
+    if call.streaming.error is not None:
+        record["stream_error"] = call.streaming.error
+    if call.streaming.client_gone:
+        record["client_gone"] = True
+    if call.resilience.fallbacks:
+        record["fallbacks"] = call.resilience.fallbacks
     return record

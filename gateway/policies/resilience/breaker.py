@@ -25,8 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from gateway.core.clock import Clock
 from gateway.core.config import UpstreamConfig
 from gateway.core.errors import (
@@ -36,7 +34,6 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.http.appkeys import CLOCK, SETTINGS
 from gateway.policies.resilience.target import Target
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
@@ -190,13 +187,3 @@ class Breakers:
             return
         for t in [t for t, c in self._circuits.items() if c.state == CLOSED][: len(self._circuits) - _MAX_CIRCUITS]:
             del self._circuits[t]
-
-
-BREAKERS: web.AppKey[Breakers] = web.AppKey("breakers", Breakers)
-
-
-def breakers_of(app: web.Application) -> Breakers:
-    """The app's breakers, made on first use (the fallback and retry stages share them)."""
-    if BREAKERS not in app:
-        app[BREAKERS] = Breakers(app[CLOCK], app[SETTINGS].upstreams)
-    return app[BREAKERS]

@@ -14,9 +14,9 @@ the injected clock; the jitter through an injected random source.
 
 Invariants: no wait passes the deadline (when the budget left cannot cover the wait plus a useful
 attempt, the upstream's error is answered now, with a Retry-After saying how long to wait); with
-another deployment left (`HANDOFF`), a wait longer than `handoff_wait` hands the request over
+another deployment left (`call.resilience.handoff`), a wait longer than `handoff_wait` hands the request over
 instead; an open circuit stops the retries. Every attempt is reported to the breaker. The Call
-records `retries`, `waited_seconds` and `extras["retry_reasons"]` (metric reason labels).
+records `retries`, `waited_seconds` and `resilience.retry_reasons` (metric reason labels).
 """
 
 from __future__ import annotations
@@ -25,20 +25,21 @@ import math
 import random
 from collections.abc import Callable
 
-from aiohttp import web
-
 from gateway.core.call import Answer, Call
 from gateway.core.clock import Clock
 from gateway.core.config import ResilienceConfig, RetryConfig
-from gateway.core.errors import GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
+from gateway.core.errors import (
+    GatewayError,
+    ModelLoading,
+    UpstreamConnectTimeout,
+    UpstreamStatusError,
+    UpstreamUnreachable,
+)
 from gateway.core.pipeline import Handler
-from gateway.http.appkeys import CLOCK, SETTINGS
-from gateway.policies.resilience.breaker import Breakers, Outcome, breakers_of, outcome_of
+from gateway.policies.resilience.breaker import Breakers, Outcome, outcome_of
 from gateway.policies.resilience.target import Target, can_hand_off, deployment_of, target_of
-from gateway.upstream.transport.connection import ConnectTimeout
 
 _MIN_ATTEMPT = 0.25  # an attempt with less budget than this left could only end in a timeout
-RETRY_REASONS = "retry_reasons"
 
 
 def retry_reason(exc: BaseException) -> str | None:
@@ -51,14 +52,9 @@ def retry_reason(exc: BaseException) -> str | None:
         return "5xx" if exc.status >= 500 else None
     if isinstance(exc, UpstreamUnreachable):
         return "connect"
-    if isinstance(exc, UpstreamTimeout) and _connect_timeout(exc):
+    if isinstance(exc, UpstreamConnectTimeout):  # only a timeout while connecting: the request never got there
         return "timeout"
     return None
-
-
-def _connect_timeout(exc: UpstreamTimeout) -> bool:
-    # Only a timeout while connecting is safe: the request never reached the upstream.
-    return isinstance(exc.__cause__, ConnectTimeout) or getattr(exc, "reason", None) == "connect"
 
 
 def may_retry(exc: BaseException, policy: RetryConfig) -> bool:
@@ -86,10 +82,6 @@ class RetryStage:
         self.cfg = cfg
         self.rand = rand or random.Random().random
 
-    @classmethod
-    def from_app(cls, app: web.Application) -> RetryStage:
-        return cls(app[CLOCK], breakers_of(app), app[SETTINGS].resilience)
-
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         dep = deployment_of(call)
         target = target_of(dep, call.model)
@@ -104,7 +96,7 @@ class RetryStage:
                 self.breakers.record(target, outcome_of(exc, deadline_passed=passed))
                 wait = self._wait_before_next(call, exc, attempt, policy, target)
                 call.retries += 1
-                call.extras.setdefault(RETRY_REASONS, []).append(retry_reason(exc))
+                call.resilience.retry_reasons.append(retry_reason(exc))
                 started = self.clock.monotonic()
                 await self.clock.sleep(wait)
                 call.waited_seconds += self.clock.monotonic() - started

@@ -30,7 +30,7 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
         adapt = tasks.embeddings_to_openai(call.model, body.get("encoding_format"), prompt_tokens(call))
         return Plan(f"{model_url}/pipeline/feature-extraction", dump(payload), adapt=adapt)
     if op is Op.HF_TASK:
-        path_task = call.extras.get("path_task")
+        path_task = call.path_task
         url = f"{model_url}/pipeline/{path_task}" if path_task else model_url
         if call.task == tasks.TEXT_TO_IMAGE:
             return Plan(url, hf_body(call), accept=call.accept or "image/png", expect_json=False,

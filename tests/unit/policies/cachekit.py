@@ -18,7 +18,8 @@ from gateway.core.pipeline import Handler, build_pipeline
 from gateway.core.routing import Router
 from gateway.policies.cache.coalesce import CoalesceStage
 from gateway.policies.cache.key import CachePlanner
-from gateway.policies.cache.stage import CacheStage, ResponseCache
+from gateway.policies.cache.response_cache import ResponseCache
+from gateway.policies.cache.stage import CacheStage
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore

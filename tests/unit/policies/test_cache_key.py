@@ -160,7 +160,7 @@ def test_keys_are_versioned_hash_tagged_and_computed_once_per_call() -> None:
     call = make_call(ROUTER, CLOCK)
     plan = _planner().plan(call)
     assert plan is not None and plan.key.startswith("gwtest:v1:cache:{")
-    assert call.extras["cache_digest"] in plan.key
+    assert call.caching.digest in plan.key
     call.body = {"model": EMBED, "input": "changed"}  # the digest is reused, not recomputed
     again = _planner().plan(call)
     assert again is not None and again.key == plan.key

@@ -43,7 +43,7 @@ async def test_ten_concurrent_requests_to_a_cold_model_all_succeed_behind_one_pr
     assert cold.loading_answers == 1 and cold.calls_until_ready() <= 2
     assert len(cold.times) == 11  # the first 503, then one call per request once ready
     assert rig.clock.monotonic() - start == pytest.approx(20.0)
-    assert sum(1 for c in calls if c.extras.get("coldstart") == "probe") >= 1
+    assert sum(1 for c in calls if c.resilience.coldstart == "probe") >= 1
     assert all(c.waited_seconds <= 20.0 + 1e-6 for c in calls)
     assert await rig.store.get(key("gw", "cold", "hf|org/model", "probe")) is None
 
@@ -226,7 +226,7 @@ async def test_with_the_store_down_each_request_waits_for_the_model_on_its_own()
     rig, cold = _rig(20, clock=clock, store=Down(clock))
     call = rig.call()
     assert (await rig.run(call)).status == 200  # type: ignore[union-attr]
-    assert call.extras["coldstart_store_error"] is True
+    assert call.resilience.coldstart_store_error is True
     assert cold.loading_answers == 1 and call.waited_seconds == pytest.approx(20)
 
 

@@ -30,7 +30,7 @@ async def test_a_parked_stream_sends_keepalive_comments_then_the_real_events() -
     assert events[0] == b": loading model, about 15 s left\n\n"
     assert events[1] == b": loading model, about 5 s left\n\n"
     assert events[2:] == [b'data:{"token":{"text":"a"}}\n\n', b'data:{"token":{"text":"b"}}\n\n']
-    assert call.extras["keepalives"] == 2
+    assert call.resilience.keepalives == 2
 
 
 async def test_a_short_wait_keeps_a_plain_stream_with_real_status_codes() -> None:

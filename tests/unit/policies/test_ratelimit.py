@@ -133,7 +133,7 @@ async def test_default_limits_cover_tenants_without_their_own_and_an_open_gatewa
 async def test_decisions_are_recorded_for_metrics(gw: Gw) -> None:
     await gw.chat()
     call = gw.up.calls[0][0]
-    assert call.extras["ratelimit"] == [("tenant", "allowed")]
+    assert call.limiting.outcomes == [("tenant", "allowed")]
     assert call.tenant == "team-a"
 
 
@@ -151,8 +151,8 @@ async def test_store_down_fail_open_admits_and_says_so(hang: bool) -> None:
         answers = [await gw.chat() for _ in range(7)]
         assert {r.status for r in answers} == {200}
         call = gw.up.calls[-1][0]
-        assert call.extras["ratelimit_store_error"] is True
-        assert call.extras["ratelimit"] == [("tenant", "error_open")]
+        assert call.limiting.store_error is True
+        assert call.limiting.outcomes == [("tenant", "error_open")]
 
 
 async def test_store_down_fail_closed_answers_503_with_retry_after() -> None:

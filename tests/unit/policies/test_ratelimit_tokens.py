@@ -99,7 +99,7 @@ async def test_the_estimate_is_reserved_and_settled_with_usage(gw: Gw) -> None:
     assert r.status == 200
     assert r.headers["x-ratelimit-limit-tokens"] == "1000"
     assert r.headers["x-ratelimit-remaining-tokens"] == str(1000 - 114)
-    assert gw.up.calls[0][0].extras["tokens_settled"] == 50
+    assert gw.up.calls[0][0].limiting.tokens_settled == 50
     r = await gw.chat(max_tokens=100)  # the first one was settled at 50: 1000 - 50 - 114
     assert r.headers["x-ratelimit-remaining-tokens"] == str(1000 - 50 - 114)
 
@@ -130,7 +130,7 @@ async def test_a_stream_is_counted_and_settled_when_it_ends(gw: Gw) -> None:
     body = await r.read()
     assert body.count(b"data: ") == 8
     call = gw.up.calls[0][0]
-    assert call.extras["tokens_settled"] == 14 + 7  # prompt estimate + one token per chunk
+    assert call.limiting.tokens_settled == 14 + 7  # prompt estimate + one token per chunk
     r = await gw.chat(max_tokens=100)
     assert r.headers["x-ratelimit-remaining-tokens"] == str(1000 - 21 - 114)
 
@@ -139,7 +139,7 @@ async def test_a_stream_with_a_usage_chunk_settles_exactly(gw: Gw) -> None:
     gw.up.script(sse_stream(openai_chunks(3, usage=(300, 200))))
     r = await gw.chat(max_tokens=100, stream=True, stream_options={"include_usage": True})
     await r.read()
-    assert gw.up.calls[0][0].extras["tokens_settled"] == 500
+    assert gw.up.calls[0][0].limiting.tokens_settled == 500
     r = await gw.chat(max_tokens=100)
     assert r.headers["x-ratelimit-remaining-tokens"] == str(1000 - 500 - 114)
 

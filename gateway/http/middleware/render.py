@@ -1,4 +1,4 @@
-"""Request ids and the ONE error renderer.
+"""The ONE error renderer, and the middleware that sends every error through it.
 
 Every error leaves the gateway through `render_error`: OpenAI shape plus `X-Error-Message` on
 `/v1` paths, HF shape (`{"error": ...}`, with `error_type` / `estimated_time` where HF and TGI
@@ -19,9 +19,8 @@ import orjson
 from aiohttp import web
 
 from gateway.core.call import Call, Dialect, Op
-from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, UpstreamStatusError
-from gateway.http.appkeys import CALL, REQUEST_ID, STARTED
+from gateway.http.appkeys import CALL, REQUEST_ID
 from gateway.http.parsing import request_id
 
 log = logging.getLogger("gateway.errors")
@@ -67,16 +66,11 @@ def render_error(request: web.Request, err: GatewayError) -> web.Response:
     return web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 
-def error_middleware(clock: Clock) -> Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]:
-    """Assigns the request id, stamps arrival time, and renders every error."""
+def error_middleware() -> Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]:
+    """Renders every error (the request id and arrival time come from the observe middleware, outside it)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: HandlerFn) -> web.StreamResponse:
-        # The observe middleware (outside this one) may have assigned both already: keep them.
-        if REQUEST_ID not in request:
-            request[REQUEST_ID] = request_id(request)
-        if STARTED not in request:
-            request[STARTED] = clock.monotonic()
         try:
             return await handler(request)
         except GatewayError as err:
@@ -94,7 +88,7 @@ def error_middleware(clock: Clock) -> Callable[[web.Request, HandlerFn], Awaitab
                 return render_error(request, err)
             raise
         except Exception:
-            log.exception("unhandled error", extra={"request_id": request[REQUEST_ID]})
+            log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID)})
             return render_error(request, GatewayError("internal gateway error"))
 
     return middleware
