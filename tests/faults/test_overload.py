@@ -12,8 +12,7 @@ from typing import Any
 from gateway.core.clock import FakeClock
 from gateway.core.config import Settings
 from gateway.http.middleware.auth import hash_key
-
-from .rig import Rig, Tally, chat, eventually, fault_settings, rig
+from tests.support.rig import Rig, Tally, chat, eventually, fault_settings, rig
 
 KEY_A, KEY_B = "gw-test-key-tenant-a", "gw-test-key-tenant-b"
 

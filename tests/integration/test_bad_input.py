@@ -18,7 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.core.config import Settings
-from tests.faults.rig import Answer, Rig, Tally, fault_settings, raw_request, rig, tally_fixtures
+from tests.support.raw_http import raw_request
+from tests.support.rig import Answer, Rig, Tally, fault_settings, rig, tally_fixtures
 
 LIMIT = 64 * 1024  # max_body_bytes here, so oversized bodies stay small
 HITS: web.AppKey[list[str]] = web.AppKey("hits", list)

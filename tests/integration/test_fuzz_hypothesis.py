@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from gateway.core.config import Settings, load_settings
-from tests.e2e.stack import Stack, start_stack, stop_stack
-from tests.faults.rig import Tally, report
+from tests.support.rig import Tally, report
+from tests.support.thread_stack import Stack, start_stack, stop_stack
 
 EXAMPLES = 1200  # per property; the three together stay well under 30 s
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,

@@ -22,7 +22,7 @@ from gateway.core.clock import FakeClock
 from gateway.http.app import create_app
 from gateway.store.redis import RedisStore
 from gateway.upstream.fake import FakeUpstream
-from tests.unit.policies.rl_support import A, chat, settings
+from tests.support.limits_kit import A, chat, settings
 
 _n = itertools.count()
 

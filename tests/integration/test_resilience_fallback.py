@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.simulator.fault_spec import FaultSpec
-
-from .resilience_kit import Stack, stack
+from tests.support.loop_stack import Stack, stack
 
 GEN = {"inputs": "Hello", "parameters": {"max_new_tokens": 3}}
 MODEL = "acme/chat"

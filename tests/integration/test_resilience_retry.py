@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from .resilience_kit import stack
+from tests.support.loop_stack import stack
 
 GEN = {"inputs": "Hello", "parameters": {"max_new_tokens": 3}}
 

@@ -24,7 +24,7 @@ from gateway.core.config import Settings
 from gateway.http.middleware.auth import hash_key
 from gateway.observability.logs import configure_logging
 from gateway.simulator.config import SimConfig
-from tests.faults.rig import Answer, Rig, Tally, fault_settings, rig, tally_fixtures
+from tests.support.rig import Answer, Rig, Tally, fault_settings, rig, tally_fixtures
 
 # Recognisable fake secrets. HF_SECRET has the shape log redaction knows; the others do not, so
 # finding them anywhere means a real leak, not a redaction gap.

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import openai
 import pytest
-from aiohttp import web
 from huggingface_hub import InferenceClient
 from PIL import Image
 
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import ModelSpec, SimConfig
 from gateway.simulator.state import SimState
+from tests.support.serving import serving
 
 TOKEN = "hf_fake_test_token"
 
@@ -38,15 +38,8 @@ class Live:
 async def live() -> AsyncIterator[Live]:
     config = SimConfig(models={"acme/tgi-chat": ModelSpec(task="text-generation")})
     app = create_simulator_app(config)
-    runner = web.AppRunner(app)  # handler_cancellation off, as in `hf-gateway simulate`
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield Live(f"http://127.0.0.1:{port}", app[SIM_STATE])
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:  # handler_cancellation off, as in `hf-gateway simulate`
+        yield Live(url, app[SIM_STATE])
 
 
 async def test_hf_text_generation_plain_details_and_stream(live: Live) -> None:

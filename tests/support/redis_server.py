@@ -27,7 +27,7 @@ from typing import NoReturn
 import pytest
 import redis.asyncio as aioredis
 
-from .processes import free_port
+from tests.support.processes import free_port
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"

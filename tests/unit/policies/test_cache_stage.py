@@ -13,7 +13,7 @@ from gateway.core.errors import UpstreamError, UpstreamStatusError
 from gateway.policies.cache.response_cache import ENTRY_OVERHEAD
 from gateway.store import StoreError
 from gateway.store.memory import MemoryStore
-from tests.unit.policies.cachekit import (
+from tests.support.cache_kit import (
     CHAT,
     SHARED,
     GatedUpstream,

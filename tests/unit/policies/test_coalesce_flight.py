@@ -20,8 +20,8 @@ from gateway.core.errors import UpstreamStatusError
 from gateway.policies.cache.flight import FlightKeys
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
+from tests.support.cache_kit import GatedUpstream, Replica, StorePair, prefixed, settings
 from tests.support.held_replies import held_store
-from tests.unit.policies.cachekit import GatedUpstream, Replica, StorePair, backend, prefixed, settings, store_pair  # noqa: F401  (fixtures)
 
 
 @dataclass

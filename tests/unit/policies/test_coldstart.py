@@ -15,8 +15,7 @@ from gateway.policies.resilience.target import Target
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import StoreError, key
 from gateway.upstream.fake import FakeUpstream
-
-from .resilience_kit import MODEL, ColdModel, Rig, fake, settings
+from tests.support.stage_kit import MODEL, ColdModel, Rig, fake, settings
 
 T = Target("hf", MODEL)
 

@@ -21,8 +21,7 @@ from gateway.policies.resilience.retry import backoff, retry_reason
 from gateway.policies.resilience.target import Target
 from gateway.upstream.status_errors import status_error
 from gateway.upstream.terminal import UpstreamTerminal
-
-from .resilience_kit import MODEL, Rig, drain, fake, settings, stream_of
+from tests.support.stage_kit import MODEL, Rig, drain, fake, settings, stream_of
 
 
 def _rig(**retry: object) -> Rig:

@@ -24,6 +24,7 @@ from gateway.core.config import load_settings
 from gateway.http.app import create_app
 from gateway.observability.logs import ACCESS_FIELDS, LogFormat, configure_logging
 from gateway.upstream.fake import FakeUpstream
+from tests.support.serving import gateway_client
 
 CHAT = {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}
 GATEWAY_KEY = "gw_fake_test_key_0123456789abcdef"
@@ -266,8 +267,7 @@ async def test_a_long_stream_is_not_gateway_overhead() -> None:
 
         return StreamReply(first=b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', rest=rest())
 
-    app = create_app(settings(), clock=clock, upstreams={"hf": FakeUpstream("hf", default=slow_stream)})
-    async with TestClient(TestServer(app, handler_cancellation=True)) as client:
+    async with gateway_client(settings(), clock=clock, upstreams={"hf": FakeUpstream("hf", default=slow_stream)}) as client:
         await (await client.post("/v1/chat/completions", json={**CHAT, "stream": True})).read()
         text = await (await client.get("/metrics")).text()
     assert samples(text, "gateway_request_duration_seconds_sum") == {(("model", "llama"), ("route", "chat")): 5.0}

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.config import load_settings
 from gateway.core.errors import ModelLoading, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
-from gateway.http.app import create_app
 from gateway.upstream.fake import FakeUpstream
+from tests.support.serving import gateway_client
 
 CHAT = {"model": "org/m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -19,8 +19,7 @@ CHAT = {"model": "org/m", "messages": [{"role": "user", "content": "hi"}]}
 @pytest.fixture
 async def gw() -> AsyncIterator[tuple[TestClient, FakeUpstream]]:
     up = FakeUpstream("hf")
-    app = create_app(load_settings(None), upstreams={"hf": up})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(load_settings(None), upstreams={"hf": up}, cancel=False) as client:
         yield client, up
 
 
@@ -99,8 +98,7 @@ async def test_bad_input_is_a_clear_4xx(gw: tuple[TestClient, FakeUpstream], pat
 
 
 async def test_oversized_body_is_413_from_content_length() -> None:
-    app = create_app(load_settings(None, max_body_bytes=2048), upstreams={"hf": FakeUpstream("hf")})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(load_settings(None, max_body_bytes=2048), upstreams={"hf": FakeUpstream("hf")}, cancel=False) as client:
         r = await client.post("/v1/embeddings", data=b"x" * 5000, headers={"Content-Type": "application/json"})
         assert r.status == 413
         assert (await r.json())["error"]["code"] == "payload_too_large"

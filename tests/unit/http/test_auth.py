@@ -11,18 +11,18 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.cli.main import main
 from gateway.core.call import Answer, Call, Reply
 from gateway.core.clock import FakeClock
 from gateway.core.config import KeyConfig, load_settings
-from gateway.http.app import create_app
 from gateway.http.middleware import auth
 from gateway.http.middleware.auth import KeyRing, hash_key
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import StoreError, key
 from gateway.upstream.fake import FakeUpstream
+from tests.support.serving import gateway_client
 
 KEY = "gwk_fake_test_key_team_a"
 OTHER = "gwk_fake_test_key_team_b"
@@ -41,8 +41,7 @@ def _settings(**extra: Any) -> Any:
 
 @pytest.fixture
 async def client() -> AsyncIterator[TestClient]:
-    app = create_app(_settings(), upstreams={"hf": FakeUpstream("hf", default=_who)})
-    async with TestClient(TestServer(app)) as c:
+    async with gateway_client(_settings(), upstreams={"hf": FakeUpstream("hf", default=_who)}, cancel=False) as c:
         yield c
 
 
@@ -87,8 +86,7 @@ async def test_ops_endpoints_stay_open(client: TestClient) -> None:
 
 
 async def test_without_keys_the_gateway_is_open() -> None:
-    app = create_app(load_settings(None, cache={"enabled": False}), upstreams={"hf": FakeUpstream("hf", default=_who)})
-    async with TestClient(TestServer(app)) as c:
+    async with gateway_client(load_settings(None, cache={"enabled": False}), upstreams={"hf": FakeUpstream("hf", default=_who)}, cancel=False) as c:
         r = await c.post("/v1/chat/completions", json=CHAT)
         assert r.status == 200 and (await r.json())["tenant"] is None
 
@@ -131,8 +129,7 @@ class _DownStore(MemoryStore):
 
 async def test_a_store_that_cannot_check_keys_gives_503_not_an_open_door() -> None:
     settings = load_settings(None, ratelimit={"keys_in_store": True}, cache={"enabled": False})
-    app = create_app(settings, store=_DownStore(FakeClock()), upstreams={"hf": FakeUpstream("hf", default=_who)})
-    async with TestClient(TestServer(app)) as c:
+    async with gateway_client(settings, store=_DownStore(FakeClock()), upstreams={"hf": FakeUpstream("hf", default=_who)}, cancel=False) as c:
         r = await c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {KEY}"})
         assert r.status == 503 and r.headers["Retry-After"] == "1"
         assert (await r.json())["error"]["code"] == "store_unavailable"
@@ -155,8 +152,7 @@ async def test_keys_create_output_pasted_into_a_config_works(tmp_path: Path,
     config = tmp_path / "gateway.yaml"
     config.write_text("cache: {enabled: false}\n" + snippet + "\n")
     assert yaml.safe_load(config.read_text())["keys"][0]["tenant"] == "team-z"
-    app = create_app(load_settings(config), upstreams={"hf": FakeUpstream("hf", default=_who)})
-    async with TestClient(TestServer(app)) as c:
+    async with gateway_client(load_settings(config), upstreams={"hf": FakeUpstream("hf", default=_who)}, cancel=False) as c:
         r = await c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {secret}"})
         assert r.status == 200 and await r.json() == {"tenant": "team-z", "key_id": "laptop"}
         r = await c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer gwk_other"})

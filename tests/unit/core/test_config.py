@@ -54,7 +54,7 @@ def test_check_config_names_the_offending_key(tmp_path: Path, yaml_text: str, ke
 
 
 def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
-    example = Path(__file__).resolve().parents[2] / "config" / "gateway.example.yaml"
+    example = Path(__file__).resolve().parents[3] / "config" / "gateway.example.yaml"
     assert main(["check-config", str(example)]) == 0
     assert "ok" in capsys.readouterr().out
 

@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.http.appkeys import METRICS
 from gateway.observability.metrics import Metrics, mark_worker_dead, reset_multiprocess_dir, status_class
-from tests.unit.metrics_exercise import exercise_all, make_metrics
+from tests.support.metrics_exercise import exercise_all, make_metrics
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def sample(m: Metrics, name: str, **labels: str) -> float | None:
