@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
-from .stack import Stack
+from tests.support.thread_stack import Stack
 
 MODELS = ["oai/agent", "meta-llama/Llama-3.1-8B-Instruct"]  # an openai upstream, the hf upstream's chat
 

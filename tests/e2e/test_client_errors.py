@@ -14,8 +14,7 @@ import pytest
 from openai import OpenAI
 
 from gateway.simulator.config import FaultSpec
-
-from .stack import Stack
+from tests.support.thread_stack import Stack
 
 CONTEXT = {"error": {
     "message": "This model's maximum context length is 8192 tokens. However, your messages resulted in 9100 tokens.",

@@ -10,7 +10,7 @@ from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 from openai import OpenAI
 
-from .stack import CLIENT_TOKEN, Stack
+from tests.support.thread_stack import CLIENT_TOKEN, Stack
 
 
 def test_feature_extraction_on_an_openai_route_is_served_by_its_embeddings(stack: Stack) -> None:

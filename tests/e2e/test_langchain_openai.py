@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .stack import Stack
+from tests.support.thread_stack import Stack
 
 langchain_openai = pytest.importorskip("langchain_openai")
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"

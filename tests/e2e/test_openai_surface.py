@@ -12,8 +12,7 @@ import pytest
 from openai import OpenAI
 
 from gateway.core.config import Settings, load_settings
-
-from .stack import Stack, start_stack, stop_stack
+from tests.support.thread_stack import Stack, start_stack, stop_stack
 
 FIREWORKS = "accounts/fireworks/models/llama-v3p1-8b-instruct"
 GGUF = "nomic-ai/nomic-embed-text-v1.5/GGUF"

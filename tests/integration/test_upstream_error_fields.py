@@ -12,8 +12,7 @@ import orjson
 import pytest
 
 from gateway.simulator.config import FaultSpec
-
-from .resilience_kit import stack
+from tests.support.loop_stack import stack
 
 OAI = {"oai": {"kind": "openai", "base_url": "{sim}/v1"}}
 CHAT_MODEL = "acme/chat"
