@@ -263,16 +263,16 @@ class CacheConfig(BaseModel):
     outcome_ttl: float = Field(10.0, gt=0)  # how long a leader's error stays readable for its followers
     store_cooldown: float = Field(1.0, ge=0)  # after a store error, skip the cache for this many seconds
     # Embedded store only: oldest entries evicted past this, each counted with its key and ~500 B of
-    # bookkeeping (dict slots, expiry, LRU node), so the process's memory stays flat (issue 7).
+    # bookkeeping (dict slots, expiry, LRU node), so the process's memory stays flat.
     memory_max_bytes: int = Field(32 * 1024 * 1024, ge=1)
-    # Redis store only: hot entries are also kept in process (policies/cache_local.py) for at most
+    # Redis store only: hot entries are also kept in process (policies/cache/local.py) for at most
     # local_ttl seconds, so a repeated request costs no round trip; an entry gone from Redis may be
     # served that much longer by a replica that holds a copy, and while Redis is down a held entry
     # is still a HIT (not a BYPASS). Off (0) by default; 1 s is a good value when that is acceptable.
     local_ttl: float = Field(0.0, ge=0)
     local_max_entries: int = Field(1000, ge=0)
     local_max_bytes: int = Field(16 * 1024 * 1024, ge=0)
-    # Per-task overrides of the built-in defaults (policies/cachekey.py DEFAULT_TASKS), e.g.
+    # Per-task overrides of the built-in defaults (policies/cache/key.py DEFAULT_TASKS), e.g.
     # {"chat": {"enabled": false}, "feature-extraction": {"ttl": 86400}}.
     tasks: dict[str, TaskCacheConfig] = Field(default_factory=dict)
 

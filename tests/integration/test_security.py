@@ -96,7 +96,7 @@ async def test_every_route_but_health_and_metrics_needs_a_key(gw: Rig) -> None:
     routes = _routes(gw)
     assert len(routes) >= 12
     open_paths = {"/healthz", "/readyz", "/metrics"}
-    for method, path in routes + [("GET", "/no/such/path"), ("POST", "/v1/nothing")]:
+    for method, path in [*routes, ("GET", "/no/such/path"), ("POST", "/v1/nothing")]:
         body = {"model": "oai/chat", "messages": [{"role": "user", "content": "x"}], "inputs": "x"}
         json = body if method == "POST" else None
         if path in open_paths:

@@ -12,7 +12,9 @@ import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import openai
 from huggingface_hub import AsyncInferenceClient, InferenceClient
 from PIL import Image
 
@@ -38,6 +40,10 @@ class LiveSimulator:
     def hf(self, model_id: str) -> InferenceClient:
         """A sync client bound to that model URL."""
         return InferenceClient(model=self.model_url(model_id), token=FAKE_TOKEN)
+
+    def openai(self, **kwargs: Any) -> openai.OpenAI:
+        """An openai client on the simulator's `/v1`."""
+        return openai.OpenAI(base_url=f"{self.base}/v1/", api_key="sk-fake", **kwargs)
 
     def hf_async(self, model_id: str) -> AsyncInferenceClient:
         """An async client bound to that model URL."""

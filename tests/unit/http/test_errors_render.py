@@ -98,7 +98,9 @@ async def test_bad_input_is_a_clear_4xx(gw: tuple[TestClient, FakeUpstream], pat
 
 
 async def test_oversized_body_is_413_from_content_length() -> None:
-    async with gateway_client(load_settings(None, max_body_bytes=2048), upstreams={"hf": FakeUpstream("hf")}, cancel=False) as client:
+    async with gateway_client(
+        load_settings(None, max_body_bytes=2048), upstreams={"hf": FakeUpstream("hf")}, cancel=False
+    ) as client:
         r = await client.post("/v1/embeddings", data=b"x" * 5000, headers={"Content-Type": "application/json"})
         assert r.status == 413
         assert (await r.json())["error"]["code"] == "payload_too_large"

@@ -50,7 +50,8 @@ def test_there_is_a_dashboard() -> None:
 
 def test_the_parser_finds_what_it_should() -> None:
     expr = (
-        'sum by (status_class) (rate(gateway_requests_total{status_class=~"4xx|5xx",model=~"$model"}[$__rate_interval]))'
+        'sum by (status_class) '
+        '(rate(gateway_requests_total{status_class=~"4xx|5xx",model=~"$model"}[$__rate_interval]))'
         " / ignoring (status_class) group_left sum(rate(other_metric[5m]))"
         " + histogram_quantile(0.9, x_bucket) * 1e3"
     )

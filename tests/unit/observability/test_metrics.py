@@ -264,7 +264,8 @@ def test_two_workers_add_up_in_one_scrape(tmp_path: Path) -> None:
     body = run_py(RENDER, mp_dir=mp_dir).encode()
     got = parse(body)
     labels = (
-        ("cache", "miss"), ("model", "llama"), ("route", "chat_completions"), ("status_class", "2xx"), ("tenant", "acme")
+        ("cache", "miss"), ("model", "llama"), ("route", "chat_completions"), ("status_class", "2xx"),
+        ("tenant", "acme"),
     )  # fmt: skip
     assert got[("gateway_requests_total", labels)] == 7
     assert got[("gateway_request_duration_seconds_count", (("model", "llama"), ("route", "chat_completions")))] == 7

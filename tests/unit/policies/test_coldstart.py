@@ -202,7 +202,7 @@ async def test_a_slow_probe_lets_the_parked_go_after_probe_hold() -> None:
 
 
 async def test_a_warm_model_is_served_without_the_store_once_known() -> None:
-    rig, cold = _rig(0)
+    rig, _cold = _rig(0)
     await rig.run(rig.call())
 
     class Down(MemoryStore):

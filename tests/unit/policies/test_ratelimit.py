@@ -37,7 +37,9 @@ class Gw:
 async def _gw(s: Settings, store: Store | None = None, clock: FakeClock | None = None) -> AsyncIterator[Gw]:
     clock = clock or FakeClock()
     up = FakeUpstream("hf")
-    async with gateway_client(s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up}, cancel=False) as client:
+    async with gateway_client(
+        s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up}, cancel=False
+    ) as client:
         yield Gw(client, clock, up)
 
 
@@ -87,8 +89,9 @@ async def test_hf_routes_get_429_in_their_dialect(gw: Gw) -> None:
 
 
 async def test_tenants_do_not_share_buckets() -> None:
-    async for gw in _gw(settings({"team-a": {"limits": {"requests": "1/minute"}},
-                                  "team-b": {"limits": {"requests": "1/minute"}}})):
+    async for gw in _gw(
+        settings({"team-a": {"limits": {"requests": "1/minute"}}, "team-b": {"limits": {"requests": "1/minute"}}})
+    ):
         assert (await gw.chat(A)).status == 200
         assert (await gw.chat(A)).status == 429
         assert (await gw.chat(B)).status == 200

@@ -84,7 +84,9 @@ class Gw:
 async def gw() -> AsyncIterator[Gw]:
     clock = FakeClock()
     up = FakeUpstream("hf", config=UpstreamConfig(retry=RetryConfig(max_attempts=1)))  # failures come straight back
-    async with gateway_client(settings(TOKENS), clock=clock, store=MemoryStore(clock), upstreams={"hf": up}, cancel=False) as client:
+    async with gateway_client(
+        settings(TOKENS), clock=clock, store=MemoryStore(clock), upstreams={"hf": up}, cancel=False
+    ) as client:
         yield Gw(client, clock, up)
 
 
@@ -146,7 +148,9 @@ async def test_per_tenant_model_tokens() -> None:
     clock = FakeClock()
     up = FakeUpstream("hf")
     tenants = {"team-a": {"model_limits": {"org/m": {"tokens": "200/minute"}}}}
-    async with gateway_client(settings(tenants), clock=clock, store=MemoryStore(clock), upstreams={"hf": up}, cancel=False) as client:
+    async with gateway_client(
+        settings(tenants), clock=clock, store=MemoryStore(clock), upstreams={"hf": up}, cancel=False
+    ) as client:
         statuses = []
         for _ in range(3):
             r = await client.post("/v1/chat/completions", json=chat(max_tokens=80), headers=A)

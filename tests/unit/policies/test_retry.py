@@ -112,7 +112,7 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
     waits = [backoff(n, policy, ours.random) for n in range(1, 8)]
     ceilings = [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     assert waits == [reference.random() * c for c in ceilings]
-    assert all(0 <= w <= c for w, c in zip(waits, ceilings))
+    assert all(0 <= w <= c for w, c in zip(waits, ceilings, strict=True))
 
 
 async def test_backoff_waits_come_from_the_injected_random_source() -> None:
