@@ -49,6 +49,20 @@ def detect_task(body: dict[str, Any] | None, accept: str | None) -> str | None:
     return None
 
 
+def plain_text_inputs(body: dict[str, Any] | None) -> bool:
+    """Whether an HF body is `{"inputs": text or [texts], <root options>}` with no `parameters`.
+
+    That is how `InferenceClient.feature_extraction` (huggingface_hub 2.x) writes its request (its
+    options at the root), while every other text task sends `parameters`, even empty; so where
+    the upstream can only serve embeddings for such a body, it is a feature-extraction request.
+    """
+    if not isinstance(body, dict) or "parameters" in body:
+        return False
+    inputs = body.get("inputs")
+    return isinstance(inputs, str) or (
+        isinstance(inputs, list) and bool(inputs) and all(isinstance(x, str) for x in inputs))
+
+
 def is_deterministic(task: str | None, body: dict[str, Any] | None) -> bool:
     """Whether the same request always gets the same answer (and so may be cached)."""
     if task in (FEATURE_EXTRACTION, TEXT_CLASSIFICATION, ZERO_SHOT, TOKEN_CLASSIFICATION, SENTENCE_SIMILARITY):
@@ -111,8 +125,9 @@ def top_k(k: Any) -> Any:
     return trim
 
 
-def embeddings_to_openai(model: str, encoding: str | None) -> Any:
-    """A numeric array (1-D or 2-D) -> an OpenAI embeddings list."""
+def embeddings_to_openai(model: str, encoding: str | None, prompt_tokens: int = 0) -> Any:
+    """A numeric array (1-D or 2-D) -> an OpenAI embeddings list; `usage` says `prompt_tokens` (the
+    backend counts none: the caller passes the estimate of `core/tokens.py`)."""
     def convert(data: Any) -> Any:
         rows = data if data and isinstance(data[0], list) else [data]
         items = []
@@ -121,7 +136,8 @@ def embeddings_to_openai(model: str, encoding: str | None) -> Any:
             if encoding == "base64":
                 emb = base64.b64encode(struct.pack(f"<{len(row)}f", *row)).decode()
             items.append({"object": "embedding", "index": i, "embedding": emb})
-        return {"object": "list", "data": items, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+        return {"object": "list", "data": items, "model": model, "usage": usage}
     return convert
 
 

@@ -16,6 +16,7 @@ from aiohttp import HttpVersion11, web
 
 from gateway.core.call import Answer, Call, Op, Reply
 from gateway.core.errors import GatewayError, NotFound, PayloadTooLarge
+from gateway.core.model_ids import check_body_id
 from gateway.core.pipeline import Handler
 from gateway.core.routing import Router
 from gateway.http.appkeys import CALL
@@ -84,14 +85,12 @@ class Gateway:
         return await self._run(request, await self.parser.openai(request, Op.EMBEDDINGS))
 
     async def models(self, request: web.Request) -> web.Response:
-        return _json({"object": "list", "data": self.router.catalog()})
+        """Configured names and aliases in `data`; `routes` says which patterns (and `*`) serve other ids."""
+        return _json({"object": "list", "data": self.router.catalog(), "routes": self.router.patterns()})
 
     async def model_info(self, request: web.Request) -> web.Response:
-        name = check_model(request.match_info["model_id"])
-        for item in self.router.catalog():
-            if item["id"] == name:
-                return _json(item)
-        raise NotFound(f"model {name!r} is not in this gateway's catalogue")
+        """A model object for any id a request could use (a 404 in OpenAI's shape for the others)."""
+        return _json(self.router.model(check_body_id(request.match_info["model_id"])))
 
     # --- HF dialect ------------------------------------------------------------------------------
     async def legacy_model(self, request: web.Request) -> web.StreamResponse:

@@ -1,7 +1,7 @@
 """Prometheus metrics: one `Metrics` object per app, owning its own `CollectorRegistry`.
 
 `Metrics` bounds labels and records events; the families themselves (names, labels, buckets)
-are defined in `gateway.metrics_catalogue`. Invariants:
+are defined in `gateway.observability.catalogue`. Invariants:
 - Never the global default registry: two apps in one process (tests) never share a figure.
 - Every label is bounded. Models, tenants and deployments outside the configured sets become
   "other"; enum-like labels (cache outcome, retry reason, ...) are checked once, when their

@@ -28,7 +28,7 @@ from gateway.core.errors import (
 )
 from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, read_events
 from gateway.upstream.plan import Plan, Planner, SseStyle
-from gateway.upstream.status_errors import status_error
+from gateway.upstream.status_errors import status_error, stream_error
 from gateway.upstream.transport.connection import (
     BadHeader,
     BadResponse,
@@ -48,7 +48,6 @@ log = logging.getLogger("gateway.upstream")
 # Response headers worth giving back to the client.
 _RELAY_PREFIXES = ("x-ratelimit-", "ratelimit", "x-inference-provider", "x-compute-")
 _CREDENTIAL_STATUSES = frozenset({401, 402, 403})  # the upstream refuses the gateway's token (or its account)
-_TGI_ERROR_STATUS = {"validation": 422, "overloaded": 429, "generation": 424, "template": 422, "tool_error": 422}
 
 
 class HttpUpstream:
@@ -206,7 +205,7 @@ class HttpUpstream:
                     break
             err = error_in(first) if first else None
             if err is not None:
-                raise _stream_error(err, self.name)
+                raise stream_error(err)
             if not first:
                 raise UpstreamProtocolError(f"upstream {self.name} ended the stream before its first event")
             _check_first_event(first, self.name)
@@ -241,18 +240,6 @@ def _check_first_event(first: bytes, upstream: str) -> None:
         orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise UpstreamProtocolError(f"upstream {upstream} sent a stream whose first event is not JSON") from exc
-
-
-def _stream_error(err: dict[str, Any], upstream: str) -> UpstreamStatusError:
-    inner = err.get("error")
-    etype = err.get("error_type")
-    if isinstance(inner, dict):
-        message = str(inner.get("message") or inner)
-        etype = etype or inner.get("type")
-    else:
-        message = str(inner)
-    status = _TGI_ERROR_STATUS.get(str(etype), 502)
-    return UpstreamStatusError(message, status=status, error_type=str(etype) if etype else None)
 
 
 async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:

@@ -24,8 +24,7 @@ import redis.asyncio as aioredis
 
 from gateway.core.config import Settings
 from tests.support.redis_server import PrivateRedis
-
-from .rig import Rig, Tally, fault_settings, rig
+from tests.support.rig import Rig, Tally, fault_settings, rig
 
 WORKERS = 8
 PROMPTS = 12

@@ -12,15 +12,14 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.config import load_settings
-from gateway.http.app import create_app
 from gateway.http.middleware.auth import hash_key
 from gateway.upstream.fake import FakeUpstream
 from tests.support.redis_server import PrivateRedis
-
-from .rig import Tally
+from tests.support.rig import Tally
+from tests.support.serving import gateway_client
 
 KEY = "gwk_fake_test_key_faults"
 LIMIT = 20
@@ -66,7 +65,7 @@ async def test_redis_killed_mid_load_then_back(private_redis: PrivateRedis, mode
         ratelimit={"on_store_error": mode, "store_timeout": 1.0},
     )
     up = FakeUpstream("hf")
-    async with TestClient(TestServer(create_app(settings, upstreams={"hf": up}))) as client:
+    async with gateway_client(settings, upstreams={"hf": up}, cancel=False) as client:
         before = await _hammer(client, 0.4, tally)
         private_redis.kill()
         during = await _hammer(client, 0.5, tally)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from .rig import Answer, Rig, Tally, rig
+from tests.support.rig import Answer, Rig, Tally, rig
 
 DEADLINE = 5.0  # the rig's request_timeout
 OK = "ok"  # 200, complete and well-formed

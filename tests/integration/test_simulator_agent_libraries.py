@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 import openai
 import pytest
-from aiohttp import web
 from pydantic import BaseModel, Field
 
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.state import SimState
 from tests.support.redis_server import unavailable
+from tests.support.serving import serving
 
 
 def need(module: str) -> ModuleType:
@@ -44,14 +44,8 @@ class Trip(BaseModel):
 @pytest.fixture
 async def live() -> AsyncIterator[tuple[str, SimState]]:
     app = create_simulator_app()
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1", app[SIM_STATE]
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield f"{url}/v1", app[SIM_STATE]
 
 
 @pytest.mark.parametrize("mode", ["TOOLS", "JSON_SCHEMA", "JSON"])

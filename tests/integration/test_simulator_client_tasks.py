@@ -195,69 +195,197 @@ class Case:
 
 
 CASES = [
-    Case("audio_classification", "MIT/ast-finetuned-audioset-10-10-0.4593", (WAV,), "audio-classification",
-         check_audio_classes),
-    Case("audio_classification", "superb/hubert-large-superb-er", (WAV,), "audio-classification",
-         check_two_audio_classes, {"top_k": 2}),
-    Case("automatic_speech_recognition", "openai/whisper-large-v3", (WAV,), "automatic-speech-recognition",
-         check_transcript),
-    Case("automatic_speech_recognition", "facebook/wav2vec2-base-960h", (WAV,), "automatic-speech-recognition",
-         check_timestamps, {"extra_body": {"return_timestamps": True}}),
+    Case(
+        "audio_classification",
+        "MIT/ast-finetuned-audioset-10-10-0.4593",
+        (WAV,),
+        "audio-classification",
+        check_audio_classes,
+    ),
+    Case(
+        "audio_classification",
+        "superb/hubert-large-superb-er",
+        (WAV,),
+        "audio-classification",
+        check_two_audio_classes,
+        {"top_k": 2},
+    ),
+    Case(
+        "automatic_speech_recognition",
+        "openai/whisper-large-v3",
+        (WAV,),
+        "automatic-speech-recognition",
+        check_transcript,
+    ),
+    Case(
+        "automatic_speech_recognition",
+        "facebook/wav2vec2-base-960h",
+        (WAV,),
+        "automatic-speech-recognition",
+        check_timestamps,
+        {"extra_body": {"return_timestamps": True}},
+    ),
     Case("audio_to_audio", "speechbrain/sepformer-wham", (WAV,), "audio-to-audio", check_audio_to_audio),
-    Case("document_question_answering", "impira/layoutlm-document-qa", (PNG, "What is the invoice number?"),
-         "document-question-answering", check_document_qa),
-    Case("feature_extraction", "BAAI/bge-small-en-v1.5", ("hello",), "feature-extraction",
-         holds(lambda out: out.shape == (1, 8))),
-    Case("fill_mask", "google-bert/bert-base-uncased", ("The goal of life is [MASK].",), "fill-mask",
-         check_fill_mask),
+    Case(
+        "document_question_answering",
+        "impira/layoutlm-document-qa",
+        (PNG, "What is the invoice number?"),
+        "document-question-answering",
+        check_document_qa,
+    ),
+    Case(
+        "feature_extraction",
+        "BAAI/bge-small-en-v1.5",
+        ("hello",),
+        "feature-extraction",
+        holds(lambda out: out.shape == (1, 8)),
+    ),
+    Case("fill_mask", "google-bert/bert-base-uncased", ("The goal of life is [MASK].",), "fill-mask", check_fill_mask),
     Case("fill_mask", "FacebookAI/roberta-base", ("The goal of life is <mask>.",), "fill-mask", check_fill_mask),
-    Case("image_classification", "google/vit-base-patch16-224", (PNG,), "image-classification",
-         check_image_classes),
-    Case("image_segmentation", "nvidia/segformer-b0-finetuned-ade-512-512", (PNG,), "image-segmentation",
-         lambda out: check_segments(out, semantic=True)),
-    Case("image_segmentation", "facebook/mask2former-swin-large-coco-panoptic", (PNG,), "image-segmentation",
-         lambda out: check_segments(out, semantic=False), {"threshold": 0.5}),
-    Case("image_to_image", "timbrooks/instruct-pix2pix", (PNG,), "image-to-image",
-         holds(lambda out: isinstance(out, Image.Image) and out.size == (20, 12)),
-         {"prompt": "make it blue"}),
-    Case("image_to_text", "Salesforce/blip-image-captioning-large", (PNG,), "image-to-text",
-         holds(lambda out: isinstance(out, ImageToTextOutput) and len(out.generated_text.split()) == 6)),
+    Case("image_classification", "google/vit-base-patch16-224", (PNG,), "image-classification", check_image_classes),
+    Case(
+        "image_segmentation",
+        "nvidia/segformer-b0-finetuned-ade-512-512",
+        (PNG,),
+        "image-segmentation",
+        lambda out: check_segments(out, semantic=True),
+    ),
+    Case(
+        "image_segmentation",
+        "facebook/mask2former-swin-large-coco-panoptic",
+        (PNG,),
+        "image-segmentation",
+        lambda out: check_segments(out, semantic=False),
+        {"threshold": 0.5},
+    ),
+    Case(
+        "image_to_image",
+        "timbrooks/instruct-pix2pix",
+        (PNG,),
+        "image-to-image",
+        holds(lambda out: isinstance(out, Image.Image) and out.size == (20, 12)),
+        {"prompt": "make it blue"},
+    ),
+    Case(
+        "image_to_text",
+        "Salesforce/blip-image-captioning-large",
+        (PNG,),
+        "image-to-text",
+        holds(lambda out: isinstance(out, ImageToTextOutput) and len(out.generated_text.split()) == 6),
+    ),
     Case("object_detection", "facebook/detr-resnet-50", (PNG,), "object-detection", check_boxes),
-    Case("question_answering", "deepset/roberta-base-squad2", ("What's my name?", CONTEXT), "question-answering",
-         check_answer),
-    Case("question_answering", "distilbert/distilbert-base-cased-distilled-squad", ("Where?", CONTEXT),
-         "question-answering", check_answers, {"top_k": 2}),
-    Case("sentence_similarity", "sentence-transformers/all-MiniLM-L6-v2", ("a cat", ["a dog", "a car"]),
-         "sentence-similarity", holds(lambda out: len(out) == 2 and all(isinstance(x, float) for x in out))),
-    Case("summarization", "facebook/bart-large-cnn", (SUMMARY_INPUT,),  # 18 words: a 6-word summary
-         "summarization", holds(lambda out: isinstance(out, SummarizationOutput) and len(out.summary_text.split()) == 6)),
-    Case("table_question_answering", "google/tapas-base-finetuned-wtq",
-         (TABLE, "How many stars does the transformers repository have?"), "table-question-answering",
-         check_table_answer),
-    Case("tabular_classification", "julien-c/wine-quality", ({"acidity": ["7.4", "7.8"], "ph": ["3.5", "3.2"]},),
-         "tabular-classification", holds(lambda out: len(out) == 2 and set(out) <= {"0", "1"})),
-    Case("text_classification", "distilbert/distilbert-base-uncased-finetuned-sst-2-english", ("I like you",),
-         "text-classification", holds(lambda out: {o.label for o in out} == {"POSITIVE", "NEGATIVE"})),
-    Case("text_generation", "openai-community/gpt2", ("Once upon a time",), "text-generation",
-         holds(lambda out: len(out.split()) == 5)),
-    Case("text_to_image", "black-forest-labs/FLUX.1-dev", ("an astronaut",), "text-to-image",
-         holds(lambda out: out.size == (24, 16)), {"width": 24, "height": 16}),
+    Case(
+        "question_answering",
+        "deepset/roberta-base-squad2",
+        ("What's my name?", CONTEXT),
+        "question-answering",
+        check_answer,
+    ),
+    Case(
+        "question_answering",
+        "distilbert/distilbert-base-cased-distilled-squad",
+        ("Where?", CONTEXT),
+        "question-answering",
+        check_answers,
+        {"top_k": 2},
+    ),
+    Case(
+        "sentence_similarity",
+        "sentence-transformers/all-MiniLM-L6-v2",
+        ("a cat", ["a dog", "a car"]),
+        "sentence-similarity",
+        holds(lambda out: len(out) == 2 and all(isinstance(x, float) for x in out)),
+    ),
+    Case(
+        "summarization",
+        "facebook/bart-large-cnn",
+        (SUMMARY_INPUT,),  # 18 words: a 6-word summary
+        "summarization",
+        holds(lambda out: isinstance(out, SummarizationOutput) and len(out.summary_text.split()) == 6),
+    ),
+    Case(
+        "table_question_answering",
+        "google/tapas-base-finetuned-wtq",
+        (TABLE, "How many stars does the transformers repository have?"),
+        "table-question-answering",
+        check_table_answer,
+    ),
+    Case(
+        "tabular_classification",
+        "julien-c/wine-quality",
+        ({"acidity": ["7.4", "7.8"], "ph": ["3.5", "3.2"]},),
+        "tabular-classification",
+        holds(lambda out: len(out) == 2 and set(out) <= {"0", "1"}),
+    ),
+    Case(
+        "text_classification",
+        "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+        ("I like you",),
+        "text-classification",
+        holds(lambda out: {o.label for o in out} == {"POSITIVE", "NEGATIVE"}),
+    ),
+    Case(
+        "text_generation",
+        "openai-community/gpt2",
+        ("Once upon a time",),
+        "text-generation",
+        holds(lambda out: len(out.split()) == 5),
+    ),
+    Case(
+        "text_to_image",
+        "black-forest-labs/FLUX.1-dev",
+        ("an astronaut",),
+        "text-to-image",
+        holds(lambda out: out.size == (24, 16)),
+        {"width": 24, "height": 16},
+    ),
     Case("text_to_speech", "facebook/mms-tts-eng", ("Hello world",), "text-to-speech", check_speech),
     Case("text_to_speech", "suno/bark-small", ("Hello world",), "text-to-speech", check_speech),
-    Case("token_classification", "dslim/bert-base-NER", ("My name is Sarah and I live in London",),
-         "token-classification", holds(lambda out: [e.word for e in out] == ["Sarah", "London"])),
-    Case("translation", "Helsinki-NLP/opus-mt-en-fr", ("My name is Wolfgang",), "translation",
-         holds(lambda out: isinstance(out, TranslationOutput) and len(out.translation_text.split()) == 4)),
-    Case("translation", "acme/any-seq2seq", ("My name is Wolfgang",), "translation",  # found by src/tgt_lang
-         holds(lambda out: len(out.translation_text.split()) == 4),
-         {"src_lang": "en_XX", "tgt_lang": "fr_XX"}),
-    Case("visual_question_answering", "dandelin/vilt-b32-finetuned-vqa", (PNG, "What colour is it?"),
-         "visual-question-answering", check_vqa),
-    Case("zero_shot_classification", "facebook/bart-large-mnli", ("I lost my keys",), "zero-shot-classification",
-         holds(lambda out: {o.label for o in out} == {"urgent", "calm"}),
-         {"candidate_labels": ["urgent", "calm"]}),
-    Case("zero_shot_image_classification", "openai/clip-vit-large-patch14", (PNG,),
-         "zero-shot-image-classification", check_zero_shot_image, {"candidate_labels": ["cat", "dog"]}),
+    Case(
+        "token_classification",
+        "dslim/bert-base-NER",
+        ("My name is Sarah and I live in London",),
+        "token-classification",
+        holds(lambda out: [e.word for e in out] == ["Sarah", "London"]),
+    ),
+    Case(
+        "translation",
+        "Helsinki-NLP/opus-mt-en-fr",
+        ("My name is Wolfgang",),
+        "translation",
+        holds(lambda out: isinstance(out, TranslationOutput) and len(out.translation_text.split()) == 4),
+    ),
+    Case(
+        "translation",
+        "acme/any-seq2seq",
+        ("My name is Wolfgang",),
+        "translation",  # found by src/tgt_lang
+        holds(lambda out: len(out.translation_text.split()) == 4),
+        {"src_lang": "en_XX", "tgt_lang": "fr_XX"},
+    ),
+    Case(
+        "visual_question_answering",
+        "dandelin/vilt-b32-finetuned-vqa",
+        (PNG, "What colour is it?"),
+        "visual-question-answering",
+        check_vqa,
+    ),
+    Case(
+        "zero_shot_classification",
+        "facebook/bart-large-mnli",
+        ("I lost my keys",),
+        "zero-shot-classification",
+        holds(lambda out: {o.label for o in out} == {"urgent", "calm"}),
+        {"candidate_labels": ["urgent", "calm"]},
+    ),
+    Case(
+        "zero_shot_image_classification",
+        "openai/clip-vit-large-patch14",
+        (PNG,),
+        "zero-shot-image-classification",
+        check_zero_shot_image,
+        {"candidate_labels": ["cat", "dog"]},
+    ),
 ]
 
 
@@ -272,9 +400,19 @@ async def test_every_task_method_parses_into_its_typed_result(sim: LiveSimulator
     assert comparable(again) == comparable(out)  # deterministic: the same request gives the same answer
 
 
-ASYNC_CASES = [c for c in CASES if c.method in (
-    "automatic_speech_recognition", "image_classification", "fill_mask", "text_to_speech", "image_segmentation",
-    "visual_question_answering")]
+ASYNC_CASES = [
+    c
+    for c in CASES
+    if c.method
+    in (
+        "automatic_speech_recognition",
+        "image_classification",
+        "fill_mask",
+        "text_to_speech",
+        "image_segmentation",
+        "visual_question_answering",
+    )
+]
 
 
 @pytest.mark.parametrize("case", ASYNC_CASES, ids=lambda c: c.id)
@@ -296,9 +434,12 @@ async def test_tabular_regression_is_refused_by_the_client_but_served_to_its_bod
     with pytest.raises(ValueError, match="tabular-regression"):
         await asyncio.to_thread(client.tabular_regression, {"length": ["23.2", "24.0"]})
     assert sim.state.requests == []
-    async with aiohttp.ClientSession() as session, session.post(
-            sim.model_url("scikit-learn/fish-regressor"),
-            json={"parameters": {}, "table": {"length": ["23.2", "24.0"]}}) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            sim.model_url("scikit-learn/fish-regressor"), json={"parameters": {}, "table": {"length": ["23.2", "24.0"]}}
+        ) as resp,
+    ):
         out = await resp.json()
     assert resp.status == 200 and len(out) == 2 and all(isinstance(x, float) for x in out)
     assert sim.state.requests[-1].task == "tabular-regression"
@@ -306,10 +447,18 @@ async def test_tabular_regression_is_refused_by_the_client_but_served_to_its_bod
 
 async def test_image_text_to_text_goes_through_chat_completion(sim: LiveSimulator) -> None:
     image_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
-    messages = [{"role": "user", "content": [{"type": "text", "text": "Describe this image"},
-                                             {"type": "image_url", "image_url": {"url": image_url}}]}]
-    out = await asyncio.to_thread(sim.hf("meta-llama/Llama-3.2-11B-Vision-Instruct").chat_completion, messages,
-                                  max_tokens=4)
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Describe this image"},
+                {"type": "image_url", "image_url": {"url": image_url}},
+            ],
+        }
+    ]
+    out = await asyncio.to_thread(
+        sim.hf("meta-llama/Llama-3.2-11B-Vision-Instruct").chat_completion, messages, max_tokens=4
+    )
     message = out.choices[0].message
     assert message.role == "assistant" and message.content is not None and len(message.content.split()) == 4
     sent = sim.state.requests[-1]
@@ -317,8 +466,9 @@ async def test_image_text_to_text_goes_through_chat_completion(sim: LiveSimulato
     assert sent.json()["messages"][0]["content"][1]["image_url"]["url"] == image_url
 
 
-async def test_a_file_goes_raw_without_parameters_and_as_base64_json_with_them(sim: LiveSimulator,
-                                                                               tmp_path: Path) -> None:
+async def test_a_file_goes_raw_without_parameters_and_as_base64_json_with_them(
+    sim: LiveSimulator, tmp_path: Path
+) -> None:
     client = sim.hf("google/vit-base-patch16-224")
     raw = await asyncio.to_thread(client.image_classification, PNG)
     first = sim.state.requests[-1]
@@ -353,16 +503,24 @@ async def test_recorded_binary_bodies_are_listed_as_base64(sim: LiveSimulator) -
     assert listed[0]["task"] == "automatic-speech-recognition"
 
 
-@pytest.mark.parametrize(("method", "model", "args", "message"), [
-    ("image_classification", "google/vit-base-patch16-224", (b"definitely not an image",), "an image"),
-    ("automatic_speech_recognition", "openai/whisper-tiny", (PNG,), "as audio"),
-    ("fill_mask", "google-bert/bert-base-uncased", ("no mask token here",), "mask_token"),
-    ("visual_question_answering", "dandelin/vilt-b32-finetuned-vqa", (WAV, "What?"), "an image"),
-    ("table_question_answering", "google/tapas-base-finetuned-wtq", ({"a": ["1", "2"], "b": ["3"]}, "q"),
-     "same number"),
-])
-async def test_bad_input_is_a_400_in_the_hf_dialect(sim: LiveSimulator, method: str, model: str,
-                                                    args: tuple[Any, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "model", "args", "message"),
+    [
+        ("image_classification", "google/vit-base-patch16-224", (b"definitely not an image",), "an image"),
+        ("automatic_speech_recognition", "openai/whisper-tiny", (PNG,), "as audio"),
+        ("fill_mask", "google-bert/bert-base-uncased", ("no mask token here",), "mask_token"),
+        ("visual_question_answering", "dandelin/vilt-b32-finetuned-vqa", (WAV, "What?"), "an image"),
+        (
+            "table_question_answering",
+            "google/tapas-base-finetuned-wtq",
+            ({"a": ["1", "2"], "b": ["3"]}, "q"),
+            "same number",
+        ),
+    ],
+)
+async def test_bad_input_is_a_400_in_the_hf_dialect(
+    sim: LiveSimulator, method: str, model: str, args: tuple[Any, ...], message: str
+) -> None:
     with pytest.raises(HfHubHTTPError) as caught:
         await asyncio.to_thread(getattr(sim.hf(model), method), *args)
     response = caught.value.response

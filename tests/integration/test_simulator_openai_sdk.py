@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 import openai
 import pytest
-from aiohttp import web
 from pydantic import BaseModel, Field
 
 from gateway.simulator.app import create_simulator_app
+from tests.support.serving import serving
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 USER: list[Any] = [{"role": "user", "content": "Plan a trip to Paris"}]
@@ -42,14 +42,8 @@ class GetWeather(BaseModel):
 
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
-    runner = web.AppRunner(create_simulator_app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with serving(create_simulator_app()) as url:
+        yield f"{url}/v1"
 
 
 def client(base_url: str) -> openai.OpenAI:

@@ -12,14 +12,16 @@ import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from aiohttp import web
+import openai
 from huggingface_hub import AsyncInferenceClient, InferenceClient
 from PIL import Image
 
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import SimConfig
 from gateway.simulator.state import SimState
+from tests.support.serving import serving
 
 FAKE_TOKEN = "hf_fake_test_token"
 
@@ -39,6 +41,10 @@ class LiveSimulator:
         """A sync client bound to that model URL."""
         return InferenceClient(model=self.model_url(model_id), token=FAKE_TOKEN)
 
+    def openai(self, **kwargs: Any) -> openai.OpenAI:
+        """An openai client on the simulator's `/v1`."""
+        return openai.OpenAI(base_url=f"{self.base}/v1/", api_key="sk-fake", **kwargs)
+
     def hf_async(self, model_id: str) -> AsyncInferenceClient:
         """An async client bound to that model URL."""
         return AsyncInferenceClient(model=self.model_url(model_id), token=FAKE_TOKEN)
@@ -48,14 +54,8 @@ class LiveSimulator:
 async def live_simulator(config: SimConfig | None = None) -> AsyncIterator[LiveSimulator]:
     """Serve a fresh simulator on 127.0.0.1 (a free port) until the block ends."""
     app = create_simulator_app(config)
-    runner = web.AppRunner(app)  # handler_cancellation off, as in `hf-gateway simulate`
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield LiveSimulator(f"http://127.0.0.1:{runner.addresses[0][1]}", app[SIM_STATE])
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:  # handler_cancellation off, as in `hf-gateway simulate`
+        yield LiveSimulator(url, app[SIM_STATE])
 
 
 def png_bytes(width: int = 20, height: int = 12, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:

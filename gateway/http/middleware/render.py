@@ -2,7 +2,10 @@
 
 Every error leaves the gateway through `render_error`: OpenAI shape plus `X-Error-Message` on
 `/v1` paths, HF shape (`{"error": ...}`, with `error_type` / `estimated_time` where HF and TGI
-clients read them) elsewhere. Bodies carry Content-Length (never chunked) and `X-Request-Id`.
+clients read them) elsewhere. An upstream's own error fields (`UpstreamStatusError.upstream_fields`:
+OpenAI's `type` / `code` / `param`, TGI's `error_type`, ...) are added as they came, over the
+gateway's defaults: inside `error` on `/v1`, beside `error` on HF routes. Bodies carry
+Content-Length (never chunked) and `X-Request-Id`.
 An unexpected exception is logged with its traceback and answered with a generic 500 that says
 nothing about internals.
 """
@@ -17,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.core.call import Call, Dialect, Op
-from gateway.core.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from gateway.core.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, UpstreamStatusError
 from gateway.http.appkeys import CALL, REQUEST_ID
 from gateway.http.parsing import request_id
 
@@ -48,15 +51,19 @@ def render_error(request: web.Request, err: GatewayError) -> web.Response:
     upstream_headers = getattr(err, "upstream_headers", None)
     if upstream_headers:
         headers.update(upstream_headers)
+    # The upstream's own fields (type, code, param, error_type, ...) go last: added to, never replaced.
+    relayed = err.upstream_fields if isinstance(err, UpstreamStatusError) else {}
     if dialect_of(request) is Dialect.OPENAI:
-        error = {"message": err.message, "type": err.type, "code": err.code, **err.extra_body()}
-        body: dict[str, object] = {"error": error}
+        inner: dict[str, object] = {"message": err.message, "type": err.type, "code": err.code,
+                                    **err.extra_body(), **relayed}
+        body: dict[str, object] = {"error": inner}
         headers["X-Error-Message"] = _safe_header(err.message)
     else:
         body = {"error": err.message, **err.extra_body()}
         tgi_style = call is None or call.op is Op.TGI_GENERATE or (call.op is Op.HF_TASK and call.task in _TGI_TASKS)
         if err.error_type and tgi_style:
             body["error_type"] = err.error_type
+        body.update(relayed)
     return web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 

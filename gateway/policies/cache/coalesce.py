@@ -68,7 +68,7 @@ class CoalesceStage:
 
     @property
     def active(self) -> bool:
-        """False when the cache or coalescing is off (the stage is then left off the road: app.build_stages)."""
+        """False when the cache or coalescing is off (the stage is then left off the road: http/app.py build_stages)."""
         return self.cache.config.enabled and self.cache.config.coalesce
 
     def applies(self, plan: CachePlan | None) -> bool:

@@ -5,10 +5,10 @@ leader's random token, `SET NX PX lock_ttl`), the outcome `K:outcome` (a leader'
 stored", tagged with its token, kept `outcome_ttl`), the waiter count `K:waiters` and the channel
 `K:done`.
 
-Claim (`flight_scripts.claim`, usually made by the cache stage's lookup itself): in one atomic
+Claim (`claims.send_claim`, usually made by the cache stage's lookup itself): in one atomic
 step the entry, or the lock (lead), or the holder's token (follow, counted as a waiter).
 
-Leader: calls the upstream, has its lock renewed while it works (`flight_leases.py`), then in one script
+Leader: calls the upstream, has its lock renewed while it works (`leases.py`), then in one script
 (`cache_finish.lua`) writes the entry (or the outcome), releases the lock (only if still its own)
 and publishes on the channel only when a follower registered. On Redis that script is queued
 without waiting for it: the answer is not held back by the round trip.

@@ -119,7 +119,7 @@ class ResponseCache:
         return self.coalescing and not plan.stream and plan.read and plan.write
 
     async def claim(self, plan: CachePlan, token: str | None = None, sent: Sent | None = None) -> Claim:
-        """The entry, or the flight's lock, or its holder, in one round trip (flight_scripts.py). Raises StoreError."""
+        """The entry, or the flight's lock, or its holder, in one round trip (claims.py). Raises StoreError."""
         keys = FlightKeys(plan.key)
         if sent is None or sent.token is None:
             token = token or self.new_token()

@@ -55,11 +55,11 @@ class CacheStage:
 
     @property
     def active(self) -> bool:
-        """False when the cache is off (the stage is then left off the road: app.build_stages)."""
+        """False when the cache is off (the stage is then left off the road: http/app.py build_stages)."""
         return self.cache.config.enabled
 
     def prepare(self, call: Call) -> bool:
-        """On Redis: queue the lookup now, so it shares a round trip with the limiter's take (pipeline.py).
+        """On Redis: queue the lookup now, so it shares a round trip with the limiter's take (core/pipeline.py).
 
         True when the entry is held in process: the call will be answered here, nothing else is sent.
         """

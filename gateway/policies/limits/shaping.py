@@ -44,11 +44,11 @@ class ShapingStage:
         self.clock = clock
         self.guard = StoreGuard(self.cfg.store_timeout, "outbound shaping")
         self._server_time = isinstance(clock, SystemClock)
-        self.waiting: dict[str, int] = {}  # upstream -> calls queued now; read at scrape time (issue 6)
+        self.waiting: dict[str, int] = {}  # upstream -> calls queued now; read at scrape time
 
     @property
     def active(self) -> bool:
-        """Whether any upstream declares a budget (else the stage is left off the road: app.build_stages)."""
+        """Whether any upstream declares a budget (else the stage is left off the road: http/app.py build_stages)."""
         return any(budget is not None for budget in self.budgets)
 
     async def __call__(self, call: Call, nxt: Handler) -> Answer:

@@ -64,13 +64,13 @@ class RateLimitStage:
 
     @property
     def active(self) -> bool:
-        """Whether any limit is configured at all (else the stage is left off the road: app.build_stages)."""
+        """Whether any limit is configured at all (else the stage is left off the road: http/app.py build_stages)."""
         s = self.planner.settings
         tenants = any(t.limits or t.model_limits for t in s.tenants.values())
         return self.cfg.enabled and bool(s.ratelimit.default or tenants or any(m.limits for m in s.models))
 
     def prepare(self, call: Call) -> None:
-        """On Redis: queue the take now, in the same round trip as the cache lookup (pipeline.py).
+        """On Redis: queue the take now, in the same round trip as the cache lookup (core/pipeline.py).
 
         A call that never reaches this stage (a cache hit, a coalesced follower) gets it back in `abandon`.
         """

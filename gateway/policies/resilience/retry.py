@@ -1,7 +1,8 @@
 """The retry stage: try one deployment again after transient failures, inside the request's deadline.
 
-Retried: 429, 502, 503, 504, a connection refused or reset before any response, a connect
-timeout. Never: any other 4xx, a read timeout (the upstream may still be working and would bill
+Retried: what the upstream's `retry.retry_on` lists, by default 429, 502, 503, 504 and "connect"
+(a connection refused or reset before any response, a connect timeout); a team may add 500 or
+other 5xx. Never: any other 4xx, a read timeout (the upstream may still be working and would bill
 twice), a garbled answer, a model that is loading (the cold-start stage owns that), and never a
 stream once the terminal has returned it (it returns only after the first event, so everything
 this stage sees failed before a byte reached the client).
@@ -48,12 +49,21 @@ def retry_reason(exc: BaseException) -> str | None:
     if isinstance(exc, UpstreamStatusError):
         if exc.status == 429:
             return "429"
-        return "5xx" if exc.status in (502, 503, 504) else None
+        return "5xx" if exc.status >= 500 else None
     if isinstance(exc, UpstreamUnreachable):
         return "connect"
     if isinstance(exc, UpstreamConnectTimeout):  # only a timeout while connecting: the request never got there
         return "timeout"
     return None
+
+
+def may_retry(exc: BaseException, policy: RetryConfig) -> bool:
+    """Whether the upstream's `retry_on` covers this failure (statuses, and "connect" for the rest)."""
+    if retry_reason(exc) is None:
+        return False
+    if isinstance(exc, UpstreamStatusError):
+        return exc.status in policy.retry_on
+    return "connect" in policy.retry_on
 
 
 def backoff(attempt: int, policy: RetryConfig, rand: Callable[[], float]) -> float:
@@ -100,7 +110,7 @@ class RetryStage:
     def _wait_before_next(self, call: Call, exc: GatewayError, attempt: int, policy: RetryConfig,
                           target: Target) -> float:
         """Seconds to wait before trying again; raises `exc` when this request must not try again."""
-        if attempt >= policy.max_attempts:
+        if not may_retry(exc, policy) or attempt >= policy.max_attempts:
             raise exc
         wait = exc.retry_after if exc.retry_after is not None else backoff(attempt, policy, self.rand)
         if can_hand_off(call) and wait > self.cfg.handoff_wait:

@@ -10,7 +10,7 @@ from gateway.core.call import Reply, StreamReply
 from gateway.core.errors import BadRequest, GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout
 from gateway.policies.cache.entry import decode, encode_reply, encode_skip, encode_stream
 from gateway.policies.cache.leader_error import encode_error, rebuild_error
-from tests.unit.policies.cachekit import drain
+from tests.support.cache_kit import drain
 
 
 def test_reply_round_trip_keeps_status_type_body_and_useful_headers_only() -> None:

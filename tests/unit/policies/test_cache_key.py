@@ -11,7 +11,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.routing import Router
 from gateway.policies.cache.key import CachePlanner, cache_digest, cache_task
 from gateway.upstream.fake import FakeUpstream
-from tests.unit.policies.cachekit import CHAT, CLASSIFY, EMBED, SHARED, chat_body, make_call, settings
+from tests.support.cache_kit import CHAT, CLASSIFY, EMBED, SHARED, chat_body, make_call, settings
 
 CLOCK = FakeClock()
 

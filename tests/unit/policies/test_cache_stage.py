@@ -13,7 +13,7 @@ from gateway.core.errors import UpstreamError, UpstreamStatusError
 from gateway.policies.cache.response_cache import ENTRY_OVERHEAD
 from gateway.store import StoreError
 from gateway.store.memory import MemoryStore
-from tests.unit.policies.cachekit import (
+from tests.support.cache_kit import (
     CHAT,
     SHARED,
     GatedUpstream,
@@ -177,11 +177,12 @@ async def test_the_memory_bound_counts_what_an_entry_costs_beyond_its_bytes() ->
         await r.run(r.call(body={"model": "m", "input": str(i)}))
     store = r.cache.store
     assert isinstance(store, MemoryStore)
-    entries = [k for k in store.state.data if k.startswith(f"{r.settings.redis_prefix}:v1:cache:") and k.count(":") == 3]
+    prefix = f"{r.settings.redis_prefix}:v1:cache:"
+    entries = [k for k in store.state.data if k.startswith(prefix) and k.count(":") == 3]
     assert 50 <= len(entries) <= 64 * 1024 // ENTRY_OVERHEAD
 
 
-STREAM = [b"data: {\"t\":\"a\"}\n\n", b"data: {\"t\":\"b\"}\n\n", b"data: {\"t\":\"c\"}\n\n", b"data: [DONE]\n\n"]
+STREAM = [b'data: {"t":"a"}\n\n', b'data: {"t":"b"}\n\n', b'data: {"t":"c"}\n\n', b"data: [DONE]\n\n"]
 
 
 def _stream_call(r: Replica, **kw: Any) -> Any:
@@ -218,8 +219,9 @@ async def test_a_stream_request_answered_with_json_gets_the_same_json_again() ->
 async def test_streams_that_fail_carry_an_error_event_or_lose_their_client_are_not_stored() -> None:
     r = _replica()
     error_event = b'data: {"error":{"message":"overloaded"}}\n\n'
-    r.upstream.script(stream_reply(STREAM, fail_after=1), stream_reply([STREAM[0], error_event, STREAM[3]]),
-                      stream_reply(STREAM))
+    r.upstream.script(
+        stream_reply(STREAM, fail_after=1), stream_reply([STREAM[0], error_event, STREAM[3]]), stream_reply(STREAM)
+    )
     broken = await r.run(_stream_call(r))
     with pytest.raises(UpstreamError):  # the upstream dropped the stream
         await drain(broken)

@@ -15,8 +15,7 @@ from gateway.policies.resilience.target import Target
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import StoreError, key
 from gateway.upstream.fake import FakeUpstream
-
-from .resilience_kit import MODEL, ColdModel, Rig, fake, settings
+from tests.support.stage_kit import MODEL, ColdModel, Rig, fake, settings
 
 T = Target("hf", MODEL)
 
@@ -203,7 +202,7 @@ async def test_a_slow_probe_lets_the_parked_go_after_probe_hold() -> None:
 
 
 async def test_a_warm_model_is_served_without_the_store_once_known() -> None:
-    rig, cold = _rig(0)
+    rig, _cold = _rig(0)
     await rig.run(rig.call())
 
     class Down(MemoryStore):

@@ -12,8 +12,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.errors import ServiceUnavailable, UpstreamStatusError
 from gateway.policies.resilience.target import Target
 from gateway.upstream.fake import FakeUpstream
-
-from .resilience_kit import MODEL, ColdModel, Rig, fake, settings
+from tests.support.stage_kit import MODEL, ColdModel, Rig, fake, settings
 
 PRIMARY = Target("tgi", "org/model-dedicated")
 ROUTE = [{"name": MODEL, "deployments": [{"upstream": "tgi", "model": "org/model-dedicated"}, {"upstream": "hf"}]}]

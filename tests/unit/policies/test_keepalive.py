@@ -11,8 +11,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.errors import GatewayError, ModelLoading, UpstreamStatusError
 from gateway.policies.resilience.keepalive import Progress, commit_when_slow
 from gateway.store.protocol import key
-
-from .resilience_kit import ColdModel, Rig, drain, fake, settings
+from tests.support.stage_kit import ColdModel, Rig, drain, fake, settings
 
 
 def _rig(seconds: float, **resilience: object) -> tuple[Rig, ColdModel]:

@@ -8,19 +8,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.clock import FakeClock
 from gateway.core.config import Settings
-from gateway.http.app import create_app
 from gateway.policies.limits.buckets import Bucket, decide
 from gateway.store.guard import StoreGuard
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import Store, StoreError
 from gateway.upstream.fake import FakeUpstream
 from tests.support.held_replies import held_store
-
-from .rl_support import A, B, BrokenStore, chat, settings
+from tests.support.limits_kit import A, B, BrokenStore, chat, settings
+from tests.support.serving import gateway_client
 
 FIVE_PER_TEN = {"team-a": {"limits": {"requests": "5/10s"}}}
 
@@ -38,8 +37,9 @@ class Gw:
 async def _gw(s: Settings, store: Store | None = None, clock: FakeClock | None = None) -> AsyncIterator[Gw]:
     clock = clock or FakeClock()
     up = FakeUpstream("hf")
-    app = create_app(s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(
+        s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up}, cancel=False
+    ) as client:
         yield Gw(client, clock, up)
 
 
@@ -89,8 +89,9 @@ async def test_hf_routes_get_429_in_their_dialect(gw: Gw) -> None:
 
 
 async def test_tenants_do_not_share_buckets() -> None:
-    async for gw in _gw(settings({"team-a": {"limits": {"requests": "1/minute"}},
-                                  "team-b": {"limits": {"requests": "1/minute"}}})):
+    async for gw in _gw(
+        settings({"team-a": {"limits": {"requests": "1/minute"}}, "team-b": {"limits": {"requests": "1/minute"}}})
+    ):
         assert (await gw.chat(A)).status == 200
         assert (await gw.chat(A)).status == 429
         assert (await gw.chat(B)).status == 200

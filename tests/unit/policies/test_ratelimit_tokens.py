@@ -6,19 +6,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.call import Call, Dialect, Op, Reply
 from gateway.core.clock import FakeClock
 from gateway.core.config import RetryConfig, UpstreamConfig
 from gateway.core.errors import UpstreamUnreachable
-from gateway.http.app import create_app
 from gateway.policies.limits.plan import format_duration
 from gateway.policies.limits.tokens import StreamMeter, estimate, prompt_tokens, reply_tokens
 from gateway.store.memory import MemoryStore
 from gateway.upstream.fake import FakeUpstream
-
-from .rl_support import A, chat, openai_chunks, settings, sse_stream, with_usage
+from tests.support.limits_kit import A, chat, openai_chunks, settings, sse_stream, with_usage
+from tests.support.serving import gateway_client
 
 TOKENS = {"team-a": {"limits": {"tokens": {"rate": "1000/minute"}}}}
 
@@ -85,8 +84,9 @@ class Gw:
 async def gw() -> AsyncIterator[Gw]:
     clock = FakeClock()
     up = FakeUpstream("hf", config=UpstreamConfig(retry=RetryConfig(max_attempts=1)))  # failures come straight back
-    app = create_app(settings(TOKENS), clock=clock, store=MemoryStore(clock), upstreams={"hf": up})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(
+        settings(TOKENS), clock=clock, store=MemoryStore(clock), upstreams={"hf": up}, cancel=False
+    ) as client:
         yield Gw(client, clock, up)
 
 
@@ -148,8 +148,9 @@ async def test_per_tenant_model_tokens() -> None:
     clock = FakeClock()
     up = FakeUpstream("hf")
     tenants = {"team-a": {"model_limits": {"org/m": {"tokens": "200/minute"}}}}
-    app = create_app(settings(tenants), clock=clock, store=MemoryStore(clock), upstreams={"hf": up})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(
+        settings(tenants), clock=clock, store=MemoryStore(clock), upstreams={"hf": up}, cancel=False
+    ) as client:
         statuses = []
         for _ in range(3):
             r = await client.post("/v1/chat/completions", json=chat(max_tokens=80), headers=A)

@@ -21,8 +21,7 @@ from gateway.policies.resilience.retry import backoff, retry_reason
 from gateway.policies.resilience.target import Target
 from gateway.upstream.status_errors import status_error
 from gateway.upstream.terminal import UpstreamTerminal
-
-from .resilience_kit import MODEL, Rig, drain, fake, settings, stream_of
+from tests.support.stage_kit import MODEL, Rig, drain, fake, settings, stream_of
 
 
 def _rig(**retry: object) -> Rig:
@@ -113,7 +112,7 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
     waits = [backoff(n, policy, ours.random) for n in range(1, 8)]
     ceilings = [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     assert waits == [reference.random() * c for c in ceilings]
-    assert all(0 <= w <= c for w, c in zip(waits, ceilings))
+    assert all(0 <= w <= c for w, c in zip(waits, ceilings, strict=True))
 
 
 async def test_backoff_waits_come_from_the_injected_random_source() -> None:

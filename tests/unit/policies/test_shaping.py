@@ -8,18 +8,17 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.call import Answer, Call, Reply
 from gateway.core.clock import FakeClock
 from gateway.core.config import RetryConfig, UpstreamConfig, load_settings
 from gateway.core.errors import UpstreamStatusError
-from gateway.http.app import create_app
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import Store
 from gateway.upstream.fake import FakeUpstream
-
-from .rl_support import BrokenStore, chat
+from tests.support.limits_kit import BrokenStore, chat
+from tests.support.serving import gateway_client
 
 
 def _upstream(clock: FakeClock, budget: Any, max_wait: float, **cfg: Any) -> tuple[FakeUpstream, list[float]]:
@@ -36,8 +35,7 @@ def _upstream(clock: FakeClock, budget: Any, max_wait: float, **cfg: Any) -> tup
 async def _client(up: FakeUpstream, clock: FakeClock, store: Store | None = None,
                   **settings: Any) -> AsyncIterator[TestClient]:
     s = load_settings(None, cache={"enabled": False, "coalesce": False}, **settings)
-    app = create_app(s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up})
-    async with TestClient(TestServer(app, handler_cancellation=True)) as client:
+    async with gateway_client(s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up}) as client:
         yield client
 
 

@@ -68,3 +68,18 @@ def test_loading_bodies_list_and_dict() -> None:
     assert err.status == 429 and err.retry_after == 5 and err.message == "slow down"
     html = status_error(502, {}, b"<html>bad gateway</html>", now=0, upstream="hf", retry_after_cap=120)
     assert "hf" in html.message and "<html>" not in html.message
+
+
+@pytest.mark.parametrize("body, plain", [
+    ({"inputs": "a"}, True), ({"inputs": ["a", "b"], "normalize": True}, True),
+    ({"inputs": "a", "parameters": {}}, False),  # every other text task sends `parameters`, even empty
+    ({"inputs": {"source_sentence": "a", "sentences": ["b"]}}, False), ({"inputs": []}, False),
+    ({"inputs": [1, 2]}, False), (None, False),
+])
+def test_plain_text_inputs_is_how_feature_extraction_is_written(body: dict[str, object] | None, plain: bool) -> None:
+    assert tasks.plain_text_inputs(body) is plain
+
+
+def test_embeddings_to_openai_reports_the_given_prompt_tokens() -> None:
+    out = tasks.embeddings_to_openai("m", None, 7)([[0.5, 0.5]])
+    assert out["usage"] == {"prompt_tokens": 7, "total_tokens": 7}

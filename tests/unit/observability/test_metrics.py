@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.http.appkeys import METRICS
 from gateway.observability.metrics import Metrics, mark_worker_dead, reset_multiprocess_dir, status_class
-from tests.unit.metrics_exercise import exercise_all, make_metrics
+from tests.support.metrics_exercise import exercise_all, make_metrics
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def sample(m: Metrics, name: str, **labels: str) -> float | None:
@@ -264,7 +264,8 @@ def test_two_workers_add_up_in_one_scrape(tmp_path: Path) -> None:
     body = run_py(RENDER, mp_dir=mp_dir).encode()
     got = parse(body)
     labels = (
-        ("cache", "miss"), ("model", "llama"), ("route", "chat_completions"), ("status_class", "2xx"), ("tenant", "acme")
+        ("cache", "miss"), ("model", "llama"), ("route", "chat_completions"), ("status_class", "2xx"),
+        ("tenant", "acme"),
     )  # fmt: skip
     assert got[("gateway_requests_total", labels)] == 7
     assert got[("gateway_request_duration_seconds_count", (("model", "llama"), ("route", "chat_completions")))] == 7

@@ -7,12 +7,10 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import fakeredis
 import orjson
-import pytest
 
 from gateway.core.call import Answer, Call, Dialect, Flags, Op, Reply, StreamReply
-from gateway.core.clock import Clock, FakeClock, SystemClock
+from gateway.core.clock import Clock
 from gateway.core.config import Settings, load_settings
 from gateway.core.pipeline import Handler, build_pipeline
 from gateway.core.routing import Router
@@ -21,8 +19,6 @@ from gateway.policies.cache.key import CachePlanner
 from gateway.policies.cache.response_cache import ResponseCache
 from gateway.policies.cache.stage import CacheStage
 from gateway.store import Store
-from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
 from gateway.upstream.fake import FakeUpstream
 from gateway.upstream.terminal import UpstreamTerminal
 
@@ -141,39 +137,3 @@ def stream_reply(events: list[bytes], fail_after: int | None = None,
 
 
 StorePair = tuple[Store, Store, Clock]  # two clients of one store (two "processes"), and the clock to use
-
-
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
-def backend(request: pytest.FixtureRequest) -> tuple[str, str | None]:
-    """The store kind, and for a real Redis its URL (skipped locally, failing in CI, when unreachable)."""
-    if request.param != "redis":
-        return request.param, None
-    request.getfixturevalue("real_redis")  # also deletes this test's keys afterwards
-    return request.param, str(request.getfixturevalue("redis_url"))
-
-
-@pytest.fixture
-async def store_pair(backend: tuple[str, str | None]) -> AsyncIterator[Callable[[], StorePair]]:
-    """Makes two clients of one shared store: one MemoryStore (fake time), fakeredis, or the real Redis."""
-    kind, url = backend
-    made: list[Store] = []
-
-    def make() -> StorePair:
-        pair: StorePair
-        if kind == "memory":
-            clock = FakeClock(autojump=True)
-            one = MemoryStore(clock)
-            pair = (one, one, clock)
-        elif kind == "fakeredis":
-            server = fakeredis.FakeServer()
-            pair = (RedisStore(fakeredis.aioredis.FakeRedis(server=server)),
-                    RedisStore(fakeredis.aioredis.FakeRedis(server=server)), SystemClock())
-        else:
-            assert url is not None
-            pair = (RedisStore.from_url(url, timeout=0.5), RedisStore.from_url(url, timeout=0.5), SystemClock())
-        made.extend(pair[:2])  # type: ignore[arg-type]
-        return pair
-
-    yield make
-    for store in made:
-        await store.close()

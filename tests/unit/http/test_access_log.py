@@ -24,6 +24,7 @@ from gateway.core.config import load_settings
 from gateway.http.app import create_app
 from gateway.observability.logs import ACCESS_FIELDS, LogFormat, configure_logging
 from gateway.upstream.fake import FakeUpstream
+from tests.support.serving import gateway_client
 
 CHAT = {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}
 GATEWAY_KEY = "gw_fake_test_key_0123456789abcdef"
@@ -266,8 +267,8 @@ async def test_a_long_stream_is_not_gateway_overhead() -> None:
 
         return StreamReply(first=b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', rest=rest())
 
-    app = create_app(settings(), clock=clock, upstreams={"hf": FakeUpstream("hf", default=slow_stream)})
-    async with TestClient(TestServer(app, handler_cancellation=True)) as client:
+    upstream = FakeUpstream("hf", default=slow_stream)
+    async with gateway_client(settings(), clock=clock, upstreams={"hf": upstream}) as client:
         await (await client.post("/v1/chat/completions", json={**CHAT, "stream": True})).read()
         text = await (await client.get("/metrics")).text()
     assert samples(text, "gateway_request_duration_seconds_sum") == {(("model", "llama"), ("route", "chat")): 5.0}
@@ -275,13 +276,16 @@ async def test_a_long_stream_is_not_gateway_overhead() -> None:
 
 
 async def test_a_token_in_the_path_or_the_model_name_never_reaches_the_access_line(capture: Capture) -> None:
-    # The access line skips the generic redaction pass (issue 7): its free-text fields are masked up front.
+    # The access line skips the generic redaction pass (for speed): its free-text fields are masked up front.
     buffer = capture("json")
     client = await client_for(FakeUpstream("hf"))
     try:
         await client.post(f"/models/{UPSTREAM_TOKEN}", json={"inputs": "hi"})
-        await client.post("/v1/chat/completions", json={**CHAT, "model": UPSTREAM_TOKEN},
-                          headers={"X-Request-Id": "hf_fake_test_request_id_0123456789"})
+        await client.post(
+            "/v1/chat/completions",
+            json={**CHAT, "model": UPSTREAM_TOKEN},
+            headers={"X-Request-Id": "hf_fake_test_request_id_0123456789"},
+        )
     finally:
         await client.close()
     text = buffer.getvalue()

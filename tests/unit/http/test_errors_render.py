@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.config import load_settings
 from gateway.core.errors import ModelLoading, UpstreamStatusError, UpstreamTimeout, UpstreamUnreachable
-from gateway.http.app import create_app
 from gateway.upstream.fake import FakeUpstream
+from tests.support.serving import gateway_client
 
 CHAT = {"model": "org/m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -19,8 +19,7 @@ CHAT = {"model": "org/m", "messages": [{"role": "user", "content": "hi"}]}
 @pytest.fixture
 async def gw() -> AsyncIterator[tuple[TestClient, FakeUpstream]]:
     up = FakeUpstream("hf")
-    app = create_app(load_settings(None), upstreams={"hf": up})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(load_settings(None), upstreams={"hf": up}, cancel=False) as client:
         yield client, up
 
 
@@ -74,8 +73,11 @@ async def test_transport_failures(gw: tuple[TestClient, FakeUpstream], exc: Exce
         ("/v1/chat/completions", b"[1, 2]", {}, 400),
         ("/v1/chat/completions", orjson.dumps({"model": 5, "messages": []}), {}, 400),
         ("/v1/chat/completions", orjson.dumps({"model": "a/b"}), {}, 400),
-        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "../../etc/passwd"}), {}, 400),
-        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "http://evil.test/x"}), {}, 400),
+        # A body id may be any visible ASCII (ids of other backends); path-bound ids are checked where they
+        # become a path (tests/integration/test_bad_input.py aims them at another host).
+        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "org/x\r\nHost: evil"}), {}, 400),
+        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "org/x y"}), {}, 400),
+        ("/v1/chat/completions", orjson.dumps({**CHAT, "model": "a" * 257}), {}, 400),
         ("/v1/chat/completions", orjson.dumps({**CHAT, "max_tokens": "ten"}), {}, 400),
         ("/v1/embeddings", orjson.dumps({"model": "a/b", "input": "x", "encoding_format": "hex"}), {}, 400),
         ("/models/org/m", b"\xff\xfe{", {"Content-Type": "application/json"}, 400),
@@ -96,8 +98,9 @@ async def test_bad_input_is_a_clear_4xx(gw: tuple[TestClient, FakeUpstream], pat
 
 
 async def test_oversized_body_is_413_from_content_length() -> None:
-    app = create_app(load_settings(None, max_body_bytes=2048), upstreams={"hf": FakeUpstream("hf")})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(
+        load_settings(None, max_body_bytes=2048), upstreams={"hf": FakeUpstream("hf")}, cancel=False
+    ) as client:
         r = await client.post("/v1/embeddings", data=b"x" * 5000, headers={"Content-Type": "application/json"})
         assert r.status == 413
         assert (await r.json())["error"]["code"] == "payload_too_large"

@@ -97,6 +97,7 @@ def test_unknown_config_options_are_dropped_and_reported(tmp_path: Path) -> None
     assert "not_an_option_yet" not in path.read_text()
 
 
+@pytest.mark.slow
 def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     """Upstream, floor and zero-config gateway started, measured, stopped; a table comes out."""
     results = tmp_path / "RESULTS.md"

@@ -55,7 +55,7 @@ def openai_chunks(n: int, usage: tuple[int, int] | None = None) -> list[bytes]:
     out = [b'data: {"choices":[{"index":0,"delta":{"content":"t%d"}}]}\n\n' % i for i in range(n)]
     if usage is not None:
         out.append(b'data: {"choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d}}\n\n' % usage)
-    return out + [b"data: [DONE]\n\n"]
+    return [*out, b"data: [DONE]\n\n"]
 
 
 class BrokenStore(MemoryStore):

@@ -167,7 +167,7 @@ def test_ordinary_text_is_left_alone(harmless: str) -> None:
     assert redact(harmless) == harmless
 
 
-def test_a_broken_format_string_does_not_make_the_handler_raise(configure: Configure) -> None:  # noqa: ARG001
+def test_a_broken_format_string_does_not_make_the_handler_raise(configure: Configure) -> None:
     buffer = io.StringIO()
     root = logging.getLogger()
     handler = configure_logging("json", "INFO", stream=buffer)

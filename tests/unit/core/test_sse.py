@@ -35,7 +35,10 @@ async def test_trailing_event_without_blank_line_is_kept() -> None:
 
 
 def test_error_detection_and_data() -> None:
-    assert error_in(b'data:{"error":"boom","error_type":"generation"}\n\n') == {"error": "boom", "error_type": "generation"}
+    assert error_in(b'data:{"error":"boom","error_type":"generation"}\n\n') == {
+        "error": "boom",
+        "error_type": "generation",
+    }
     assert error_in(b'data: {"token":{"text":"error"}}\n\n') is None
     assert event_data(b"event: x\ndata: 1\n\n") == b"1"
     assert event_data(b": comment\n\n") is None

@@ -7,80 +7,29 @@ ran. Where promtool exists, every query is also parsed by Prometheus itself (as 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.unit.metrics_exercise import exercise_all, make_metrics
-
-REPO = Path(__file__).resolve().parents[2]
-DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
-DATASOURCES = REPO / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
-
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
-_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}")
-_MATCHER_LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
-_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
-_IDENT = re.compile(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?")
-_KEYWORDS = frozenset(
-    {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
-    | {"inf", "nan"}
+from tests.support.dashboards import (
+    DASHBOARDS,
+    DATASOURCES,
+    LABEL_VALUES,
+    all_panels,
+    grouping_labels,
+    load,
+    metric_names,
+    queries,
+    selector_labels,
+    substitute,
 )
-_GRAFANA_VARS = re.compile(r"\$(__rate_interval|__interval|__range)\b|\$\{?(\w+)\}?")
-_LABEL_VALUES = re.compile(r"^label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,\s*(\w+)\s*\)$")
-
-
-def substitute(expr: str) -> str:
-    """Grafana variables replaced by what Prometheus would see with "All" selected."""
-    return _GRAFANA_VARS.sub(lambda m: "1m" if m.group(1) else ".*", expr)
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric identifiers in a PromQL expression (not functions, keywords or grouping labels)."""
-    text = _STRING.sub('""', substitute(expr))
-    text = re.sub(r"\{[^}]*\}", "", text)
-    text = re.sub(r"\[[^\]]*\]", "", text)
-    text = _GROUPING.sub(" ", text)
-    return {m.group(1) for m in _IDENT.finditer(text) if not m.group(2) and m.group(1) not in _KEYWORDS}
-
-
-def selector_labels(expr: str) -> Iterator[tuple[str, set[str]]]:
-    """(metric, label names in its matchers) for every `metric{...}` selector."""
-    text = _STRING.sub('""', substitute(expr))
-    for match in _SELECTOR.finditer(text):
-        yield match.group(1), set(_MATCHER_LABEL.findall(match.group(2)))
-
-
-def grouping_labels(expr: str) -> set[str]:
-    return {label.strip() for m in _GROUPING.finditer(expr) for label in m.group(2).split(",") if label.strip()}
-
-
-def all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in panels:
-        yield panel
-        yield from all_panels(panel.get("panels", []))  # collapsed rows keep their panels inside
-
-
-def load(path: Path) -> dict[str, Any]:
-    dashboard: dict[str, Any] = json.loads(path.read_text())
-    return dashboard
-
-
-def queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """(where, expr, legendFormat) for every panel target."""
-    for panel in all_panels(dashboard["panels"]):
-        for target in panel.get("targets", []):
-            where = f"panel {panel['id']} {panel['title']!r} {target['refId']}"
-            yield where, target["expr"], target.get("legendFormat", "")
+from tests.support.metrics_exercise import exercise_all, make_metrics
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +50,8 @@ def test_there_is_a_dashboard() -> None:
 
 def test_the_parser_finds_what_it_should() -> None:
     expr = (
-        'sum by (status_class) (rate(gateway_requests_total{status_class=~"4xx|5xx",model=~"$model"}[$__rate_interval]))'
+        'sum by (status_class) '
+        '(rate(gateway_requests_total{status_class=~"4xx|5xx",model=~"$model"}[$__rate_interval]))'
         " / ignoring (status_class) group_left sum(rate(other_metric[5m]))"
         " + histogram_quantile(0.9, x_bucket) * 1e3"
     )
@@ -133,7 +83,7 @@ def test_every_queried_series_and_label_is_exported(path: Path, exported: dict[s
 def test_template_variables_query_real_labels(path: Path, exported: dict[str, set[str]]) -> None:
     for variable in load(path)["templating"]["list"]:
         query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
-        match = _LABEL_VALUES.match(query)
+        match = LABEL_VALUES.match(query)
         assert match, query
         assert match.group(2) in exported.get(match.group(1), set()), query
 

@@ -10,12 +10,15 @@ from gateway.simulator.faults import Ask, FaultBook
 TOKEN = "hf_fake_test_token"
 
 
-def _book(configured: dict[str, list[FaultSpec]] | None = None, token: str | None = None) -> tuple[FaultBook, FakeClock]:
+def _book(
+    configured: dict[str, list[FaultSpec]] | None = None, token: str | None = None
+) -> tuple[FaultBook, FakeClock]:
     clock = FakeClock()
     return FaultBook(configured or {}, token, clock), clock
 
 
-def _statuses(book: FaultBook, key: str, n: int, ask: Ask = Ask()) -> list[int]:
+def _statuses(book: FaultBook, key: str, n: int, ask: Ask | None = None) -> list[int]:
+    ask = ask or Ask()
     out = []
     for _ in range(n):
         gate = book.plan(key, ask).gate
@@ -98,7 +101,11 @@ def test_modifiers_collect_into_one_plan() -> None:
     book, _ = _book()
     plan = book.plan("m-slow-ttfb-1s+garbage+wrong-content-type+huge-body-1kb+truncated-json", Ask())
     assert (plan.slow_ttfb, plan.garbage, plan.wrong_content_type, plan.huge_body, plan.truncated_json) == (
-        1.0, True, True, 1024, True,
+        1.0,
+        True,
+        True,
+        1024,
+        True,
     )
 
 

@@ -54,7 +54,7 @@ def test_check_config_names_the_offending_key(tmp_path: Path, yaml_text: str, ke
 
 
 def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
-    example = Path(__file__).resolve().parents[2] / "config" / "gateway.example.yaml"
+    example = Path(__file__).resolve().parents[3] / "config" / "gateway.example.yaml"
     assert main(["check-config", str(example)]) == 0
     assert "ok" in capsys.readouterr().out
 
@@ -69,3 +69,13 @@ def test_rates(text: str, count: float, period: float) -> None:
 def test_bad_rate_is_explained() -> None:
     with pytest.raises(ValidationError, match="write it like"):
         Rate.model_validate("lots/minute")
+
+
+def test_retry_on_takes_429_5xx_and_connect_only() -> None:
+    from gateway.core.config import RetryConfig
+
+    assert RetryConfig().retry_on == [429, 502, 503, 504, "connect"]
+    assert RetryConfig(retry_on=[500, "connect"]).retry_on == [500, "connect"]
+    for bad in ([404], [200], ["timeout"]):
+        with pytest.raises(ValueError, match="retry_on"):
+            RetryConfig(retry_on=bad)

@@ -11,18 +11,18 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.cli.main import main
 from gateway.core.call import Answer, Call, Reply
 from gateway.core.clock import FakeClock
 from gateway.core.config import KeyConfig, load_settings
-from gateway.http.app import create_app
 from gateway.http.middleware import auth
 from gateway.http.middleware.auth import KeyRing, hash_key
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import StoreError, key
 from gateway.upstream.fake import FakeUpstream
+from tests.support.serving import gateway_client
 
 KEY = "gwk_fake_test_key_team_a"
 OTHER = "gwk_fake_test_key_team_b"
@@ -41,8 +41,7 @@ def _settings(**extra: Any) -> Any:
 
 @pytest.fixture
 async def client() -> AsyncIterator[TestClient]:
-    app = create_app(_settings(), upstreams={"hf": FakeUpstream("hf", default=_who)})
-    async with TestClient(TestServer(app)) as c:
+    async with gateway_client(_settings(), upstreams={"hf": FakeUpstream("hf", default=_who)}, cancel=False) as c:
         yield c
 
 
@@ -87,8 +86,9 @@ async def test_ops_endpoints_stay_open(client: TestClient) -> None:
 
 
 async def test_without_keys_the_gateway_is_open() -> None:
-    app = create_app(load_settings(None, cache={"enabled": False}), upstreams={"hf": FakeUpstream("hf", default=_who)})
-    async with TestClient(TestServer(app)) as c:
+    async with gateway_client(
+        load_settings(None, cache={"enabled": False}), upstreams={"hf": FakeUpstream("hf", default=_who)}, cancel=False
+    ) as c:
         r = await c.post("/v1/chat/completions", json=CHAT)
         assert r.status == 200 and (await r.json())["tenant"] is None
 
@@ -131,8 +131,9 @@ class _DownStore(MemoryStore):
 
 async def test_a_store_that_cannot_check_keys_gives_503_not_an_open_door() -> None:
     settings = load_settings(None, ratelimit={"keys_in_store": True}, cache={"enabled": False})
-    app = create_app(settings, store=_DownStore(FakeClock()), upstreams={"hf": FakeUpstream("hf", default=_who)})
-    async with TestClient(TestServer(app)) as c:
+    async with gateway_client(
+        settings, store=_DownStore(FakeClock()), upstreams={"hf": FakeUpstream("hf", default=_who)}, cancel=False
+    ) as c:
         r = await c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {KEY}"})
         assert r.status == 503 and r.headers["Retry-After"] == "1"
         assert (await r.json())["error"]["code"] == "store_unavailable"
@@ -143,20 +144,22 @@ def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return rc, capsys.readouterr().out
 
 
-async def test_keys_create_output_pasted_into_a_config_works(tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+async def test_keys_create_output_pasted_into_a_config_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, out = _run_cli(["keys", "create", "--tenant", "team-z", "--name", "laptop"], capsys)
     assert rc == 0
     lines = out.splitlines()
     secret = lines[1].strip()
     assert secret.startswith("gwk_") and len(secret) > 40
-    snippet = "\n".join(lines[lines.index("keys:"):])
+    snippet = "\n".join(lines[lines.index("keys:") :])
     assert secret not in snippet  # only the hash goes into the config
     config = tmp_path / "gateway.yaml"
     config.write_text("cache: {enabled: false}\n" + snippet + "\n")
     assert yaml.safe_load(config.read_text())["keys"][0]["tenant"] == "team-z"
-    app = create_app(load_settings(config), upstreams={"hf": FakeUpstream("hf", default=_who)})
-    async with TestClient(TestServer(app)) as c:
+    async with gateway_client(
+        load_settings(config), upstreams={"hf": FakeUpstream("hf", default=_who)}, cancel=False
+    ) as c:
         r = await c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {secret}"})
         assert r.status == 200 and await r.json() == {"tenant": "team-z", "key_id": "laptop"}
         r = await c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer gwk_other"})
@@ -173,8 +176,9 @@ def test_keys_create_refuses_a_tenant_that_cannot_be_a_hash_tag(capsys: pytest.C
     assert "tenant" in capsys.readouterr().err
 
 
-def test_keys_hash_reads_the_key_from_stdin(monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_hash_reads_the_key_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO(KEY + "\n"))
