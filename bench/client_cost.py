@@ -119,8 +119,9 @@ def report(results: dict[str, list[tuple[float, float]]], args: argparse.Namespa
     lines = [f"### Upstream client CPU per request ({when}, `{_commit()}`)", "",
              f"`python -m bench.client_cost --requests {args.requests} --rounds {args.rounds} "
              f"--concurrency {args.concurrency} --loop {args.loop}`: python {platform.python_version()}, "
-             f"aiohttp {version('aiohttp')}, {os.cpu_count()} CPUs, "
-             f"{'client on core 0, upstream on core 1' if pinned else 'not pinned'}.", "",
+             f"aiohttp {version('aiohttp')}, uvloop {version('uvloop')}, {os.cpu_count()} CPUs, "
+             f"{'client on core 0, upstream on core 1' if pinned else 'not pinned'}, "
+             f"load average {os.getloadavg()[0]:.2f} at the end.", "",
              "| client | CPU per request (median) | rounds (µs) | req/s (median) |", "|---|---:|---|---:|"]
     for name, rows in results.items():
         cpu = [r[0] for r in rows]
