@@ -1,7 +1,7 @@
 """CPU per request of an upstream client: aiohttp's `ClientSession` against the gateway's `transport.Pool`.
 
-Both clients send the same small keep-alive POST (`/v1/embeddings`, a fixed JSON answer of about
-450 bytes) to `bench/upstream.py` on loopback. The upstream is its own process, pinned to core 1
+Both clients send the same small keep-alive POST (`/v1/embeddings`, a fixed JSON answer of 516
+bytes) to `bench/upstream.py` on loopback. The upstream is its own process, pinned to core 1
 when the machine has one, and this process is pinned to core 0, so `time.process_time()` here
 counts the client's work only. A round sends `--requests` requests from `--concurrency` tasks
 through one client; rounds alternate between the two clients (noise hits both alike) and the
