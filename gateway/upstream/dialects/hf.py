@@ -46,7 +46,7 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
 
 
 def hf_adapter(call: Call) -> Any:
-    """The shape fix the HF client needs for this task (PROTOCOL.md §1.4), if any."""
+    """The shape fix the HF client needs for this task (docs/protocol.md, 'InferenceClient: answer shapes'), if any."""
     body = call.body if isinstance(call.body, dict) else {}
     params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
     if call.task == tasks.ZERO_SHOT or "candidate_labels" in params:
