@@ -247,7 +247,7 @@ class CacheConfig(BaseModel):
     outcome_ttl: float = Field(10.0, gt=0)  # how long a leader's error stays readable for its followers
     store_cooldown: float = Field(1.0, ge=0)  # after a store error, skip the cache for this many seconds
     # Embedded store only: oldest entries evicted past this, each counted with its key and ~500 B of
-    # bookkeeping (dict slots, expiry, LRU node), so the process's memory stays flat (issue 7).
+    # bookkeeping (dict slots, expiry, LRU node), so the process's memory stays flat (a bench target).
     memory_max_bytes: int = Field(32 * 1024 * 1024, ge=1)
     # Redis store only: hot entries are also kept in process (policies/cache_local.py) for at most
     # local_ttl seconds, so a repeated request costs no round trip; an entry gone from Redis may be

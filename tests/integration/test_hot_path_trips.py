@@ -1,4 +1,4 @@
-"""Redis round trips on the hot path (issue 7): one before the upstream, none after it on the answer's path.
+"""Redis round trips on the hot path (a bench target): one before the upstream, none after it on the answer's path.
 
 The full chain (API key, tenant and model rate limits with tokens, cache with coalescing) on a
 Redis store, counting the store's pipelined batches (`RedisStore.queue.batches`: one batch is one

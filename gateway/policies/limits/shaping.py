@@ -44,7 +44,7 @@ class ShapingStage:
         self.clock = clock
         self.guard = StoreGuard(self.cfg.store_timeout, "outbound shaping")
         self._server_time = isinstance(clock, SystemClock)
-        self.waiting: dict[str, int] = {}  # upstream -> calls queued now; read at scrape time (issue 6)
+        self.waiting: dict[str, int] = {}  # upstream -> calls queued now; read at scrape time
 
     @property
     def active(self) -> bool:

@@ -275,7 +275,7 @@ async def test_a_long_stream_is_not_gateway_overhead() -> None:
 
 
 async def test_a_token_in_the_path_or_the_model_name_never_reaches_the_access_line(capture: Capture) -> None:
-    # The access line skips the generic redaction pass (issue 7): its free-text fields are masked up front.
+    # The access line skips the generic redaction pass (for speed): its free-text fields are masked up front.
     buffer = capture("json")
     client = await client_for(FakeUpstream("hf"))
     try:
