@@ -58,7 +58,7 @@ class Plan:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description="hf-gateway benchmark (issue 7)")
+    p = argparse.ArgumentParser(prog="python -m bench", description="hf-gateway benchmark")
     p.add_argument("--quick", action="store_true", help="short runs (about a minute and a half)")
     p.add_argument("--long", action="store_true", help="RSS flatness over 1,000,000 requests")
     p.add_argument("--duration", type=float, help="seconds of load per throughput round (5; quick 2)")

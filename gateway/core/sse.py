@@ -2,7 +2,7 @@
 
 Reading: events are split on blank lines (LF or CRLF); each event is yielded as its exact bytes
 (ending in one blank line), so relaying is byte-faithful. Two repairs, both for the HF client
-(PROTOCOL.md §1.4): `data:[DONE]` becomes `data: [DONE]`, and an event whose JSON was split over
+(docs/protocol.md, 'SSE framing'): `data:[DONE]` becomes `data: [DONE]`, and an event whose JSON was split over
 several `data:` lines is joined into one line.
 
 Writing: `relay` writes the peeked first event, then each event as it arrives, flushing per

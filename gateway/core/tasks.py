@@ -1,6 +1,6 @@
 """HF tasks: detecting the task of a `POST <model URL>` body, and reshaping answers for the HF client.
 
-The 2.x InferenceClient never names the task (PROTOCOL.md §1.2), so the task comes from the URL
+InferenceClient 2.x never names the task (docs/protocol.md, 'InferenceClient: task detection'); it comes from the URL
 (`/pipeline/{task}`), then the route's configured `task`, then the body's tell-tale keys. An
 unknown task is fine: the request is forwarded as is, only task-specific work is skipped.
 """

@@ -1,4 +1,4 @@
-"""HF router and legacy Inference API routes (PROTOCOL §1.2, §3.1, §3.2).
+"""HF router and legacy Inference API routes (docs/protocol.md, 'InferenceClient: URL forms', 'HF router routes').
 
     POST /hf-inference/models/{id}                         task from path, config, body or name
     POST /hf-inference/models/{id}/pipeline/{task}

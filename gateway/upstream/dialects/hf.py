@@ -60,7 +60,7 @@ def _path_id(model: str) -> str:
 
 
 def hf_adapter(call: Call) -> Any:
-    """The shape fix the HF client needs for this task (PROTOCOL.md §1.4), if any."""
+    """The shape fix the HF client needs for this task (docs/protocol.md, 'InferenceClient: answer shapes'), if any."""
     body = call.body if isinstance(call.body, dict) else {}
     nested = body.get("parameters")
     params: dict[str, Any] = nested if isinstance(nested, dict) else {}

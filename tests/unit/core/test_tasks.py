@@ -1,4 +1,7 @@
-"""Task detection from bodies and the answer adapters of PROTOCOL.md §1.4 / §4."""
+"""Task detection from bodies and the answer adapters.
+
+See docs/protocol.md, 'InferenceClient: task detection' and 'InferenceClient: answer shapes'.
+"""
 
 from __future__ import annotations
 
