@@ -1,12 +1,12 @@
-"""SSE in both directions: split an upstream byte stream into events, relay them to the client.
+"""SSE framing: split an upstream byte stream into events, and the events the gateway writes itself.
 
 Reading: events are split on blank lines (LF or CRLF); each event is yielded as its exact bytes
 (ending in one blank line), so relaying is byte-faithful. Two repairs, both for the HF client
-(docs/protocol.md, 'SSE framing'): `data:[DONE]` becomes `data: [DONE]`, and an event whose JSON was split over
-several `data:` lines is joined into one line.
+(docs/protocol.md, 'SSE framing'): `data:[DONE]` becomes `data: [DONE]`, and an event whose JSON
+was split over several `data:` lines is joined into one line.
 
-Writing: `relay` writes the peeked first event, then each event as it arrives, flushing per
-event; a client that goes away stops the loop and the upstream response is closed at once.
+Writing: the in-band error events, `[DONE]` and keep-alive comments. Sending the events to the
+client is `gateway/http/relay.py`'s job.
 """
 
 from __future__ import annotations
