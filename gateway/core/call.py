@@ -85,6 +85,7 @@ class Call:
     tokens_in: int = 0
     tokens_out: int = 0
     path_task: str | None = None  # the task named by a `/pipeline/{task}` path (parsing -> the hf dialect)
+    provider: str | None = None  # the provider the inbound URL named (`/hf-inference/models/...`), for the hf dialect
     # What the stages did, for the stages after them, the metrics and the access line: one record per family.
     caching: CacheNotes = field(default_factory=lambda: CacheNotes())
     limiting: LimitNotes = field(default_factory=lambda: LimitNotes())

@@ -160,6 +160,9 @@ class ModelCacheConfig(BaseModel):
     shared: bool = False  # entries shared across tenants (default: each tenant has its own entries)
 
 
+TextGenerationRoute = Literal["auto", "hf-inference", "chat"]
+
+
 class ModelConfig(BaseModel):
     """A route: an exact id, a glob pattern (`BAAI/*`) or `*`, with aliases and ordered deployments."""
 
@@ -167,6 +170,11 @@ class ModelConfig(BaseModel):
     name: str
     aliases: list[str] = Field(default_factory=list)
     task: str | None = None
+    # Where an `hf` upstream sends HF text generation (docs/hf-router.md): `hf-inference` as the
+    # client does for models that provider serves; `chat` converted to the router's chat route (for
+    # LLMs, served by other providers); `auto`: `chat` when the client named another provider or a
+    # policy (`org/name:novita`, `:fastest`), else `hf-inference`.
+    text_generation: TextGenerationRoute = "auto"
     deployments: list[DeploymentConfig] = Field(default_factory=lambda: [DeploymentConfig(upstream="hf")])
     cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
     limits: dict[str, Rate] = Field(default_factory=dict)  # "requests": across all tenants (docs/ratelimits.md)

@@ -97,7 +97,7 @@ class Gateway:
         return await self._model_path(request, request.match_info["rest"])
 
     async def router_model(self, request: web.Request) -> web.StreamResponse:
-        return await self._model_path(request, request.match_info["rest"])
+        return await self._model_path(request, request.match_info["rest"], provider="hf-inference")
 
     async def legacy_pipeline(self, request: web.Request) -> web.StreamResponse:
         task = check_task(request.match_info["task"])
@@ -117,11 +117,12 @@ class Gateway:
                               "deployments": [d.id for d in route.deployments]})
         raise NotFound("only POST is served on a model URL (GET works for /info and /health)")
 
-    async def _model_path(self, request: web.Request, rest: str) -> web.StreamResponse:
+    async def _model_path(self, request: web.Request, rest: str, provider: str | None = None) -> web.StreamResponse:
         """`{id}`, `{id}/pipeline/{task}`, `{id}/v1/chat/completions`, `{id}/generate[_stream]`, `{id}/embed`..."""
         if rest.endswith(_CHAT_SUFFIX):
             model = check_model(rest[: -len(_CHAT_SUFFIX)])
             call = await self.parser.openai(request, Op.CHAT, bound_model=model)
+            call.provider = provider  # InferenceClient's hf-inference chat URL: that provider, not the router's pick
             return await self._run(request, call)
         if "/pipeline/" in rest:
             model, _, task = rest.rpartition("/pipeline/")
@@ -140,8 +141,9 @@ class Gateway:
         answer: Answer = await self.pipeline(call)
         if isinstance(answer, Reply):
             headers = {**answer.headers, **call.reply_headers, "X-Request-Id": call.request_id}
-            return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
-                                headers=headers)
+            # Content-Type as a header: an upstream's own (`audio/flac`, `text/plain; charset=...`) goes as it came.
+            return web.Response(status=answer.status, body=answer.body,
+                                headers={**headers, "Content-Type": answer.content_type})
         return await relay_stream(request, call, answer)
 
 

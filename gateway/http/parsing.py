@@ -170,7 +170,8 @@ class CallParser:
             body = None  # raw bytes (image/audio tasks): forwarded as they came
         route = self.router.resolve(model)
         accept = request.headers.get("Accept")
-        task = path_task or route.task or tasks.detect_task(body, accept) or _only_task(route, body)
+        agent = request.headers.get("User-Agent")
+        task = path_task or route.task or tasks.detect_task(body, accept, agent) or _only_task(route, body)
         stream = bool(body and body.get("stream") is True) or (op is Op.TGI_GENERATE and path_task == "stream")
         call = self._call(request, Dialect.HF, op, op.value, model, body, raw, stream, task, route=route)
         call.content_type = ctype or None

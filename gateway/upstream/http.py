@@ -103,20 +103,22 @@ class HttpUpstream:
             raise UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}") from exc
         try:
             if resp.status >= 400:
-                raise await self._status_error(resp)
+                err = await self._status_error(resp)
+                raise plan.explain(err) if plan.explain is not None else err
             relayed = {k: v for k, v in resp.headers.items() if k.lower().startswith(_RELAY_PREFIXES)}
             ctype = resp.headers.get("Content-Type", "")
             if plan.stream and not ctype.startswith("application/json"):
-                return await self._stream(resp, plan, relayed)
+                reply = await self._stream(resp, plan, relayed)
+                return await plan.reshape(reply) if plan.reshape is not None else reply
             return await self._complete(call, resp, plan, relayed)
         except BaseException:
             resp.release()
             raise
 
     def _headers(self, call: Call, plan: Plan) -> dict[str, str]:
-        headers: dict[str, str] = {"X-Request-Id": call.request_id, **call.forward_headers, **self._auth}
-        if plan.body is not None:
-            headers["Content-Type"] = plan.content_type or "application/octet-stream"
+        headers: dict[str, str] = {"X-Request-Id": call.request_id, **plan.headers, **self._auth}
+        if plan.body is not None and plan.content_type is not None:
+            headers["Content-Type"] = plan.content_type
         headers["Accept"] = plan.accept or ("text/event-stream" if plan.stream else "*/*")
         return headers
 
