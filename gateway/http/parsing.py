@@ -164,8 +164,8 @@ class CallParser:
         body: dict[str, Any] | None
         if not raw or ctype.startswith("application/json") or (not ctype and raw[:1] in (b"{", b"[")):
             body = parse_json_object(raw)
-            if op is not Op.TEI_RERANK and "inputs" not in body:
-                raise BadRequest("the request body needs an `inputs` field")
+            if op is not Op.TEI_RERANK and "inputs" not in body and "table" not in body:
+                raise BadRequest("the request body needs an `inputs` field (or `table`, for a tabular task)")
         else:
             body = None  # raw bytes (image/audio tasks): forwarded as they came
         route = self.router.resolve(model)

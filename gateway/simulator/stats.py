@@ -62,6 +62,7 @@ class ReceivedRequest:
     at: float
     model: str | None = None
     task: str | None = None
+    provider: str | None = None  # the Inference Provider that served it (router routes; `providers.py`)
     cancelled: bool = False
     counted: bool = field(default=False, repr=False)
 
@@ -93,6 +94,7 @@ class ReceivedRequest:
             "path": self.path,
             "model": self.model,
             "task": self.task,
+            "provider": self.provider,
             "headers": headers,
             "content_type": self.content_type,
             "body": text,
