@@ -51,7 +51,7 @@ def check_body_id(name: Any, where: str = "model") -> str:
     return name
 
 
-# HF router ids may end in `:<provider>` or `:<policy>` (docs/hf-router.md, 'Provider choice').
+# HF router ids may end in `:<provider>` or `:<policy>` (docs/hf-router.md, 'How the client picks a provider').
 HF_INFERENCE = "hf-inference"
 POLICIES = frozenset({"fastest", "cheapest", "preferred"})
 
