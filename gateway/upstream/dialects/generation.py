@@ -50,15 +50,19 @@ def generation_plan(call: Call, model: str, base_url: str) -> Plan:
     return Plan(url, body, adapt=tgi_answer(call.body, as_list))
 
 
-def explain_not_served(model: str) -> Callable[[UpstreamError], UpstreamError]:
-    """For a 404 from hf-inference on text generation: the model is not served there; say how to route it."""
+def explain_not_served(model: str, certain: bool = True) -> Callable[[UpstreamError], UpstreamError]:
+    """For a 404 from hf-inference on text generation: the model is not served there; say how to route it.
+
+    `certain`: the call is known to be text generation (else it is a text body whose task nothing told).
+    """
     name, _ = split_provider(model)
+    lead = "hf-inference does not serve" if certain else "if this is text generation: hf-inference does not serve"
 
     def explain(err: UpstreamError) -> UpstreamError:
         if isinstance(err, UpstreamStatusError) and err.status == 404:
-            err.message = (f"{err.message} (hf-inference does not serve text generation for {name!r}: set "
-                           "`text_generation: chat` on its route in the gateway config, or call it as "
-                           f"'{name}:fastest' or '{name}:<provider>', to send it to the router's chat route)")
+            err.message = (f"{err.message} ({lead} text generation for {name!r}: set `text_generation: chat` on "
+                           f"its route in the gateway config, or call it as '{name}:fastest' or "
+                           f"'{name}:<provider>', to send it to the router's chat route)")
             err.args = (err.message,)
         return err
 

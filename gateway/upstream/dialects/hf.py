@@ -79,10 +79,11 @@ def _task(call: Call, model: str, model_url: str) -> Plan:
     if task == tasks.TEXT_GENERATION and call.stream:
         return Plan(url, hf_body(call), stream=True, sse=SseStyle.TGI, content_type=ctype, accept=call.accept,
                     explain=explain_not_served(model))
-    generation = task == tasks.TEXT_GENERATION or (task is None and tasks.text_inputs(call.body))
+    explain = None
+    if task == tasks.TEXT_GENERATION or (task is None and tasks.text_inputs(call.body)):
+        explain = explain_not_served(model, certain=task is not None)
     return Plan(url, hf_body(call), adapt=hf_adapter(call), content_type=ctype, accept=call.accept,
-                expect_json=task in tasks.JSON_ANSWER_TASKS,
-                explain=explain_not_served(model) if generation else None)
+                expect_json=task in tasks.JSON_ANSWER_TASKS, explain=explain)
 
 
 def _chat(call: Call, model: str, base_url: str) -> Plan:

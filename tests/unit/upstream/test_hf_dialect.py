@@ -150,6 +150,9 @@ def test_a_404_on_generation_says_how_to_route_it_and_other_errors_stay() -> Non
     assert "`text_generation: chat`" in err.message and "'org/small:fastest'" in err.message
     assert made.explain(UpstreamStatusError("busy", status=503)).message == "busy"
     assert plan(call("org/m", {"inputs": "x", "parameters": {}}, task="fill-mask")).explain is None
+    untold = plan(call("org/small", {"inputs": "Hi", "parameters": {}})).explain  # text_generation() without options
+    assert untold is not None
+    assert "if this is text generation" in untold(UpstreamStatusError("Not Found", status=404)).message
 
 
 def test_chat_keeps_the_provider_the_client_chose() -> None:
