@@ -84,6 +84,9 @@ class Call:
     reply_headers: dict[str, str] = field(default_factory=dict)  # added to whatever is answered
     tokens_in: int = 0
     tokens_out: int = 0
+    # Managed dedicated endpoints (gateway/policies/endpoints/): set per attempt by the endpoint stage.
+    scale_up_hold: float | None = None  # X-Scale-Up-Timeout seconds: HF's proxy holds this attempt while it wakes
+    endpoint_passed_over: str | None = None  # a managed endpoint this call skipped: waking, paused or failed
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,9 +137,16 @@ class Deployment:
     model: str | None
 
     def target_model(self, requested: str) -> str:
-        """The model name to send upstream."""
+        """The model name to send upstream.
+
+        A managed endpoint serves exactly one model whatever name was asked for, so without a
+        configured `model` its name stands for it (one target per endpoint for loading state and
+        circuits); the endpoint upstream sends the endpoint's own repository where the name matters.
+        """
         if self.model is not None:
             return self.model
+        if self.upstream.kind == "endpoint":
+            return self.upstream.name
         if self.upstream.kind in ("hf", "openai"):
             return requested
         return requested.split(":", 1)[0]
