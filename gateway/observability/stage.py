@@ -90,6 +90,8 @@ class MetricsStage:
         except BaseException:
             self._account(call)
             raise
+        if call.endpoint_passed_over is not None:
+            self._m.endpoint_fallback_served(call.endpoint_passed_over)
         if isinstance(answer, StreamReply):
             watch = StreamWatch(answer.rest, partial(self._first_byte, call), answer.first)
             answer.rest = watch
