@@ -28,6 +28,7 @@ from gateway.policies.endpoints.watch import EndpointWatch
 from gateway.simulator.app import SIM_STATE, SimState, create_simulator_app
 from gateway.simulator.config import SimConfig
 from gateway.simulator.endpoints_state import Counters
+from gateway.store.protocol import Store
 
 TOKEN_ENV = "GW_TEST_ENDPOINT_TOKEN"
 TOKEN = "hf_fake_acme_write"
@@ -85,15 +86,16 @@ class Stack:
     def served_by_serverless(self) -> int:
         return sum(1 for r in self.sim.requests if r.path.startswith("/v1/") or r.path.startswith("/models/"))
 
-    async def advance(self, seconds: float, step: float = 0.5) -> None:
+    async def advance(self, seconds: float, step: float = 1.0) -> None:
         """Move the clock `seconds` forward in steps, letting the loop (and real sockets) run between them."""
         left = seconds
         while left > 1e-9:
             moved = min(step, left)
             self.clock.advance(moved)
             left -= moved
-            for _ in range(5):
-                await asyncio.sleep(0.002)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.003)  # what a poll over a real socket needs to land
 
     async def chat(self, model: str = "chat", **extra: Any) -> tuple[int, Any]:
         body = {"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, **extra}
@@ -111,28 +113,59 @@ async def until(predicate: Callable[[], bool], what: str = "condition") -> None:
     raise AssertionError(f"{what} never became true")
 
 
+@dataclass
+class Simulator:
+    app: Any
+    url: str
+    clock: FakeClock
+
+
 @asynccontextmanager
-async def stack(sim: SimConfig, *, endpoint: dict[str, Any] | None = None, control: str | None = None,
-                clock: FakeClock | None = None, **settings: Any) -> AsyncIterator[Stack]:
-    """Simulator + gateway. `control`: the control plane's URL (default the simulator's), `{sim}` allowed."""
+async def simulator(sim: SimConfig, clock: FakeClock | None = None) -> AsyncIterator[Simulator]:
+    """The simulator alone, on a real port (for several gateways in turn)."""
     clock = clock or FakeClock()
-    sim_app = create_simulator_app(sim, clock=clock)
-    sim_server = TestServer(sim_app)
-    await sim_server.start_server()
-    sim_url = str(sim_server.make_url("")).rstrip("/")
-    control_url = (control or "{sim}").format(sim=sim_url)
-    upstreams = {"ep": endpoint_upstream(control_url, **(endpoint or {})),
+    app = create_simulator_app(sim, clock=clock)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield Simulator(app, str(server.make_url("")).rstrip("/"), clock)
+    finally:
+        await server.close()
+
+
+@asynccontextmanager
+async def stack(sim: SimConfig | Simulator, *, endpoint: dict[str, Any] | None = None,
+                control: Callable[[str], str] | None = None, clock: FakeClock | None = None,
+                store: Store | None = None, **settings: Any) -> AsyncIterator[Stack]:
+    """A gateway in front of a simulator (started here from a config, or one already running).
+
+    `control(sim_url)`: the control plane's URL (default the simulator's); `endpoint` values may use
+    `{sim}` for the simulator's URL."""
+    if isinstance(sim, Simulator):
+        async with _gateway(sim, endpoint, control, store, settings) as s:
+            yield s
+        return
+    async with simulator(sim, clock) as running, _gateway(running, endpoint, control, store, settings) as s:
+        yield s
+
+
+@asynccontextmanager
+async def _gateway(sim: Simulator, endpoint: dict[str, Any] | None, control: Callable[[str], str] | None,
+                   store: Store | None, settings: dict[str, Any]) -> AsyncIterator[Stack]:
+    sim_url, clock = sim.url, sim.clock
+    control_url = control(sim_url) if control else sim_url
+    extra = {k: v.format(sim=sim_url) if isinstance(v, str) else v for k, v in (endpoint or {}).items()}
+    upstreams = {"ep": endpoint_upstream(control_url, **extra),
                  "hf": {"kind": "hf", "base_url": sim_url, "token_env": None}}
     models = [{"name": "chat", "deployments": [{"upstream": "ep"}, {"upstream": "hf", "model": SERVERLESS}]},
               {"name": "solo", "deployments": [{"upstream": "ep"}]}]
     cfg = load_settings(None, upstreams=upstreams, models=models, **settings)
-    app = create_app(cfg, clock=clock)
+    app = create_app(cfg, clock=clock, store=store)
     client = TestClient(TestServer(app, handler_cancellation=True))
     await client.start_server()
-    s = Stack(client, sim_app[SIM_STATE], sim_url, clock, app)
+    s = Stack(client, sim.app[SIM_STATE], sim_url, clock, app)
     try:
         await until(s.watch.first_step.is_set, "the first endpoint reading")
         yield s
     finally:
         await client.close()
-        await sim_server.close()
