@@ -30,6 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from gateway.observability.catalogue import (
     CIRCUIT_VALUES,
+    CONTROL_ERROR_REASONS,
     ENDPOINT_STATES,
     IDLE_ACTIONS,
     CacheBytesDirection,
@@ -131,6 +132,8 @@ class Metrics:
             self._c.endpoint_fallback.get((endpoint,))
             for action in sorted(IDLE_ACTIONS):
                 self._c.endpoint_idle.get((endpoint, action))
+            for reason in sorted(CONTROL_ERROR_REASONS):
+                self._c.endpoint_errors.get((endpoint, reason))
 
     @property
     def multiprocess(self) -> bool:
