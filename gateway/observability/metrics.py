@@ -30,7 +30,6 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from gateway.observability.catalogue import (
     CIRCUIT_VALUES,
-    CONTROL_ERROR_REASONS,
     ENDPOINT_STATES,
     IDLE_ACTIONS,
     CacheBytesDirection,
@@ -45,6 +44,7 @@ from gateway.observability.catalogue import (
     RetryReason,
     probe_all,
 )
+from gateway.upstream.endpoints.control import REASONS as CONTROL_ERROR_REASONS
 
 __all__ = [
     "Metrics", "CacheOutcome", "CacheEvent", "CacheBytesDirection", "CircuitState",

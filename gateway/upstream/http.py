@@ -58,7 +58,7 @@ class HttpUpstream:
     def __init__(self, name: str, config: UpstreamConfig, planner: Planner, clock: Clock,
                  retry_after_cap: float = 120.0) -> None:
         self.name = name
-        self.kind = config.kind
+        self.kind: str = config.kind
         self.config = config
         self._planner = planner
         self._clock = clock
