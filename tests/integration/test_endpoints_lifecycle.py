@@ -111,3 +111,38 @@ async def test_a_failed_endpoint_is_skipped_with_a_clear_error() -> None:
         assert status == 503 and "failed" in orjson.loads(body)["error"]["message"]
         assert (await s.chat("chat"))[0] == 200
         assert (await (await s.client.get("/status")).json())["status"] == "degraded"
+
+
+async def test_a_503_from_an_endpoint_believed_running_marks_it_waking_before_the_next_poll() -> None:
+    async with stack(sim_config("running", scale_to_zero_timeout=60), endpoint={"poll_interval": 3600}) as s:
+        await s.advance(100)  # HF's own idle timer scaled it to zero; the gateway has not polled since
+        assert s.sim_state() == "scaledToZero" and s.watch.record.ready
+        status, _ = await s.chat()
+        assert status == 200 and s.served_by_serverless() == 1
+        assert s.counters().wake_ups == 1 and s.watch.record.state == "initializing"
+        assert (await s.chat())[0] == 200
+        assert s.served_by_endpoint() == 1  # the second request went straight to serverless
+        metrics = await (await s.client.get("/metrics")).text()
+        assert 'gateway_endpoint_wakeups_total{endpoint="ep"} 1.0' in metrics
+
+
+async def test_an_endpoint_paused_behind_the_gateways_back_is_skipped_at_once() -> None:
+    async with stack(sim_config("running"), endpoint={"poll_interval": 3600}) as s:
+        machine = s.sim.endpoints.get("acme-chat")
+        assert machine is not None
+        machine.pause(s.clock.monotonic())  # someone paused it in the HF UI
+        status, _ = await s.chat()
+        assert status == 200 and s.served_by_serverless() == 1
+        assert s.watch.record.state == "paused"
+        status, body = await s.chat("solo")
+        assert status == 503 and "paused" in orjson.loads(body)["error"]["message"]
+
+
+async def test_an_update_keeps_serving() -> None:
+    async with stack(sim_config("running", scale_up_delay=60)) as s:
+        machine = s.sim.endpoints.get("acme-chat")
+        assert machine is not None
+        machine.force("updating", s.clock.monotonic())
+        await s.advance(31)  # a poll: updating, and the health route still answers
+        assert s.watch.record.state == "updating" and s.watch.record.ready
+        assert (await s.chat("solo"))[0] == 200

@@ -5,9 +5,10 @@ the others through errors: `EndpointWaking` (a `ModelLoading`) sends the call to
 at once, or parks it with the cold-start machinery until the endpoint is ready; `EndpointUnavailable`
 sends it to the next deployment, or is the clear 503 the client gets. Neither is retried here.
 
-    running / updating (ready)  -> the call goes; a 503/502 makes the watch read the control plane at
-                                   once, and if the endpoint turns out to be scaled to zero or
-                                   starting, the call is waking (HF's proxy started the wake-up)
+    running / updating (ready)  -> the call goes; a 503/502 (or a 400 "Invalid state") makes the watch
+                                   read the control plane at once: if the endpoint turns out to be
+                                   scaled to zero or starting, the call is waking (HF's proxy started the
+                                   wake-up); if paused, unavailable
     scaledToZero                -> ONE request per fleet wakes it (`endpoint_wake.lua`): with another
                                    deployment left it is sent as is (HF answers 503 and starts the
                                    scale-up) and moves on; without, it carries `X-Scale-Up-Timeout`
@@ -128,7 +129,7 @@ class EndpointStage:
             answer = await nxt(call)
         except UpstreamStatusError as exc:
             watch.traffic_ended()
-            if not waking and exc.status in _WAKING_STATUSES and not isinstance(exc, ModelLoading):
+            if not waking and _stale_view(exc):
                 await self._reconsider(call, watch, exc)
             raise
         except BaseException:
@@ -143,7 +144,8 @@ class EndpointStage:
         return answer
 
     async def _reconsider(self, call: Call, watch: EndpointWatch, exc: UpstreamStatusError) -> None:
-        """A ready endpoint answered 503/502: read the control plane; if it is waking, so is this call."""
+        """A ready endpoint answered as a stopped one would: read the control plane; if it is waking, so is
+        this call (its 503 started the wake-up); if it was paused meanwhile, it is unavailable."""
         record = await watch.refresh()
         if record.state == "scaledToZero" or record.waking:
             await watch.claim_wake()  # the 503 started the wake-up: count it, once per fleet
@@ -151,7 +153,8 @@ class EndpointStage:
                 await watch.observed("initializing", ready=False)
             raise self._waking(call, watch, "is waking up (scaled to zero)") from exc
         if record.state == "paused":
-            raise self._unavailable(call, watch, "was paused") from exc
+            raise self._unavailable(call, watch, "was paused (by someone else: the gateway's last reading "
+                                                 "said it served)") from exc
 
     def _waking(self, call: Call, watch: EndpointWatch, what: str) -> EndpointWaking:
         call.endpoint_passed_over = watch.name
@@ -162,3 +165,13 @@ class EndpointStage:
     def _unavailable(self, call: Call, watch: EndpointWatch, what: str) -> EndpointUnavailable:
         call.endpoint_passed_over = watch.name
         return EndpointUnavailable(f"endpoint {watch.label} {what}")
+
+
+def _stale_view(exc: UpstreamStatusError) -> bool:
+    """Whether an endpoint believed ready answered as a scaled-to-zero, starting or paused one does."""
+    if isinstance(exc, ModelLoading):
+        return False
+    if exc.status in _WAKING_STATUSES:
+        return True
+    # A paused endpoint's URL: HF documents nothing; `400 Bad Request: Invalid state` has been reported.
+    return exc.status == 400 and "invalid state" in exc.message.lower()
