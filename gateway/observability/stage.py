@@ -90,8 +90,9 @@ class MetricsStage:
         except BaseException:
             self._account(call)
             raise
-        if call.endpoint_passed_over is not None:
-            self._m.endpoint_fallback_served(call.endpoint_passed_over)
+        passed = call.endpoint_passed_over
+        if passed is not None and (call.target is None or call.target.upstream.name != passed):
+            self._m.endpoint_fallback_served(passed)  # answered by another deployment than the endpoint
         if isinstance(answer, StreamReply):
             watch = StreamWatch(answer.rest, partial(self._first_byte, call), answer.first)
             answer.rest = watch

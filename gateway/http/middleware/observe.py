@@ -130,4 +130,6 @@ def access_record(request: web.Request, call: Call | None, status: int, total: f
         for key in ("stream_error", "client_gone", "fallbacks"):
             if key in extras:
                 record[key] = extras[key]
+    if call.endpoint_passed_over is not None:  # a managed endpoint was waking, paused or failed
+        record["endpoint_passed_over"] = call.endpoint_passed_over
     return record
