@@ -2,7 +2,7 @@
 
 Reading: events are split on blank lines (LF or CRLF); each event is yielded as its exact bytes
 (ending in one blank line), so relaying is byte-faithful. Two repairs, both for the HF client
-(PROTOCOL.md §1.4): `data:[DONE]` becomes `data: [DONE]`, and an event whose JSON was split over
+(docs/protocol.md, 'SSE framing'): `data:[DONE]` becomes `data: [DONE]`, and an event whose JSON was split over
 several `data:` lines is joined into one line.
 
 Writing: `relay` writes the peeked first event, then each event as it arrives, flushing per
@@ -11,7 +11,7 @@ event; a client that goes away stops the loop and the upstream response is close
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 
@@ -21,7 +21,7 @@ DONE = b"data: [DONE]\n\n"
 MAX_EVENT = 1024 * 1024  # one SSE event (or line) from an upstream; larger is a protocol error
 
 
-async def read_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def read_events(lines: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """Group raw lines into SSE events (each ends with `\\n\\n`)."""
     buf: list[bytes] = []
     size = 0

@@ -23,18 +23,20 @@ from gateway.core.routing import Router
 from gateway.http.appkeys import BREAKERS, CLOCK, ENDPOINTS, LOADING, METRICS, ROUTER, SETTINGS, STORE, UPSTREAMS
 from gateway.http.handlers import Gateway
 from gateway.http.middleware.auth import auth_middleware
-from gateway.http.middleware.errors import error_middleware
 from gateway.http.middleware.observe import observe_middleware
 from gateway.http.middleware.overload import overload_middleware
+from gateway.http.middleware.render import error_middleware
 from gateway.http.ops import add_ops_routes
 from gateway.http.parsing import CallParser
 from gateway.http.status import add_status_route
 from gateway.observability.metrics import Metrics
 from gateway.observability.readouts import watch_policies
-from gateway.observability.stage import MetricsStage, UpstreamTimer
+from gateway.observability.stage import MetricsStage
+from gateway.observability.upstream_timer import UpstreamTimer
 from gateway.policies.cache.coalesce import CoalesceStage
 from gateway.policies.cache.key import CachePlanner
-from gateway.policies.cache.stage import CacheStage, ResponseCache
+from gateway.policies.cache.response_cache import ResponseCache
+from gateway.policies.cache.stage import CacheStage
 from gateway.policies.endpoints.fleet import EndpointFleet, build_fleet
 from gateway.policies.endpoints.stage import EndpointStage
 from gateway.policies.limits.shaping import ShapingStage
@@ -134,7 +136,7 @@ def create_app(
 
     # Observe outermost (it sees the status the client got and times the whole request), then errors
     # (so a 401 is rendered in the route's dialect), then auth: the tenant is known before any handler.
-    middlewares = [observe_middleware(metrics, clock), error_middleware(clock), auth_middleware(settings, store, clock)]
+    middlewares = [observe_middleware(metrics, clock), error_middleware(), auth_middleware(settings, store, clock)]
     # In-flight caps after auth (the tenant is known), before any handler reads a body.
     overload = overload_middleware(settings)
     if overload is not None:

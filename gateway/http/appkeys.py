@@ -19,9 +19,9 @@ from gateway.policies.resilience.loading import LoadingBoard
 from gateway.store.protocol import Store
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
-CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)  # type: ignore[type-abstract]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)
 ROUTER: web.AppKey[Router] = web.AppKey("router", Router)
-STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstract]
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
 UPSTREAMS: web.AppKey[dict[str, Upstream]] = web.AppKey("upstreams", dict)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 BREAKERS: web.AppKey[Breakers] = web.AppKey("breakers", Breakers)

@@ -9,7 +9,7 @@ is first created, so a typo fails loudly instead of minting a new series.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeGuard, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -32,14 +32,14 @@ IdleAction = Literal["pause", "scale_to_zero"]
 PoolProbe = Callable[[], tuple[int, int]]  # () -> (active, idle) connections
 
 CIRCUIT_VALUES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
-CACHE_OUTCOMES = frozenset(("hit", "miss", "bypass", "coalesced", "none"))
-CACHE_EVENTS = frozenset(("hit", "miss", "bypass", "coalesced", "store", "store_skipped"))
+CACHE_OUTCOMES: frozenset[CacheOutcome] = frozenset(("hit", "miss", "bypass", "coalesced", "none"))
+CACHE_EVENTS: frozenset[CacheEvent] = frozenset(("hit", "miss", "bypass", "coalesced", "store", "store_skipped"))
 CACHE_DIRECTIONS = frozenset(("served", "stored"))
 RETRY_REASONS = frozenset(("429", "5xx", "connect", "timeout", "loading"))
-RATELIMIT_SCOPES = frozenset(
+RATELIMIT_SCOPES: frozenset[RateLimitScope] = frozenset(
     ("tenant", "tenant_model", "model", "tokens_tenant", "tokens_tenant_model", "outbound")
 )
-RATELIMIT_OUTCOMES = frozenset(("allowed", "limited", "error_open", "error_closed"))
+RATELIMIT_OUTCOMES: frozenset[RateLimitOutcome] = frozenset(("allowed", "limited", "error_open", "error_closed"))
 TOKEN_DIRECTIONS = frozenset(("in", "out"))
 POOL_STATES = frozenset(("active", "idle"))
 ENDPOINT_STATES = frozenset(STATES) | {UNKNOWN_STATE}
@@ -61,17 +61,23 @@ QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 WAKE_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0)
 
 C = TypeVar("C", Counter, Gauge, Histogram)
+V = TypeVar("V", bound=str)
 Allowed = tuple[frozenset[str] | None, ...]  # per label: permitted values; None = bounded by caller
 GaugeMode = Literal["livesum", "livemax", "max"]
+
+
+def in_vocabulary(value: str, vocabulary: frozenset[V]) -> TypeGuard[V]:
+    """Whether `value` (a plain str as core/ records it) is one of `vocabulary`, narrowing it to that Literal."""
+    return value in vocabulary
 
 
 class Children(Generic[C]):
     """Bounded label tuple -> cached child, so an observation costs one dict lookup."""
 
-    __slots__ = ("_metric", "_allowed", "_cache")
+    __slots__ = ("_allowed", "_cache", "_metric")
 
     def __init__(self, metric: C, allowed: Allowed) -> None:
-        self._metric = metric
+        self._metric: C = metric
         self._allowed = allowed
         self._cache: dict[tuple[str, ...], C] = {}
 
@@ -96,7 +102,7 @@ def probe_all(probes: dict[str, PoolProbe]) -> Iterator[tuple[str, tuple[int, in
     for deployment, probe in list(probes.items()):
         try:
             yield deployment, probe()
-        except Exception:  # noqa: BLE001 - a broken probe must never break the scrape
+        except Exception:  # a broken probe must never break the scrape
             continue
 
 

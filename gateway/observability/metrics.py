@@ -1,7 +1,7 @@
 """Prometheus metrics: one `Metrics` object per app, owning its own `CollectorRegistry`.
 
 `Metrics` bounds labels and records events; the families themselves (names, labels, buckets)
-are defined in `gateway.metrics_catalogue`. Invariants:
+are defined in `gateway.observability.catalogue`. Invariants:
 - Never the global default registry: two apps in one process (tests) never share a figure.
 - Every label is bounded. Models, tenants and deployments outside the configured sets become
   "other"; enum-like labels (cache outcome, retry reason, ...) are checked once, when their
@@ -47,9 +47,9 @@ from gateway.observability.catalogue import (
 from gateway.upstream.endpoints.control import REASONS as CONTROL_ERROR_REASONS
 
 __all__ = [
-    "Metrics", "CacheOutcome", "CacheEvent", "CacheBytesDirection", "CircuitState",
-    "PoolProbe", "RateLimitOutcome", "RateLimitScope", "RetryReason", "status_class",
-    "enable_multiprocess", "reset_multiprocess_dir", "mark_worker_dead",
+    "CacheBytesDirection", "CacheEvent", "CacheOutcome", "CircuitState", "Metrics", "PoolProbe",
+    "RateLimitOutcome", "RateLimitScope", "RetryReason", "enable_multiprocess", "mark_worker_dead",
+    "reset_multiprocess_dir", "status_class",
 ]  # fmt: skip
 
 OTHER = "other"  # any model / tenant / deployment that is not configured
@@ -82,7 +82,8 @@ def enable_multiprocess(path: str) -> None:
     reset_multiprocess_dir(path)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     if values.ValueClass is values.MutexValue:
-        values.ValueClass = values.MultiProcessValue()
+        # prometheus_client ships py.typed but leaves its multiprocess helpers unannotated.
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
 def reset_multiprocess_dir(path: str) -> None:
@@ -93,7 +94,7 @@ def reset_multiprocess_dir(path: str) -> None:
 
 def mark_worker_dead(pid: int, path: str) -> None:
     """Drop a dead worker's live gauges (in-flight, queue depth, ...) from the sums."""
-    mark_process_dead(pid, path)
+    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
 
 
 class Metrics:
@@ -121,7 +122,7 @@ class Metrics:
             _check_multiprocess(multiprocess_dir)
             # Families must not be registered with the registry that reads the files, or this
             # worker's values would be exported twice.
-            MultiProcessCollector(self.registry, path=multiprocess_dir)
+            MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]  # unannotated upstream
             target = None
         self._c = Catalogue(target, self._probes)
         self._c.info.labels(version or package_version()).set(1)
@@ -321,7 +322,7 @@ class Metrics:
         for fn in self._refreshers:
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - a broken read-out must never break the scrape
+            except Exception:  # a broken read-out must never break the scrape
                 continue
         self.refresh_pools()
 

@@ -61,8 +61,8 @@ def watch_policies(
                 metrics.set_outbound_queue_depth(upstream, depth)
             shown.update(depths)
         if endpoints is not None:
-            for endpoint, state in endpoints.states().items():
-                metrics.set_endpoint_state(endpoint, state)
+            for endpoint, endpoint_state in endpoints.states().items():
+                metrics.set_endpoint_state(endpoint, endpoint_state)
 
     metrics.add_refresher(read)
 

@@ -1,14 +1,13 @@
 """`HttpUpstream`: one backend's connection pool and the one place transport errors are mapped.
 
 Given a `Plan`, it sends the request with the upstream's own credential (never the client's),
-maps transport failures to `gateway.errors`, turns non-2xx answers into `UpstreamStatusError`
+maps transport failures to `gateway.core.errors`, turns non-2xx answers into `UpstreamStatusError`
 (body read and the connection released before anyone sleeps on it), validates and adapts JSON,
 and for streams peeks the first data event before returning, so an early failure is an HTTP error.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from gateway.core.errors import (
 )
 from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, read_events
 from gateway.upstream.plan import Plan, Planner, SseStyle
-from gateway.upstream.status_errors import status_error
+from gateway.upstream.status_errors import status_error, stream_error
 from gateway.upstream.transport.connection import (
     BadHeader,
     BadResponse,
@@ -49,7 +48,6 @@ log = logging.getLogger("gateway.upstream")
 # Response headers worth giving back to the client.
 _RELAY_PREFIXES = ("x-ratelimit-", "ratelimit", "x-inference-provider", "x-compute-")
 _CREDENTIAL_STATUSES = frozenset({401, 402, 403})  # the upstream refuses the gateway's token (or its account)
-_TGI_ERROR_STATUS = {"validation": 422, "overloaded": 429, "generation": 424, "template": 422, "tool_error": 422}
 
 
 class HttpUpstream:
@@ -58,7 +56,7 @@ class HttpUpstream:
     def __init__(self, name: str, config: UpstreamConfig, planner: Planner, clock: Clock,
                  retry_after_cap: float = 120.0) -> None:
         self.name = name
-        self.kind: str = config.kind
+        self.kind = config.kind
         self.config = config
         self._planner = planner
         self._clock = clock
@@ -140,7 +138,8 @@ class HttpUpstream:
     async def _read_body(self, resp: Response) -> bytes:
         cap = self.config.max_response_bytes
         if resp.content_length is not None and resp.content_length > cap:
-            raise UpstreamProtocolError(f"upstream {self.name} answered {resp.content_length} bytes, over the cap of {cap}")
+            raise UpstreamProtocolError(
+                f"upstream {self.name} answered {resp.content_length} bytes, over the cap of {cap}")
         chunks: list[bytes] = []
         size = 0
         try:
@@ -163,7 +162,8 @@ class HttpUpstream:
         if coding == "identity":
             return body
         if coding not in ("gzip", "x-gzip", "deflate"):
-            raise UpstreamProtocolError(f"upstream {self.name} sent a {coding}-encoded answer, which the gateway cannot read")
+            raise UpstreamProtocolError(
+                f"upstream {self.name} sent a {coding}-encoded answer, which the gateway cannot read")
         cap = self.config.max_response_bytes
         inflate = zlib.decompressobj(zlib.MAX_WBITS + (16 if "gzip" in coding else 0))
         try:
@@ -171,7 +171,8 @@ class HttpUpstream:
         except zlib.error as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a corrupt {coding} answer") from exc
         if len(out) > cap or inflate.unconsumed_tail:
-            raise UpstreamProtocolError(f"upstream {self.name} answered more than the cap of {cap} bytes (decompressed)")
+            raise UpstreamProtocolError(
+                f"upstream {self.name} answered more than the cap of {cap} bytes (decompressed)")
         return out
 
     async def _complete(self, call: Call, resp: Response, plan: Plan, relayed: dict[str, str]) -> Reply:
@@ -206,11 +207,11 @@ class HttpUpstream:
                     break
             err = error_in(first) if first else None
             if err is not None:
-                raise _stream_error(err, self.name)
+                raise stream_error(err)
             if not first:
                 raise UpstreamProtocolError(f"upstream {self.name} ended the stream before its first event")
             _check_first_event(first, self.name)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             await events.aclose()
             raise UpstreamTimeout(f"upstream {self.name} sent no first event in time") from exc
         except BaseException:
@@ -241,18 +242,6 @@ def _check_first_event(first: bytes, upstream: str) -> None:
         orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise UpstreamProtocolError(f"upstream {upstream} sent a stream whose first event is not JSON") from exc
-
-
-def _stream_error(err: dict[str, Any], upstream: str) -> UpstreamStatusError:
-    inner = err.get("error")
-    etype = err.get("error_type")
-    if isinstance(inner, dict):
-        message = str(inner.get("message") or inner)
-        etype = etype or inner.get("type")
-    else:
-        message = str(inner)
-    status = _TGI_ERROR_STATUS.get(str(etype), 502)
-    return UpstreamStatusError(message, status=status, error_type=str(etype) if etype else None)
 
 
 async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:

@@ -21,8 +21,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.config import Settings, load_settings
 from gateway.http.appkeys import ENDPOINTS
 from gateway.simulator.config import SimConfig
-
-from .stack import Stack, start_stack, stop_stack
+from tests.support.thread_stack import Stack, start_stack, stop_stack
 
 TOKEN_ENV, TOKEN = "GW_E2E_ENDPOINT_TOKEN", "hf_fake_acme_write"
 SERVERLESS = "meta-llama/Llama-3.1-8B-Instruct"

@@ -13,8 +13,7 @@ import pytest
 from gateway.core.clock import FakeClock
 from gateway.store.memory import MemoryStore
 from tests.support.control_plane_proxy import ControlPlaneProxy
-
-from .endpoint_kit import TOKEN, TOKEN_ENV, Stack, sim_config, simulator, stack, until
+from tests.support.endpoint_kit import TOKEN, TOKEN_ENV, Stack, sim_config, simulator, stack, until
 
 ENDPOINT_LOG = "gateway.endpoints"
 

@@ -1,6 +1,6 @@
 """The idle action (opt-in): after `idle.after` without traffic the endpoint is paused or scaled to zero, once;
 never while traffic flows, never on a state the control plane cannot confirm. One gateway, manual clock
-(the three-process version is in tests/faults/test_endpoint_fleet.py)."""
+(the three-process version is in tests/integration/test_endpoints_fleet.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.control_plane_proxy import ControlPlaneProxy
-
-from .endpoint_kit import TOKEN, TOKEN_ENV, sim_config, stack, until
+from tests.support.endpoint_kit import TOKEN, TOKEN_ENV, sim_config, stack, until
 
 IDLE = {"idle": {"after": "2m", "action": "pause"}, "poll_interval": 10}
 

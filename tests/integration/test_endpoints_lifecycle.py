@@ -11,7 +11,7 @@ import asyncio
 import orjson
 import pytest
 
-from .endpoint_kit import TOKEN, TOKEN_ENV, sim_config, stack, until
+from tests.support.endpoint_kit import TOKEN, TOKEN_ENV, sim_config, stack, until
 
 
 @pytest.fixture(autouse=True)

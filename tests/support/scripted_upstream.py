@@ -35,8 +35,8 @@ class Scripted:
                     break
                 writer.write(answer)
                 await writer.drain()
-                if b"Connection: close" in answer.split(b"\r\n\r\n")[0] or b"Content-Length" not in answer and \
-                        b"chunked" not in answer:
+                if b"Connection: close" in answer.split(b"\r\n\r\n")[0] or (b"Content-Length" not in answer and \
+                        b"chunked" not in answer):
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -157,13 +157,13 @@ class EndpointStage:
                                                  "said it served)") from exc
 
     def _waking(self, call: Call, watch: EndpointWatch, what: str) -> EndpointWaking:
-        call.endpoint_passed_over = watch.name
+        call.resilience.endpoint_passed_over = watch.name
         left = watch.wake_left()
         return EndpointWaking(f"endpoint {watch.label} {what}; expected ready in about {left:.0f} s",
                               estimated_time=round(left, 1), retry_after_cap=self.retry_after_cap)
 
     def _unavailable(self, call: Call, watch: EndpointWatch, what: str) -> EndpointUnavailable:
-        call.endpoint_passed_over = watch.name
+        call.resilience.endpoint_passed_over = watch.name
         return EndpointUnavailable(f"endpoint {watch.label} {what}")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from gateway.core.call import Answer, Call
 from gateway.core.clock import Clock
-from gateway.core.config import UpstreamConfig
+from gateway.core.config import UpstreamConfig, UpstreamKind
 from gateway.core.errors import EndpointUnavailable
 from gateway.upstream.endpoints.engines import EngineDialect, dialect_for
 from gateway.upstream.http import HttpUpstream
@@ -38,7 +38,7 @@ class EndpointUpstream:
 
     def __init__(self, name: str, config: UpstreamConfig, clock: Clock, retry_after_cap: float = 120.0) -> None:
         self.name = name
-        self.kind = "endpoint"
+        self.kind: UpstreamKind = "endpoint"
         self.config = config
         self._clock = clock
         self._retry_after_cap = retry_after_cap

@@ -64,11 +64,9 @@ class Response:
                 if conn.closed:
                     return self._end()
             else:  # chunked
-                data = self._chunked_step()
-                if data is not None:
-                    return data
-                if self._ended:
-                    return b""
+                piece = self._chunked_step()
+                if piece is not None:
+                    return piece
                 if conn.closed:
                     raise Truncated("the upstream closed the connection inside a chunked body")
             await conn.more()
@@ -95,7 +93,8 @@ class Response:
             if self._left == -3:  # trailers after the last chunk: skip up to the empty line
                 end = buf.find(b"\r\n")
                 if end < 0:
-                    return _need_more(buf)
+                    _need_more(buf)
+                    return None
                 line = self._conn.take(end + 2)
                 if line == b"\r\n":
                     self._end()
@@ -103,7 +102,8 @@ class Response:
                 continue
             end = buf.find(b"\r\n")
             if end < 0:
-                return _need_more(buf)
+                _need_more(buf)
+                return None
             line = self._conn.take(end + 2)[:-2]
             digits = line.split(b";", 1)[0].strip()
             if not _HEX.fullmatch(digits):
