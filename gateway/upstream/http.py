@@ -115,6 +115,8 @@ class HttpUpstream:
 
     def _headers(self, call: Call, plan: Plan) -> dict[str, str]:
         headers: dict[str, str] = {"X-Request-Id": call.request_id, **call.forward_headers, **self._auth}
+        if call.scale_up_hold is not None:  # a managed endpoint's waking call: HF's proxy holds it until ready
+            headers["X-Scale-Up-Timeout"] = str(max(1, int(call.scale_up_hold)))
         if plan.body is not None:
             headers["Content-Type"] = plan.content_type or "application/octet-stream"
         headers["Accept"] = plan.accept or ("text/event-stream" if plan.stream else "*/*")

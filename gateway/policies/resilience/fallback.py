@@ -73,6 +73,8 @@ class FallbackStage:
                 ready_at = await self._loading_until(target)
                 if ready_at is not None:
                     loading.append((ready_at, i, dep))
+                    if dep.upstream.kind == "endpoint":  # a managed endpoint waking up: counted as passed over
+                        call.resilience.endpoint_passed_over = dep.upstream.name
                     continue
                 call.target = dep
                 call.resilience.handoff = i < len(deps) - 1 or bool(loading)
