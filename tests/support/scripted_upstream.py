@@ -35,8 +35,8 @@ class Scripted:
                     break
                 writer.write(answer)
                 await writer.drain()
-                if b"Connection: close" in answer.split(b"\r\n\r\n")[0] or b"Content-Length" not in answer and \
-                        b"chunked" not in answer:
+                head = answer.split(b"\r\n\r\n")[0].lower()
+                if b"connection: close" in head or (b"content-length" not in head and b"chunked" not in head):
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
