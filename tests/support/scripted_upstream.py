@@ -38,8 +38,8 @@ class Scripted:
                 head = answer.split(b"\r\n\r\n")[0].lower()
                 if b"connection: close" in head or (b"content-length" not in head and b"chunked" not in head):
                     break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # (cancelled: the test is over and the server closes)
         finally:
             writer.close()
 
