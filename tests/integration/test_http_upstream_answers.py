@@ -16,11 +16,13 @@ from gateway.http.app import create_app
 from tests.support.scripted_upstream import Scripted, serving
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-ANSWER = b'{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}'
+ANSWER = (b'{"id":"x","object":"chat.completion","choices":[{"index":0,'
+          b'"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}')
 
 
 def encoded(coding: str, body: bytes) -> bytes:
-    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {len(body)}\r\n\r\n"
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: {coding}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
 
