@@ -27,10 +27,12 @@ import tempfile
 
 from aiohttp import web
 
+from gateway.cli.server_log import ServerLog
 from gateway.core.config import Settings
 from gateway.http.app import create_app
 from gateway.http.appkeys import SETTINGS
 from gateway.observability.logs import configure_logging
+from gateway.observability.metrics import METRICS
 
 log = logging.getLogger("gateway")
 # Seconds an INFO line (the access line) may wait to be written with others: one write per batch
@@ -78,6 +80,7 @@ def _run_one(settings: Settings, sock: socket.socket | None = None, metrics_dir:
             access_log=None,
             print=None,
             reuse_port=settings.workers > 1 or None,
+            logger=ServerLog(app[METRICS]),  # a request aiohttp cannot parse: one INFO line and a count, no traceback
         )
     finally:
         for handler in logging.getLogger().handlers:  # lines still held (LOG_HOLD) are written before exit

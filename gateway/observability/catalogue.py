@@ -23,6 +23,7 @@ RateLimitScope = Literal[
 ]
 RateLimitOutcome = Literal["allowed", "limited", "error_open", "error_closed"]
 CircuitState = Literal["closed", "half_open", "open"]
+MalformedKind = Literal["framing", "header", "request_line", "too_long", "other"]
 PoolProbe = Callable[[], tuple[int, int]]  # () -> (active, idle) connections
 
 CIRCUIT_VALUES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
@@ -35,6 +36,7 @@ RATELIMIT_SCOPES = frozenset(
 )
 RATELIMIT_OUTCOMES = frozenset(("allowed", "limited", "error_open", "error_closed"))
 TOKEN_DIRECTIONS = frozenset(("in", "out"))
+MALFORMED_KINDS = frozenset(("framing", "header", "request_line", "too_long", "other"))
 POOL_STATES = frozenset(("active", "idle"))
 POOL_HELP = "Upstream connections per deployment, by state (active or idle)."
 
@@ -58,7 +60,7 @@ GaugeMode = Literal["livesum", "livemax", "max"]
 class Children(Generic[C]):
     """Bounded label tuple -> cached child, so an observation costs one dict lookup."""
 
-    __slots__ = ("_metric", "_allowed", "_cache")
+    __slots__ = ("_allowed", "_cache", "_metric")
 
     def __init__(self, metric: C, allowed: Allowed) -> None:
         self._metric = metric
@@ -86,7 +88,7 @@ def probe_all(probes: dict[str, PoolProbe]) -> Iterator[tuple[str, tuple[int, in
     for deployment, probe in list(probes.items()):
         try:
             yield deployment, probe()
-        except Exception:  # noqa: BLE001 - a broken probe must never break the scrape
+        except Exception:
             continue
 
 
@@ -159,6 +161,13 @@ class Catalogue:
             "gateway_tokens_total", "Tokens in (prompt) and out (completion), by model and tenant.",
             ("model", "tenant", "direction"), (None, None, TOKEN_DIRECTIONS),
         )  # fmt: skip
+        self.malformed = self._counter(
+            "gateway_malformed_requests_total",
+            "Client requests the HTTP parser refused with 400 before any handler ran, by kind.",
+            ("kind",), (MALFORMED_KINDS,),
+        )  # fmt: skip
+        for kind in sorted(MALFORMED_KINDS):
+            self.malformed.get((kind,))  # at 0 from the start: an alert on rate() sees the first one
         self.in_flight = self._gauge(
             "gateway_in_flight_requests", "Requests being handled now.", (), "livesum"
         )

@@ -36,6 +36,7 @@ from gateway.observability.catalogue import (
     CacheOutcome,
     Catalogue,
     CircuitState,
+    MalformedKind,
     PoolProbe,
     RateLimitOutcome,
     RateLimitScope,
@@ -44,9 +45,20 @@ from gateway.observability.catalogue import (
 )
 
 __all__ = [
-    "METRICS", "Metrics", "CacheOutcome", "CacheEvent", "CacheBytesDirection", "CircuitState",
-    "PoolProbe", "RateLimitOutcome", "RateLimitScope", "RetryReason", "status_class",
-    "enable_multiprocess", "reset_multiprocess_dir", "mark_worker_dead",
+    "METRICS",
+    "CacheBytesDirection",
+    "CacheEvent",
+    "CacheOutcome",
+    "CircuitState",
+    "Metrics",
+    "PoolProbe",
+    "RateLimitOutcome",
+    "RateLimitScope",
+    "RetryReason",
+    "enable_multiprocess",
+    "mark_worker_dead",
+    "reset_multiprocess_dir",
+    "status_class",
 ]  # fmt: skip
 
 OTHER = "other"  # any model / tenant / deployment that is not configured
@@ -169,6 +181,10 @@ class Metrics:
         self._c.duration.get((route, model_l)).observe(seconds)
         self._c.overhead.get((route,)).observe(max(0.0, seconds - upstream_seconds - waited_seconds))
 
+    def malformed_request(self, kind: MalformedKind) -> None:
+        """The HTTP parser refused a client request of `kind` with 400 (no handler ran)."""
+        self._c.malformed.get((kind,)).inc()
+
     def stream_first_byte(self, route: str, model: str | None, seconds: float) -> None:
         """The first byte of a streamed response went to the client `seconds` after arrival."""
         self._c.ttfb.get((route, self.model_label(model))).observe(seconds)
@@ -276,7 +292,7 @@ class Metrics:
         for fn in self._refreshers:
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - a broken read-out must never break the scrape
+            except Exception:
                 continue
         self.refresh_pools()
 
