@@ -56,6 +56,24 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after({"retry-after-ms": "300", "retry-after": "9"}, 0) == 0.3
     assert parse_retry_after({"retry-after": "Thu, 01 Jan 1970 00:00:10 GMT"}, 4.0) == 6.0
     assert parse_retry_after({}, 0) is None
+    assert parse_retry_after({"retry-after": "Sunday, 06-Nov-94 08:49:37 GMT"}, 784111777.0 - 7) == 7.0
+    assert parse_retry_after({"retry-after": "Sun Nov  6 08:49:37 1994"}, 784111777.0 - 7) == 7.0
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e3", "-5", "3.5", "0x10", "soon", "12abc", " "])
+def test_retry_after_that_is_neither_seconds_nor_a_date_is_ignored(value: str) -> None:
+    assert parse_retry_after({"retry-after": value}, 0) is None
+    assert parse_retry_after({"retry-after-ms": value}, 0) is None or value == "3.5"
+
+
+def test_retry_after_is_bounded() -> None:
+    assert parse_retry_after({"retry-after": "9" * 305}, 0) == 86400.0
+    assert parse_retry_after({"retry-after": "9" * 305}, 0, cap=120) == 120
+    assert parse_retry_after({"retry-after": "Thu, 01 Jan 2099 00:00:00 GMT"}, 0, cap=120) == 120
+    assert parse_retry_after({"retry-after": "Thu, 01 Jan 1970 00:00:00 GMT"}, 50) == 0.0
+    assert parse_retry_after({"retry-after-ms": "999999999999"}, 0, cap=120) == 120
+    err = status_error(500, {"retry-after": "9" * 305}, b"{}", now=0, upstream="hf", retry_after_cap=120)
+    assert err.retry_after == 120 and err.headers["Retry-After"] == "120"
 
 
 def test_loading_bodies_list_and_dict() -> None:
