@@ -50,7 +50,7 @@ class _Sink:
     status code is read at the moment the head ends); `Reader.detach` breaks that cycle."""
 
     __slots__ = ("after", "body", "done", "framing", "head_bytes", "head_done", "head_only", "headers",
-                 "keep_alive", "parser", "status", "until_close")
+                 "keep_alive", "parser", "status", "trailer_bytes", "until_close")
 
     def __init__(self, head_only: bool) -> None:
         self.parser: httptools.HttpResponseParser | None = None
@@ -64,6 +64,7 @@ class _Sink:
         self.until_close = False  # the body runs to the end of the connection
         self.body: list[bytes] = []  # decoded body bytes not yet taken
         self.head_bytes = 0
+        self.trailer_bytes = 0
         self.framing = 0  # bytes fed since the last sign of progress (head end, body data)
 
     def on_message_begin(self) -> None:
@@ -77,8 +78,11 @@ class _Sink:
         self.head_bytes += len(reason) + 16
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.head_done:
-            return  # a trailer: skipped (its size counts in `framing`)
+        if self.head_done:  # a trailer: skipped, but bounded like the head
+            self.trailer_bytes += len(name) + len(value) + 4
+            if self.trailer_bytes > MAX_HEAD:
+                raise BadResponse(f"trailers over {MAX_HEAD} bytes")
+            return
         self.head_bytes += len(name) + len(value) + 4
         if len(self.headers) >= MAX_HEADERS:
             raise BadResponse(f"a response head with more than {MAX_HEADERS} header fields")
@@ -154,7 +158,7 @@ class Reader:
             raise BadResponse(f"malformed answer: {exc}") from None
         if not sink.head_done and self.fed > MAX_HEAD:
             raise BadResponse(f"a response head over {MAX_HEAD} bytes")
-        if sink.head_done and not sink.done and sink.framing > MAX_HEAD + FEED:
+        if sink.head_done and sink.framing > MAX_HEAD + FEED:
             raise BadResponse("over 64 KiB of chunk framing or trailers without body data")
 
     def detach(self) -> None:
