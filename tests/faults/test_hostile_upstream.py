@@ -295,3 +295,38 @@ async def test_every_case_at_once_with_good_traffic() -> None:
         traffic = [w.good_traffic(t, 20) for t in ("a", "b")]
         await asyncio.gather(*jobs, *traffic)
         await w.settled()
+
+
+async def test_a_shifted_connection_stays_inside_one_tenant_and_is_retired_at_once() -> None:
+    """What HTTP/1.1 cannot prevent, bounded: an upstream that answers a request with the previous
+    answer again (then the right one) shifts its connection. The gateway cannot tell the replay from
+    the answer, so that one request gets its own tenant's earlier answer (docs/security.md); the bytes
+    that follow it retire the connection, and connections are per tenant, so no other tenant ever
+    receives it and the next request is answered right."""
+    last: dict[object, str] = {}
+
+    async def replay_once(ex: Exchange) -> bool:
+        earlier = last.get(ex.writer)
+        last[ex.writer] = ex.marker
+        replay = good_answer(Exchange(ex.writer, ex.case, earlier, ex.stream, ex.upstream)) if earlier else b""
+        ex.send(replay + good_answer(ex))  # one write: the right answer arrives with the replay
+        return True
+
+    async with world({"replay": replay_once}) as w:
+        async def tenant(name: str) -> list[tuple[str, str]]:
+            conn = await w.connect()
+            got = []
+            try:
+                for _ in range(3):
+                    mark, answer = await w.ask(conn, name, "replay", False)
+                    assert answer.status == 200 and answer.keep_alive, answer
+                    got.append((mark, answer.json()["choices"][0]["message"]["content"]))
+            finally:
+                await conn.close()
+            return got
+
+        for got in await asyncio.gather(tenant("a"), tenant("b")):
+            (m1, a1), (_, a2), (m3, a3) = got
+            assert a1 == m1 and a3 == m3  # before the shift, and right after it: the right answers
+            assert a2 == m1  # the replayed answer: the same tenant's own, never the other tenant's
+        await w.settled()
