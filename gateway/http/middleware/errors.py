@@ -59,7 +59,11 @@ def render_error(request: web.Request, err: GatewayError) -> web.Response:
         tgi_style = call is None or call.op is Op.TGI_GENERATE or (call.op is Op.HF_TASK and call.task in _TGI_TASKS)
         if err.error_type and tgi_style:
             body["error_type"] = err.error_type
-    return web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+    response = web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json",
+                            headers=headers)
+    if headers.get("Connection") == "close":
+        response.force_close()  # (the error says the connection cannot serve another request)
+    return response
 
 
 def error_middleware(clock: Clock) -> Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]:
