@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp.http_exceptions import BadHttpMethod, BadStatusLine, HttpProcessingError, InvalidHeader, LineTooLong
@@ -29,14 +28,12 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().__init__(logger or logging.getLogger("aiohttp.server"), {})
         self._metrics = metrics
 
-    def exception(self, msg: object, *args: object, exc_info: Any = True, stack_info: bool = False,
-                  stacklevel: int = 1, extra: Mapping[str, object] | None = None) -> None:
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         exc = _exception_of(exc_info)
         if isinstance(exc, HttpProcessingError):
             self._refused(exc, args, logging.INFO)
             return
-        super().exception(msg, *args, exc_info=exc_info, stack_info=stack_info, stacklevel=stacklevel,
-                          extra=extra)
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
     def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
         # aiohttp logs a bad method on a connection's first request at DEBUG (TLS or scanner noise on

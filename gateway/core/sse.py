@@ -19,7 +19,7 @@ event; a client that goes away stops the loop and the upstream response is close
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 
@@ -33,7 +33,7 @@ YIELD_EVERY = 64  # lines parsed between two turns given to the event loop
 COMMENT_EVERY = 1.0  # seconds: at most one comment-only event relayed per second without events
 
 
-async def read_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def read_events(lines: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """Group raw lines (ending in CR, LF or CRLF) into SSE events, each ending with `\\n\\n`."""
     buf: list[bytes] = []
     size = 0
@@ -69,7 +69,7 @@ def is_comment(event: bytes | list[bytes]) -> bool:
     return all(line[:1] == b":" for line in lines)
 
 
-async def thin_comments(events: AsyncIterator[bytes], clock: Clock) -> AsyncIterator[bytes]:
+async def thin_comments(events: AsyncIterator[bytes], clock: Clock) -> AsyncGenerator[bytes, None]:
     """`events` without the comment-only events that come less than `COMMENT_EVERY` s after the last one relayed."""
     last = float("-inf")
     async for event in events:

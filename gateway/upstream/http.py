@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
 import orjson
@@ -283,7 +283,7 @@ async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:
         raise UpstreamProtocolError(f"upstream {name} dropped the stream") from exc
 
 
-async def _rest(events: AsyncIterator[bytes], resp: Response, style: SseStyle, clock: Clock,
+async def _rest(events: AsyncGenerator[bytes, None], resp: Response, style: SseStyle, clock: Clock,
                 done: bool) -> AsyncIterator[bytes]:
     """The events after the peeked one; `done`: the peeked one was `[DONE]`."""
     finished = False

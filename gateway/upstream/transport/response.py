@@ -47,10 +47,11 @@ class _After(Exception):
 
 class _Sink:
     """The parser's callbacks: what it found. The parser holds the sink and the sink the parser (the
-    status code is read at the moment the head ends); `Reader.detach` breaks that cycle."""
+    status code is read at the moment the head ends); `Reader.detach` breaks that cycle. The
+    callbacks run for every answer: they do the least they can."""
 
-    __slots__ = ("after", "body", "done", "framing", "head_bytes", "head_done", "head_only", "headers",
-                 "keep_alive", "parser", "status", "trailer_bytes", "until_close")
+    __slots__ = ("after", "body", "done", "framing", "head_done", "head_only", "headers", "keep_alive", "parser",
+                 "status", "trailer_bytes", "until_close")
 
     def __init__(self, head_only: bool) -> None:
         self.parser: httptools.HttpResponseParser | None = None
@@ -63,54 +64,51 @@ class _Sink:
         self.after = False  # bytes followed the answer on the connection
         self.until_close = False  # the body runs to the end of the connection
         self.body: list[bytes] = []  # decoded body bytes not yet taken
-        self.head_bytes = 0
         self.trailer_bytes = 0
         self.framing = 0  # bytes fed since the last sign of progress (head end, body data)
 
-    def on_message_begin(self) -> None:
-        if self.head_done:  # a second answer on the same bytes: nothing asked for it
-            self.after = True
-            raise _After
-        self.headers = []  # after an interim 1xx answer, the final one starts afresh
-        self.head_bytes = 0
-
-    def on_status(self, reason: bytes) -> None:
-        self.head_bytes += len(reason) + 16
-
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.head_done:  # a trailer: skipped, but bounded like the head
+        if self.head_done:  # a trailer (or the head of an answer nobody asked for): bounded, skipped
             self.trailer_bytes += len(name) + len(value) + 4
             if self.trailer_bytes > MAX_HEAD:
                 raise BadResponse(f"trailers over {MAX_HEAD} bytes")
             return
-        self.head_bytes += len(name) + len(value) + 4
-        if len(self.headers) >= MAX_HEADERS:
-            raise BadResponse(f"a response head with more than {MAX_HEADERS} header fields")
-        if self.head_bytes > MAX_HEAD:
-            raise BadResponse(f"a response head over {MAX_HEAD} bytes")
-        self.headers.append((name, value))
+        self.headers.append((name, value))  # (their size is bounded by the bytes fed before the head ends)
 
     def on_headers_complete(self) -> None:
+        if self.head_done:  # a second answer on the same bytes: nothing asked for it
+            self.after = True
+            raise _After
         assert self.parser is not None
         status = self.parser.get_status_code()
         if not 100 <= status <= 599:
             raise BadResponse(f"status {status} is not an HTTP status code")
         if status == 101:
             raise BadResponse("the upstream switched protocols (101) though nobody asked it to")
-        if status < 200:
-            return  # interim (100 Continue, 103 Early Hints): skipped, the final answer follows
+        if status < 200:  # interim (100 Continue, 103 Early Hints): skipped, the final answer follows
+            self.headers = []
+            return
+        headers = self.headers
+        if len(headers) > MAX_HEADERS:
+            raise BadResponse(f"a response head with more than {MAX_HEADERS} header fields")
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         self.head_done = True
         self.framing = 0
-        codings = [v for n, v in self.headers if n.lower() == b"transfer-encoding"]
+        codings = []
+        has_length = False
+        for name, value in headers:
+            size = len(name)
+            if size == 17 and name.lower() == b"transfer-encoding":
+                codings.append(value)
+            elif size == 14 and name.lower() == b"content-length":
+                has_length = True
         if codings and (len(codings) > 1 or codings[0].strip().lower() != b"chunked"):
             raise BadResponse(f"Transfer-Encoding {b', '.join(codings)[:60]!r}: only chunked can be read")
-        lengths = any(n.lower() == b"content-length" for n, _ in self.headers)
-        no_body = self.head_only or status in (204, 304)
-        self.until_close = not no_body and not codings and not lengths
         if self.head_only:
             self.done = True
+        elif status != 204 and status != 304:
+            self.until_close = not codings and not has_length
 
     def on_body(self, data: bytes) -> None:
         if self.done:  # a body after a HEAD answer, or bytes the parser took for one
@@ -136,11 +134,7 @@ class Reader:
     def feed(self, data: bytes) -> None:
         """Parse `data`; BadResponse for what the parser or the limits refuse."""
         sink = self.sink
-        if not sink.head_done:
-            if self.fed == 0 and not data.startswith(b"HTTP/1."[: len(data)]):
-                raise BadResponse(f"not an HTTP/1.x status line: {data[:40]!r}")
-            self.fed += len(data)
-        elif sink.done:  # bytes after the answer (release() sees `after`)
+        if sink.done:  # bytes after the answer (release() sees `after`)
             sink.after = True
             return
         sink.framing += len(data)
@@ -156,10 +150,19 @@ class Reader:
                 sink.after = True  # the answer is whole; what follows it is not ours to read
                 return
             raise BadResponse(f"malformed answer: {exc}") from None
-        if not sink.head_done and self.fed > MAX_HEAD:
-            raise BadResponse(f"a response head over {MAX_HEAD} bytes")
-        if sink.head_done and sink.framing > MAX_HEAD + FEED:
+        if sink.framing > MAX_HEAD + FEED and sink.head_done:
             raise BadResponse("over 64 KiB of chunk framing or trailers without body data")
+
+    def feed_head(self, conn: Connection) -> None:
+        """Feed what `conn` has buffered, but never more than `MAX_HEAD` + 1 bytes before the head ends: a
+        head still incomplete then is over the limit, however the bytes arrived."""
+        data = conn.take(min(FEED, MAX_HEAD + 1 - self.fed))
+        if self.fed == 0 and not data.startswith(b"HTTP/1."):
+            raise BadResponse(f"not an HTTP/1.x status line: {data[:40]!r}")
+        self.fed += len(data)
+        self.feed(data)
+        if not self.sink.head_done and self.fed > MAX_HEAD:
+            raise BadResponse(f"a response head over {MAX_HEAD} bytes")
 
     def detach(self) -> None:
         """Break the parser <-> sink cycle and drop buffered body bytes (the answer is done with)."""
@@ -173,17 +176,15 @@ async def read_head(conn: Connection, method: str) -> Reader:
     sink = reader.sink
     try:
         while not sink.head_done:
-            if conn.buffer:
-                if reader.fed == 0 and len(conn.buffer) < 7 and not conn.closed:
-                    await conn.more()  # the status line's first bytes, to check its protocol
-                    continue
-                reader.feed(conn.take(FEED))
-                continue
-            if conn.closed:
-                if reader.fed:
+            buffered = len(conn.buffer)
+            if buffered and (reader.fed or buffered >= 7 or conn.closed):
+                reader.feed_head(conn)  # (the first 7 bytes are awaited: the protocol is checked on them)
+            elif conn.closed:
+                if reader.fed or buffered:
                     raise BadResponse("the connection ended inside the response head")
                 raise Disconnected("the upstream closed the connection before answering")
-            await conn.more()
+            else:
+                await conn.more()
     except BaseException:
         reader.detach()
         raise
