@@ -149,7 +149,7 @@ class Reader:
             if sink.done or isinstance(cause, _After):
                 sink.after = True  # the answer is whole; what follows it is not ours to read
                 return
-            raise BadResponse(f"malformed answer: {exc}") from None
+            raise BadResponse(str(exc) or "an answer llhttp cannot parse") from None
         if sink.framing > MAX_HEAD + FEED and sink.head_done:
             raise BadResponse("over 64 KiB of chunk framing or trailers without body data")
 
