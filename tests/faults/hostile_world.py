@@ -77,12 +77,13 @@ class World:
         return rounds
 
     async def settled(self) -> None:
-        """Every upstream connection given back (in use: 0), within a few loop turns of real time."""
+        """Every upstream connection given back (in use: 0), and none holding buffered bytes (memory bounded)."""
         for _ in range(500):
             if self.pool.active == 0:
-                return
+                break
             await asyncio.sleep(0.01)
-        raise AssertionError(f"upstream connections still in use: {self.pool.stats()}")
+        assert self.pool.active == 0, f"upstream connections still in use: {self.pool.stats()}"
+        assert all(not conn.buffer for conn in self.pool._open), [len(c.buffer) for c in self.pool._open]
 
 
 @asynccontextmanager
