@@ -11,12 +11,18 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.support.processes import Processes
-from tests.support.redis_server import PrivateRedis, running_private_redis, shared_redis_url
+from tests.support.redis_server import PrivateRedis, running_private_redis, shared_redis_url, stop_stand_in
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The private redis-server started when nothing answered on 6379 ends with the session."""
+    stop_stand_in()
 
 
 @pytest.fixture
 async def redis_url() -> str:
-    """The real Redis URL; skips locally and FAILS in CI when Redis cannot be reached."""
+    """The real Redis URL (a private stand-in when none runs on 6379); skips locally and FAILS in CI
+    when neither can be had."""
     return await shared_redis_url()
 
 

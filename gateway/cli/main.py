@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="YAML config file (env GATEWAY_CONFIG)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
-    serve.add_argument("--upstream", dest="upstream_url", help="replace the HF router base URL (env GATEWAY_UPSTREAM_URL)")
+    serve.add_argument("--upstream", dest="upstream_url",
+                       help="replace the HF router base URL (env GATEWAY_UPSTREAM_URL)")
     serve.add_argument("--redis-url", help="shared state in Redis (env GATEWAY_REDIS_URL)")
     serve.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT)")
     serve.add_argument("--log-format", choices=["json", "text"])

@@ -14,11 +14,11 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from gateway.core.config import ModelConfig, UpstreamConfig
+from gateway.core.config import ModelConfig, UpstreamConfig, UpstreamKind
 
 
 class Dialect(enum.Enum):
@@ -84,7 +84,64 @@ class Call:
     reply_headers: dict[str, str] = field(default_factory=dict)  # added to whatever is answered
     tokens_in: int = 0
     tokens_out: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
+    path_task: str | None = None  # the task named by a `/pipeline/{task}` path (parsing -> the hf dialect)
+    # What the stages did, for the stages after them, the metrics and the access line: one record per family.
+    caching: CacheNotes = field(default_factory=lambda: CacheNotes())
+    limiting: LimitNotes = field(default_factory=lambda: LimitNotes())
+    resilience: ResilienceNotes = field(default_factory=lambda: ResilienceNotes())
+    streaming: StreamNotes = field(default_factory=lambda: StreamNotes())
+    pending: int = 0  # how many pieces of store work the stages' `prepare` started (core/pipeline.py)
+    let_go: Callable[[], None] | None = None  # undoes them at once (core/pipeline.py `let_go`)
+
+
+@dataclass(slots=True)
+class CacheNotes:
+    """What the cache and coalesce stages did (policies/cache/)."""
+
+    plan: Any = None  # policies.cache.key.CachePlan, made by the first stage that asks
+    digest: str | None = None  # the request's cache digest, computed once
+    sent: Any = None  # policies.cache.stage.Sent: the lookup `prepare` queued before the pipeline ran
+    claim: Any = None  # policies.cache.claims.Claim: the flight the lookup claimed, for the coalesce stage
+    served_bytes: int = 0  # bytes answered from the cache (a hit, or a coalesced follower)
+    store: Literal["store", "store_skipped"] | None = None  # what became of this answer
+    stored_bytes: int = 0
+    store_errors: int = 0
+
+
+@dataclass(slots=True)
+class LimitNotes:
+    """What the rate-limit and shaping stages decided (policies/limits/)."""
+
+    outcomes: list[tuple[str, str]] = field(default_factory=list)  # (scope, outcome) per decision
+    taken: Any = None  # policies.limits.stage.Taken: the take `prepare` queued before the pipeline ran
+    store_error: bool = False
+    settle_error: bool = False
+    tokens_settled: int | None = None
+    shaping_wait: float = 0.0  # seconds queued for an outbound slot
+    shaping_store_error: bool = False
+
+
+@dataclass(slots=True)
+class ResilienceNotes:
+    """What fallback, cold start and retry did (policies/resilience/)."""
+
+    handoff: bool = False  # set by fallback: another deployment can still take the call, so do not park
+    fallbacks: int = 0  # moves from one deployment to the next
+    retry_reasons: list[str] = field(default_factory=list)  # the metric reason of each retry
+    coldstart: str | None = None  # how the call met a cold model: "probe" | "parked" | "rejected"
+    coldstart_wait: float = 0.0  # seconds parked
+    coldstart_store_error: bool = False
+    keepalives: int = 0  # SSE comments sent while parked
+    last_failure: tuple[str, str] | None = None  # (deployment id, reason) of the last failed attempt
+
+
+@dataclass(slots=True)
+class StreamNotes:
+    """How a streamed answer went (the metrics stage and the relay)."""
+
+    ttfb: float | None = None  # seconds from arrival to the first byte written to the client
+    error: str | None = None  # the error that ended the stream early
+    client_gone: bool = False
 
 
 @dataclass(slots=True)
@@ -108,7 +165,7 @@ class StreamReply:
     content_type: str = "text/event-stream"
     on_close: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
-    async def events(self) -> AsyncIterator[bytes]:
+    async def events(self) -> AsyncGenerator[bytes, None]:
         """Every event, the peeked one first."""
         try:
             if self.first:
@@ -158,7 +215,7 @@ class Upstream(Protocol):
     """A configured backend with its own connection pool."""
 
     name: str
-    kind: str
+    kind: UpstreamKind
     config: UpstreamConfig
 
     async def send(self, call: Call, model: str) -> Answer: ...

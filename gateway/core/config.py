@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 HF_ROUTER = "https://router.huggingface.co"
+UpstreamKind = Literal["hf", "tgi", "tei", "openai"]
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
             "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$")
@@ -84,6 +85,10 @@ def parse_rate(text: str) -> dict[str, float]:
     return {"count": count, "period": mult * _PERIODS[m.group(3)]}
 
 
+RetryOn = int | Literal["connect"]
+DEFAULT_RETRY_ON: tuple[RetryOn, ...] = (429, 502, 503, 504, "connect")
+
+
 class RetryConfig(BaseModel):
     """Exponential backoff with full jitter; Retry-After from the upstream always wins."""
 
@@ -91,13 +96,25 @@ class RetryConfig(BaseModel):
     max_attempts: int = Field(3, ge=1, le=20)
     base: float = Field(0.5, gt=0)
     cap: float = Field(8.0, gt=0)
+    # What is retried: upstream statuses (429 or 5xx) and "connect" (refused, reset before any answer,
+    # or no connection within connect_timeout: the request never got there). A "model is loading"
+    # 503 is the cold-start stage's, whatever this says; read timeouts are never retried.
+    retry_on: list[RetryOn] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
+
+    @field_validator("retry_on")
+    @classmethod
+    def _retryable(cls, v: list[RetryOn]) -> list[RetryOn]:
+        for item in v:
+            if isinstance(item, int) and not (item == 429 or 500 <= item <= 599):
+                raise ValueError(f"retry_on: {item} cannot be retried (statuses: 429 or 500-599, or 'connect')")
+        return v
 
 
 class UpstreamConfig(BaseModel):
     """One backend: where it is, how to authenticate, how long to wait, how hard to push."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["hf", "tgi", "tei", "openai"] = "hf"
+    kind: UpstreamKind = "hf"
     base_url: str = HF_ROUTER
     token_env: str | None = "HF_TOKEN"
     token: SecretStr | None = Field(None, exclude=True)  # filled from token_env, never from the file
@@ -247,16 +264,16 @@ class CacheConfig(BaseModel):
     outcome_ttl: float = Field(10.0, gt=0)  # how long a leader's error stays readable for its followers
     store_cooldown: float = Field(1.0, ge=0)  # after a store error, skip the cache for this many seconds
     # Embedded store only: oldest entries evicted past this, each counted with its key and ~500 B of
-    # bookkeeping (dict slots, expiry, LRU node), so the process's memory stays flat (issue 7).
+    # bookkeeping (dict slots, expiry, LRU node), so the process's memory stays flat.
     memory_max_bytes: int = Field(32 * 1024 * 1024, ge=1)
-    # Redis store only: hot entries are also kept in process (policies/cache_local.py) for at most
+    # Redis store only: hot entries are also kept in process (policies/cache/local.py) for at most
     # local_ttl seconds, so a repeated request costs no round trip; an entry gone from Redis may be
     # served that much longer by a replica that holds a copy, and while Redis is down a held entry
     # is still a HIT (not a BYPASS). Off (0) by default; 1 s is a good value when that is acceptable.
     local_ttl: float = Field(0.0, ge=0)
     local_max_entries: int = Field(1000, ge=0)
     local_max_bytes: int = Field(16 * 1024 * 1024, ge=0)
-    # Per-task overrides of the built-in defaults (policies/cachekey.py DEFAULT_TASKS), e.g.
+    # Per-task overrides of the built-in defaults (policies/cache/key.py DEFAULT_TASKS), e.g.
     # {"chat": {"enabled": false}, "feature-extraction": {"ttl": 86400}}.
     tasks: dict[str, TaskCacheConfig] = Field(default_factory=dict)
 
@@ -347,6 +364,19 @@ class Settings(BaseSettings):
                 if value:
                     object.__setattr__(up, "token", SecretStr(value))
         return self
+
+
+def missing_credentials(settings: Settings) -> dict[str, list[str]]:
+    """Environment variable -> the upstreams whose `token_env` names it while it is unset or empty.
+
+    Such upstreams are called without a credential (the HF router then answers 401 to every call);
+    `hf-gateway serve` says so once at start. An upstream with `token_env: null` needs none.
+    """
+    missing: dict[str, list[str]] = {}
+    for name, up in settings.upstreams.items():
+        if up.token_env and up.token is None:
+            missing.setdefault(up.token_env, []).append(name)
+    return missing
 
 
 def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:

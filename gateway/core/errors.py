@@ -1,4 +1,4 @@
-"""The gateway's one error hierarchy; `middleware.render_error` is the only place they become HTTP.
+"""The gateway's one error hierarchy; `http/middleware/render.py` (`render_error`) is the only place they become HTTP.
 
     GatewayError                      status, type, code, retryable, extra headers
     ├── ClientError                   the request is at fault (4xx), never retried
@@ -16,10 +16,17 @@
     │   └── StoreUnavailable              Redis down with fail_closed
     └── UpstreamError                 the upstream failed us
         ├── UpstreamUnreachable       502 connection refused / reset before a response
-        ├── UpstreamTimeout           504 connect or read timeout, or the deadline passed
+        ├── UpstreamTimeout           504 read timeout, or the deadline passed
+        │   └── UpstreamConnectTimeout    no connection within connect_timeout (never reached it)
         ├── UpstreamProtocolError     502 garbage, truncated or oversized response
         └── UpstreamStatusError       the upstream's own non-2xx answer, relayed with its status
             └── ModelLoading          503 "model is currently loading" with estimated_time
+
+An `UpstreamStatusError` keeps the upstream's own error fields (`upstream_fields`: OpenAI's `type`,
+`code`, `param`; TGI's `error_type`; anything else its error object held) so the renderer relays
+them as they came: clients branch on them (`context_length_exceeded`, `insufficient_quota`, ...).
+The gateway's `type` / `code` are only the defaults under them; the gateway's own errors never
+carry upstream fields.
 
 Foreign exceptions (aiohttp, asyncio, redis) are translated into these at the seam that sees
 them (`upstream/http.py`, `store/redis.py`), never in handlers.
@@ -152,6 +159,10 @@ class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
 
 
+class UpstreamConnectTimeout(UpstreamTimeout):
+    """No connection was made in time: the request never reached the upstream, so a retry is safe."""
+
+
 class UpstreamProtocolError(UpstreamError):
     status = 502
     code = "upstream_bad_response"
@@ -175,10 +186,13 @@ class UpstreamStatusError(UpstreamError):
         body: bytes = b"",
         error_type: str | None = None,
         retry_after: float | None = None,
+        upstream_fields: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(message, status=status, retry_after=retry_after)
         self.upstream_headers = dict(upstream_headers or {})
         self.body = body
+        # The upstream's error fields other than its message, as they came (JSON values).
+        self.upstream_fields: dict[str, object] = dict(upstream_fields or {})
         if error_type is not None:
             self.error_type = error_type
         self.retryable = status in RETRYABLE_STATUSES

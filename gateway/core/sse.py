@@ -2,7 +2,7 @@
 
 Reading: lines may end in CR, LF or CRLF (the SSE specification allows all three); events are
 split on blank lines and yielded with every line ending in LF and the event in one blank line.
-Two repairs, both for the HF client (PROTOCOL.md §1.4): `data:[DONE]` becomes `data: [DONE]`, and
+Two repairs, both for the HF client (docs/protocol.md, 'SSE framing'): `data:[DONE]` becomes `data: [DONE]`, and
 an event whose JSON was split over several `data:` lines is joined into one line.
 
 Bounds on what one upstream stream can make the gateway do (`read_events`, `thin_comments`): the

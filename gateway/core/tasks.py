@@ -1,6 +1,6 @@
 """HF tasks: detecting the task of a `POST <model URL>` body, and reshaping answers for the HF client.
 
-The 2.x InferenceClient never names the task (PROTOCOL.md §1.2), so the task comes from the URL
+InferenceClient 2.x never names the task (docs/protocol.md, 'InferenceClient: task detection'); it comes from the URL
 (`/pipeline/{task}`), then the route's configured `task`, then the body's tell-tale keys. An
 unknown task is fine: the request is forwarded as is, only task-specific work is skipped.
 """
@@ -49,12 +49,27 @@ def detect_task(body: dict[str, Any] | None, accept: str | None) -> str | None:
     return None
 
 
+def plain_text_inputs(body: dict[str, Any] | None) -> bool:
+    """Whether an HF body is `{"inputs": text or [texts], <root options>}` with no `parameters`.
+
+    That is how `InferenceClient.feature_extraction` (huggingface_hub 2.x) writes its request (its
+    options at the root), while every other text task sends `parameters`, even empty; so where
+    the upstream can only serve embeddings for such a body, it is a feature-extraction request.
+    """
+    if not isinstance(body, dict) or "parameters" in body:
+        return False
+    inputs = body.get("inputs")
+    return isinstance(inputs, str) or (
+        isinstance(inputs, list) and bool(inputs) and all(isinstance(x, str) for x in inputs))
+
+
 def is_deterministic(task: str | None, body: dict[str, Any] | None) -> bool:
     """Whether the same request always gets the same answer (and so may be cached)."""
     if task in (FEATURE_EXTRACTION, TEXT_CLASSIFICATION, ZERO_SHOT, TOKEN_CLASSIFICATION, SENTENCE_SIMILARITY):
         return True
     if task in (TEXT_GENERATION, "chat", "completions") and isinstance(body, dict):
-        params = body.get("parameters") if isinstance(body.get("parameters"), dict) else body
+        nested = body.get("parameters")
+        params: dict[str, Any] = nested if isinstance(nested, dict) else body
         if params.get("seed") is not None:
             return True
         if params.get("do_sample") is False:
@@ -83,7 +98,7 @@ def flat_classification(data: Any) -> Any:
 def zero_shot_list(data: Any) -> Any:
     """The legacy `{sequence, labels, scores}` zero-shot shape -> `[{label, score}]`."""
     if isinstance(data, dict) and isinstance(data.get("labels"), list) and isinstance(data.get("scores"), list):
-        return [{"label": lab, "score": sc} for lab, sc in zip(data["labels"], data["scores"])]
+        return [{"label": lab, "score": sc} for lab, sc in zip(data["labels"], data["scores"], strict=False)]
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) and "labels" in data[0]:
         return zero_shot_list(data[0])
     return data
@@ -110,8 +125,9 @@ def top_k(k: Any) -> Any:
     return trim
 
 
-def embeddings_to_openai(model: str, encoding: str | None) -> Any:
-    """A numeric array (1-D or 2-D) -> an OpenAI embeddings list."""
+def embeddings_to_openai(model: str, encoding: str | None, prompt_tokens: int = 0) -> Any:
+    """A numeric array (1-D or 2-D) -> an OpenAI embeddings list; `usage` says `prompt_tokens` (the
+    backend counts none: the caller passes the estimate of `core/tokens.py`)."""
     def convert(data: Any) -> Any:
         rows = data if data and isinstance(data[0], list) else [data]
         items = []
@@ -120,7 +136,8 @@ def embeddings_to_openai(model: str, encoding: str | None) -> Any:
             if encoding == "base64":
                 emb = base64.b64encode(struct.pack(f"<{len(row)}f", *row)).decode()
             items.append({"object": "embedding", "index": i, "embedding": emb})
-        return {"object": "list", "data": items, "model": model, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+        return {"object": "list", "data": items, "model": model, "usage": usage}
     return convert
 
 

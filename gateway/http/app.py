@@ -1,14 +1,17 @@
-"""create_app: wiring only. Every dependency is made here (or injected by tests) and reached via AppKeys.
+"""create_app: wiring only. Every shared object is made here (or injected by tests) and handed to
+the stages as constructor arguments; the http layer reaches them through `appkeys`.
 
-The request's road, outermost first, is the `stages` list in `build_stages`; each line says why
-it stands where it does.
+The request's road: middleware (observe, errors, auth, overload) -> handler (parse into a `Call`)
+-> the stages of `build_stages`, outermost first, each line saying why it stands where it does
+-> one upstream call (`UpstreamTerminal`, timed by `UpstreamTimer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -17,24 +20,29 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Settings
 from gateway.core.pipeline import Stage, build_pipeline
 from gateway.core.routing import Router
-from gateway.http.appkeys import CLOCK, ROUTER, SETTINGS, STORE, UPSTREAMS
+from gateway.http.appkeys import BREAKERS, CLOCK, LOADING, METRICS, ROUTER, SETTINGS, STORE, UPSTREAMS
 from gateway.http.handlers import Gateway
 from gateway.http.middleware.auth import auth_middleware
-from gateway.http.middleware.errors import error_middleware
 from gateway.http.middleware.observe import observe_middleware
 from gateway.http.middleware.overload import overload_middleware
+from gateway.http.middleware.render import error_middleware
 from gateway.http.ops import add_ops_routes
 from gateway.http.parsing import CallParser
 from gateway.http.status import add_status_route
-from gateway.observability.metrics import METRICS, Metrics
+from gateway.observability.metrics import Metrics
 from gateway.observability.readouts import watch_policies
-from gateway.observability.stage import MetricsStage, UpstreamTimer
+from gateway.observability.stage import MetricsStage
+from gateway.observability.upstream_timer import UpstreamTimer
 from gateway.policies.cache.coalesce import CoalesceStage
+from gateway.policies.cache.key import CachePlanner
+from gateway.policies.cache.response_cache import ResponseCache
 from gateway.policies.cache.stage import CacheStage
 from gateway.policies.limits.shaping import ShapingStage
 from gateway.policies.limits.stage import RateLimitStage
+from gateway.policies.resilience.breaker import Breakers
 from gateway.policies.resilience.coldstart import ColdStartStage
 from gateway.policies.resilience.fallback import FallbackStage
+from gateway.policies.resilience.loading import LoadingBoard
 from gateway.policies.resilience.retry import RetryStage
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import Store
@@ -44,29 +52,45 @@ from gateway.upstream.factory import build_upstreams
 from gateway.upstream.terminal import UpstreamTerminal
 
 
-def build_stages(app: web.Application) -> Sequence[Stage]:
-    """The ordered policy stages, outermost first."""
-    stages: list[Stage] = []
-    # Slots, outermost first. Each policy appends its stage at its slot with a one-line reason.
-    # [metrics]    outermost: times and counts every answer, cache hits and rejections included (issue 6)
-    stages.append(MetricsStage(app[METRICS], app[CLOCK]))
-    # [cache]      a hit answers before any quota or upstream work is spent (issue 5)
-    stages.append(CacheStage.from_app(app))
-    # [coalesce]   identical in-flight requests share one leader's upstream call (issue 5)
-    stages.append(CoalesceStage.from_app(app))
-    # [ratelimit]  tenant/model buckets; settles token estimates with the real usage (issue 4)
-    stages.append(RateLimitStage(app[SETTINGS], app[STORE], app[CLOCK]))
-    # [fallback]   tries the route's deployments in order, skipping open circuits (issue 3)
-    stages.append(FallbackStage.from_app(app))
-    # [coldstart]  parks behind one probe while a deployment's model loads (issue 3)
-    stages.append(ColdStartStage.from_app(app))
-    # [retry]      backoff with full jitter, Retry-After honoured, inside the deadline (issue 3)
-    stages.append(RetryStage.from_app(app))
-    # [shaping]    paces each attempt to the upstream's declared budget (issue 4)
-    stages.append(ShapingStage(app[SETTINGS], app[STORE], app[CLOCK], app[UPSTREAMS]))
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """Every object the stages, the ops routes and /status share: built once, in `create_app`."""
+
+    settings: Settings
+    clock: Clock
+    store: Store
+    router: Router
+    upstreams: dict[str, Upstream]
+    metrics: Metrics
+    breakers: Breakers
+    board: LoadingBoard
+    cache: ResponseCache
+
+
+def build_stages(shared: Shared) -> list[Stage]:
+    """The ordered policy stages, outermost first; each line says why it stands where it does."""
+    s = shared
+    stages: list[Stage] = [
+        # [metrics]    outermost: times and counts every answer, cache hits and rejections included
+        MetricsStage(s.metrics, s.clock),
+        # [cache]      a hit answers before any quota or upstream work is spent
+        CacheStage(s.cache),
+        # [coalesce]   identical in-flight requests share one leader's upstream call
+        CoalesceStage(s.cache),
+        # [ratelimit]  tenant/model buckets; settles token estimates with the real usage
+        RateLimitStage(s.settings, s.store, s.clock),
+        # [fallback]   tries the route's deployments in order, skipping open circuits
+        FallbackStage(s.breakers, s.board, s.clock),
+        # [coldstart]  parks behind one probe while a deployment's model loads
+        ColdStartStage(s.board, s.clock, s.settings.resilience),
+        # [retry]      backoff with full jitter, Retry-After honoured, inside the deadline
+        RetryStage(s.clock, s.breakers, s.settings.resilience),
+        # [shaping]    paces each attempt to the upstream's declared budget
+        ShapingStage(s.settings, s.store, s.clock, s.upstreams),
+    ]
     # A stage inert for this configuration (`active` false: no limit, no budget, cache off) costs a
-    # coroutine per request for nothing: it is left off the road (issue 7).
-    return [s for s in stages if _active(s)]
+    # coroutine per request for nothing: it is left off the road.
+    return [stage for stage in stages if _active(stage)]
 
 
 def _active(stage: Stage) -> bool:
@@ -84,7 +108,7 @@ def create_app(
 ) -> web.Application:
     """The gateway application. Tests inject a FakeClock, a store, or fake upstreams.
 
-    `metrics_dir`: the multiprocess metrics directory shared by `--workers N` (see gateway/server.py).
+    `metrics_dir`: the multiprocess metrics directory shared by `--workers N` (see gateway/cli/serve.py).
     """
     clock = clock or SystemClock()
     if store is None:
@@ -96,13 +120,18 @@ def create_app(
     router = Router(settings.models, upstreams)
     metrics = _metrics(settings, router, upstreams, metrics_dir)
     if store.kind == "redis":
-        store = TimedStore(store, metrics, clock)
+        store = TimedStore(store, metrics.redis_recorder, clock)
+    shared = Shared(
+        settings=settings, clock=clock, store=store, router=router, upstreams=upstreams, metrics=metrics,
+        breakers=Breakers(clock, settings.upstreams),
+        board=LoadingBoard(store, clock, settings.redis_prefix, settings.resilience),
+        cache=ResponseCache(store, clock, settings.cache, CachePlanner(settings.cache, settings.redis_prefix)),
+    )
 
-    # Errors outermost (so a 401 is rendered in the route's dialect), then auth: tenant before any handler.
-    middlewares = [error_middleware(clock), auth_middleware(settings, store, clock)]
-    # Observe outside everything: it sees the status the client got and times the whole request.
-    middlewares.insert(0, observe_middleware(metrics, clock))
-    # In-flight caps after auth (the tenant is known), before any handler reads a body (issue 8).
+    # Observe outermost (it sees the status the client got and times the whole request), then errors
+    # (so a 401 is rendered in the route's dialect), then auth: the tenant is known before any handler.
+    middlewares = [observe_middleware(metrics, clock), error_middleware(), auth_middleware(settings, store, clock)]
+    # In-flight caps after auth (the tenant is known), before any handler reads a body.
     overload = overload_middleware(settings)
     if overload is not None:
         middlewares.append(overload)
@@ -113,10 +142,18 @@ def create_app(
     app[STORE] = store
     app[UPSTREAMS] = upstreams
     app[ROUTER] = router
+    app[BREAKERS] = shared.breakers
+    app[LOADING] = shared.board
 
-    stages = build_stages(app)
+    stages = build_stages(shared)
     pipeline = build_pipeline(stages, UpstreamTimer(UpstreamTerminal(clock), metrics, clock))
-    watch_policies(app, metrics, stages)  # circuits, loading models, outbound queues: read at scrape time
+    watch_policies(  # circuits, loading models, outbound queues: read at scrape time
+        metrics,
+        deployments={d.id for route in router.routes for d in route.deployments},
+        paced=[name for name, cfg in settings.upstreams.items() if cfg.budget is not None],
+        breakers=shared.breakers, board=shared.board,
+        shaping=next((st for st in stages if isinstance(st, ShapingStage)), None),
+    )
     parser = CallParser(router, clock, settings.max_body_bytes, settings.request_timeout)
     add_ops_routes(app)
     add_status_route(app)
@@ -158,4 +195,5 @@ async def _lifetimes(app: web.Application) -> AsyncIterator[None]:
     yield
     for up in app[UPSTREAMS].values():
         await up.close()
+    await app[LOADING].close()
     await app[STORE].close()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from gateway.http.appkeys import STORE
-from gateway.observability.metrics import METRICS
+from gateway.http.appkeys import METRICS, STORE
 
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})  # always open, never refused for load
 OPS_PATHS = PROBE_PATHS | {"/metrics"}  # not traffic: never counted as requests nor held to in-flight caps

@@ -15,15 +15,14 @@ import orjson
 from aiohttp import web
 
 from gateway.core import tasks
-from gateway.core.call import Call, Dialect, Flags, Op
+from gateway.core.call import Call, Dialect, Flags, Op, Route
 from gateway.core.clock import Clock
 from gateway.core.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from gateway.core.model_ids import check_body_id, check_path_id
 from gateway.core.routing import Router
 from gateway.http.appkeys import API_KEY_ID, REQUEST_ID, STARTED, TENANT
 from gateway.observability.logs import redact
 
-# A model id: `org/name`, `name`, optional `:provider`; no `..`, no scheme, no control characters.
-_MODEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-+@]*(/[A-Za-z0-9_][A-Za-z0-9._\-+@]*)?(:[A-Za-z0-9._\-]+)?$")
 _TASK_RE = re.compile(r"^[a-z][a-z0-9\-]{1,63}$")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-:]{1,128}$")
 # JSON deeper than this is refused: orjson cannot re-serialise past 255 levels (cache keys, model
@@ -43,12 +42,8 @@ def request_id(request: web.Request) -> str:
 
 
 def check_model(name: Any, where: str = "model") -> str:
-    """A model id a route may carry, or BadRequest."""
-    if not isinstance(name, str) or not name:
-        raise BadRequest(f"`{where}` must be a non-empty string")
-    if len(name) > 200 or ".." in name or not _MODEL_RE.match(name):
-        raise BadRequest(f"`{where}` {name[:80]!r} is not a valid model id (expected 'org/name' or 'name[:provider]')")
-    return name
+    """A model id taken from a URL path (strict: `core/model_ids.py`), or BadRequest."""
+    return check_path_id(name, where)
 
 
 def check_task(task: str) -> str:
@@ -162,7 +157,7 @@ class CallParser:
         raw = await read_body(request, self.max_body, self._body_seconds(request))
         body = parse_json_object(raw)
         _require_openai_fields(op, body)
-        model = bound_model or check_model(body.get("model"))
+        model = bound_model or check_body_id(body.get("model"))  # any backend's id: it stays in the body
         stream = body.get("stream") is True
         if op is Op.EMBEDDINGS and stream:
             raise BadRequest("embeddings cannot be streamed")
@@ -182,13 +177,13 @@ class CallParser:
             body = None  # raw bytes (image/audio tasks): forwarded as they came
         route = self.router.resolve(model)
         accept = request.headers.get("Accept")
-        task = path_task or route.task or tasks.detect_task(body, accept)
+        task = path_task or route.task or tasks.detect_task(body, accept) or _only_task(route, body)
         stream = bool(body and body.get("stream") is True) or (op is Op.TGI_GENERATE and path_task == "stream")
         call = self._call(request, Dialect.HF, op, op.value, model, body, raw, stream, task, route=route)
         call.content_type = ctype or None
         call.accept = accept
         if path_task and path_task != "stream":
-            call.extras["path_task"] = path_task
+            call.path_task = path_task
         return call
 
     def _body_seconds(self, request: web.Request) -> float:
@@ -216,6 +211,14 @@ class CallParser:
             forward_headers=fwd, flags=flags, tenant=request.get(TENANT), api_key_id=request.get(API_KEY_ID),
             started=request.get(STARTED, now), deadline=now + timeout,
         )
+
+
+def _only_task(route: Route, body: dict[str, Any] | None) -> str | None:
+    """The task a body must be when the route's upstreams can serve nothing else: an `openai` upstream
+    answers an HF `{"inputs": text}` body only as embeddings (its /embeddings, in the HF shape)."""
+    if all(d.upstream.kind == "openai" for d in route.deployments) and tasks.plain_text_inputs(body):
+        return tasks.FEATURE_EXTRACTION
+    return None
 
 
 def _require_openai_fields(op: Op, body: dict[str, Any]) -> None:

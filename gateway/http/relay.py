@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from aiohttp import web
 
@@ -53,15 +53,15 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except GatewayError as exc:
-            call.extras["stream_error"] = exc.code
+            call.streaming.error = exc.code
             await resp.write(_error_event(call, exc.message))
         except Exception as exc:  # an upstream bug must still end the stream cleanly
             log.exception("stream relay failed", extra={"request_id": call.request_id})
-            call.extras["stream_error"] = type(exc).__name__
+            call.streaming.error = type(exc).__name__
             await resp.write(_error_event(call, "the upstream stream failed"))
         await resp.write_eof()
     except ConnectionResetError:
-        call.extras["client_gone"] = True
+        call.streaming.client_gone = True
     finally:
         await timed.aclose()
         await events.aclose()
@@ -72,7 +72,8 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
     return resp
 
 
-async def _until_deadline(events: AsyncIterator[bytes], call: Call, clock: Clock) -> AsyncIterator[bytes]:
+async def _until_deadline(events: AsyncIterator[bytes], call: Call,
+                          clock: Clock) -> AsyncGenerator[bytes, None]:
     """`events`, each awaited within what is left of the call's deadline; UpstreamTimeout past it."""
     while True:
         remaining = call.deadline - clock.monotonic()

@@ -21,18 +21,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.http.appkeys import ROUTER, STORE
-from gateway.policies.resilience.breaker import CLOSED, breakers_of
-from gateway.policies.resilience.loading import board_of
+from gateway.http.appkeys import BREAKERS, LOADING, ROUTER, STORE
+from gateway.policies.resilience.breaker import CLOSED
 from gateway.policies.resilience.target import Target
 
 
 async def status(request: web.Request) -> web.Response:
     """The resilience read-out."""
     app = request.app
-    breakers = breakers_of(app)
+    breakers = app[BREAKERS]
     circuits = breakers.states()
-    loading = await board_of(app).snapshot()
+    loading = await app[LOADING].snapshot()
     deployments: dict[str, dict[str, Any]] = {}
     for route in app[ROUTER].routes:
         for dep in route.deployments:

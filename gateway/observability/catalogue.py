@@ -9,7 +9,7 @@ is first created, so a typo fails loudly instead of minting a new series.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeGuard, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -27,16 +27,16 @@ MalformedKind = Literal["framing", "header", "request_line", "too_long", "other"
 PoolProbe = Callable[[], tuple[int, int]]  # () -> (active, idle) connections
 
 CIRCUIT_VALUES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
-CACHE_OUTCOMES = frozenset(("hit", "miss", "bypass", "coalesced", "none"))
-CACHE_EVENTS = frozenset(("hit", "miss", "bypass", "coalesced", "store", "store_skipped"))
+CACHE_OUTCOMES: frozenset[CacheOutcome] = frozenset(("hit", "miss", "bypass", "coalesced", "none"))
+CACHE_EVENTS: frozenset[CacheEvent] = frozenset(("hit", "miss", "bypass", "coalesced", "store", "store_skipped"))
 CACHE_DIRECTIONS = frozenset(("served", "stored"))
 RETRY_REASONS = frozenset(("429", "5xx", "connect", "timeout", "loading"))
-RATELIMIT_SCOPES = frozenset(
+RATELIMIT_SCOPES: frozenset[RateLimitScope] = frozenset(
     ("tenant", "tenant_model", "model", "tokens_tenant", "tokens_tenant_model", "outbound")
 )
-RATELIMIT_OUTCOMES = frozenset(("allowed", "limited", "error_open", "error_closed"))
+RATELIMIT_OUTCOMES: frozenset[RateLimitOutcome] = frozenset(("allowed", "limited", "error_open", "error_closed"))
 TOKEN_DIRECTIONS = frozenset(("in", "out"))
-MALFORMED_KINDS = frozenset(("framing", "header", "request_line", "too_long", "other"))
+MALFORMED_KINDS: frozenset[MalformedKind] = frozenset(("framing", "header", "request_line", "too_long", "other"))
 POOL_STATES = frozenset(("active", "idle"))
 POOL_HELP = "Upstream connections per deployment, by state (active or idle)."
 
@@ -53,8 +53,14 @@ REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 C = TypeVar("C", Counter, Gauge, Histogram)
+V = TypeVar("V", bound=str)
 Allowed = tuple[frozenset[str] | None, ...]  # per label: permitted values; None = bounded by caller
 GaugeMode = Literal["livesum", "livemax", "max"]
+
+
+def in_vocabulary(value: str, vocabulary: frozenset[V]) -> TypeGuard[V]:
+    """Whether `value` (a plain str as core/ records it) is one of `vocabulary`, narrowing it to that Literal."""
+    return value in vocabulary
 
 
 class Children(Generic[C]):
@@ -63,7 +69,7 @@ class Children(Generic[C]):
     __slots__ = ("_allowed", "_cache", "_metric")
 
     def __init__(self, metric: C, allowed: Allowed) -> None:
-        self._metric = metric
+        self._metric: C = metric
         self._allowed = allowed
         self._cache: dict[tuple[str, ...], C] = {}
 
@@ -88,7 +94,7 @@ def probe_all(probes: dict[str, PoolProbe]) -> Iterator[tuple[str, tuple[int, in
     for deployment, probe in list(probes.items()):
         try:
             yield deployment, probe()
-        except Exception:
+        except Exception:  # a broken probe must never break the scrape
             continue
 
 

@@ -1,7 +1,7 @@
 """Prometheus metrics: one `Metrics` object per app, owning its own `CollectorRegistry`.
 
 `Metrics` bounds labels and records events; the families themselves (names, labels, buckets)
-are defined in `gateway.metrics_catalogue`. Invariants:
+are defined in `gateway.observability.catalogue`. Invariants:
 - Never the global default registry: two apps in one process (tests) never share a figure.
 - Every label is bounded. Models, tenants and deployments outside the configured sets become
   "other"; enum-like labels (cache outcome, retry reason, ...) are checked once, when their
@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
@@ -45,20 +44,9 @@ from gateway.observability.catalogue import (
 )
 
 __all__ = [
-    "METRICS",
-    "CacheBytesDirection",
-    "CacheEvent",
-    "CacheOutcome",
-    "CircuitState",
-    "Metrics",
-    "PoolProbe",
-    "RateLimitOutcome",
-    "RateLimitScope",
-    "RetryReason",
-    "enable_multiprocess",
-    "mark_worker_dead",
-    "reset_multiprocess_dir",
-    "status_class",
+    "CacheBytesDirection", "CacheEvent", "CacheOutcome", "CircuitState", "Metrics", "PoolProbe",
+    "RateLimitOutcome", "RateLimitScope", "RetryReason", "enable_multiprocess", "mark_worker_dead",
+    "reset_multiprocess_dir", "status_class",
 ]  # fmt: skip
 
 OTHER = "other"  # any model / tenant / deployment that is not configured
@@ -91,7 +79,8 @@ def enable_multiprocess(path: str) -> None:
     reset_multiprocess_dir(path)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     if values.ValueClass is values.MutexValue:
-        values.ValueClass = values.MultiProcessValue()
+        # prometheus_client ships py.typed but leaves its multiprocess helpers unannotated.
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
 def reset_multiprocess_dir(path: str) -> None:
@@ -102,7 +91,7 @@ def reset_multiprocess_dir(path: str) -> None:
 
 def mark_worker_dead(pid: int, path: str) -> None:
     """Drop a dead worker's live gauges (in-flight, queue depth, ...) from the sums."""
-    mark_process_dead(pid, path)
+    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
 
 
 class Metrics:
@@ -128,7 +117,7 @@ class Metrics:
             _check_multiprocess(multiprocess_dir)
             # Families must not be registered with the registry that reads the files, or this
             # worker's values would be exported twice.
-            MultiProcessCollector(self.registry, path=multiprocess_dir)
+            MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]  # unannotated upstream
             target = None
         self._c = Catalogue(target, self._probes)
         self._c.info.labels(version or package_version()).set(1)
@@ -292,7 +281,7 @@ class Metrics:
         for fn in self._refreshers:
             try:
                 fn()
-            except Exception:
+            except Exception:  # a broken read-out must never break the scrape
                 continue
         self.refresh_pools()
 
@@ -324,5 +313,3 @@ def _check_multiprocess(path: str) -> None:
     if not os.path.isdir(path):
         raise RuntimeError(f"multiprocess metrics directory {path!r} does not exist")
 
-
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)

@@ -1,8 +1,8 @@
 """Scrape-time read-outs: live policy state (circuits, loading models, outbound queues) copied into gauges.
 
-Nothing here runs per request. `watch_policies(app, metrics)` registers one refresher with
-`Metrics`; it runs when `/metrics` is rendered (and, with several workers, every few seconds in
-each worker, see `app._metrics_refresh`).
+Nothing here runs per request. `watch_policies(...)` registers one refresher with `Metrics`; it
+runs when `/metrics` is rendered (and, with several workers, every few seconds in each worker,
+see `gateway/http/app.py`).
 
 - `gateway_circuit_state{deployment}`: every configured deployment starts closed (0); a circuit is
   kept per target (upstream, model), so the gauge shows the worst circuit behind each deployment
@@ -15,27 +15,28 @@ each worker, see `app._metrics_refresh`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from aiohttp import web
-
-from gateway.core.pipeline import Stage
-from gateway.http.appkeys import ROUTER, SETTINGS
 from gateway.observability.catalogue import CIRCUIT_VALUES, CircuitState
 from gateway.observability.metrics import Metrics
 from gateway.policies.limits.shaping import ShapingStage
-from gateway.policies.resilience.breaker import BREAKERS, Breakers
-from gateway.policies.resilience.loading import LOADING, LoadingBoard
+from gateway.policies.resilience.breaker import Breakers
+from gateway.policies.resilience.loading import LoadingBoard
 
 
-def watch_policies(app: web.Application, metrics: Metrics, stages: Sequence[Stage] = ()) -> None:
-    """Register the read-outs of whatever policy state this app has (`stages`: what `build_stages` made)."""
-    deployments = sorted({d.id for route in app[ROUTER].routes for d in route.deployments})
-    breakers: Breakers | None = app.get(BREAKERS)
-    board: LoadingBoard | None = app.get(LOADING)
-    shaping = next((s for s in stages if isinstance(s, ShapingStage)), None)
+def watch_policies(
+    metrics: Metrics,
+    *,
+    deployments: Iterable[str],
+    paced: Iterable[str],
+    breakers: Breakers | None,
+    board: LoadingBoard | None,
+    shaping: ShapingStage | None,
+) -> None:
+    """Register the read-outs of the policy state this app has (`paced`: the upstreams with a budget)."""
+    deployments = sorted(deployments)
     # Every paced upstream has a queue, empty until a call waits in it.
-    shown = {name for name, cfg in app[SETTINGS].upstreams.items() if cfg.budget is not None}
+    shown = set(paced)
     for upstream in shown:
         metrics.set_outbound_queue_depth(upstream, 0)
     circuits: set[str] = set()

@@ -1,9 +1,10 @@
 """The simulator application: a scripted HF router / legacy API / TGI / TEI / OpenAI upstream.
 
-`create_simulator_app(config, clock=...)` wires routes and the recording middleware; the only
-state is the `SimState` at `app[SIM_STATE]`. `run_simulator` serves it (blocking) for
-`hf-gateway simulate`. Every request outside `/_sim/` is recorded and counted on arrival, in
-flight until its handler returns, and counted as cancelled (once) if its client goes away first.
+`create_simulator_app(config, clock=...)` wires routes and two middlewares (recording, outermost, then
+the dedicated-endpoint gate of `endpoints_gate`); the only state is the `SimState` at `app[SIM_STATE]`.
+`run_simulator` serves it (blocking) for `hf-gateway simulate`. Every request outside `/_sim/` is
+recorded and counted on arrival, in flight until its handler returns, and counted as cancelled (once)
+if its client goes away first.
 Routes and outputs are described in `docs/simulator.md`; the fault naming convention (tokens such
 as `cold-20s`, `429x3-ra2`, `midstream-k3` inside a model id or endpoint name) is specified in
 `gateway/simulator/fault_spec.py` and in that document.
@@ -22,6 +23,9 @@ from gateway.simulator.calls import RECORD, SimReject
 from gateway.simulator.config import SimConfig, load_sim_config
 from gateway.simulator.control import add_control_routes
 from gateway.simulator.dialects import Style
+from gateway.simulator.endpoints_control import add_endpoint_control_routes
+from gateway.simulator.endpoints_gate import gate_endpoints
+from gateway.simulator.endpoints_routes import add_endpoint_routes
 from gateway.simulator.hf_routes import add_hf_routes
 from gateway.simulator.native_routes import add_native_routes
 from gateway.simulator.openai_routes import add_openai_routes
@@ -62,9 +66,12 @@ async def record_requests(request: web.Request, handler: _Handler) -> web.Stream
 
 def create_simulator_app(config: SimConfig | None = None, *, clock: Clock | None = None) -> web.Application:
     """Build the simulator app around a fresh `SimState`."""
-    app = web.Application(middlewares=[record_requests], client_max_size=MAX_BODY)
+    # Recording first, so that requests the endpoint gate refuses are recorded and counted too.
+    app = web.Application(middlewares=[record_requests, gate_endpoints], client_max_size=MAX_BODY)
     app[SIM_STATE] = SimState(config or SimConfig(), clock or SystemClock())
     add_control_routes(app)
+    add_endpoint_control_routes(app)
+    add_endpoint_routes(app)
     add_openai_routes(app)
     add_native_routes(app)
     add_hf_routes(app)

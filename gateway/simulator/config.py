@@ -12,9 +12,13 @@ Example ``sim.yaml`` (every key optional)::
         faults:
           - {kind: status, status: 503, times: 2}
           - drip-50ms
+    control_plane:                 # dedicated endpoints and their lifecycle (`endpoints_config`)
+      endpoints:
+        acme-chat: {namespace: acme, state: scaledToZero, image: tgi, scale_up_delay: 30}
 
 Invariants: a model listed with `faults` (even an empty list) uses exactly that script and its
-name is not scanned for fault tokens; every fault is validated when the config is built.
+name is not scanned for fault tokens; every fault is validated when the config is built; a control-plane
+endpoint whose name is not in `models` gets a `models` entry with its task (when the simulator knows it).
 """
 
 from __future__ import annotations
@@ -23,11 +27,19 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
+from gateway.simulator.endpoints_config import ControlPlaneSpec
 from gateway.simulator.fault_spec import FaultSpec, parse_fault_list
 
-__all__ = ["FaultSpec", "ModelSpec", "SimConfig", "Task", "TASKS", "load_sim_config"]
+__all__ = ["TASKS", "FaultSpec", "ModelSpec", "SimConfig", "Task", "load_sim_config"]
 
 Task = Literal[
     "text-generation",
@@ -37,6 +49,26 @@ Task = Literal[
     "zero-shot-classification",
     "token-classification",
     "text-to-image",
+    "fill-mask",
+    "summarization",
+    "translation",
+    "question-answering",
+    "table-question-answering",
+    "tabular-classification",
+    "tabular-regression",
+    "text-to-speech",
+    "text-to-audio",
+    "image-classification",
+    "image-segmentation",
+    "image-to-image",
+    "image-to-text",
+    "object-detection",
+    "zero-shot-image-classification",
+    "visual-question-answering",
+    "document-question-answering",
+    "audio-classification",
+    "automatic-speech-recognition",
+    "audio-to-audio",
 ]
 TASKS: frozenset[str] = frozenset(get_args(Task))
 
@@ -50,7 +82,9 @@ class ModelSpec(BaseModel):
     faults: list[FaultSpec] | None = Field(
         default=None, description="None: scan the name for fault tokens; a list replaces that"
     )
-    labels: list[str] | None = Field(default=None, description="text-classification labels")
+    labels: list[str] | None = Field(
+        default=None, description="labels of a classifier (text, image, audio or tabular classification)"
+    )
     dim: int | None = Field(default=None, ge=1, le=65536, description="embedding dimension")
 
     @field_validator("faults", mode="before")
@@ -75,6 +109,15 @@ class SimConfig(BaseModel):
     fingerprint: str = "hf-gateway-sim"
     fast: bool = Field(default=False, description="benchmark mode: cached bodies, no request records")
     record_limit: int = Field(default=10_000, ge=0, description="request records kept for inspection")
+    control_plane: ControlPlaneSpec = Field(default_factory=ControlPlaneSpec)
+
+    @model_validator(mode="after")
+    def _endpoint_tasks(self) -> SimConfig:
+        # The data plane picks a native route's task from `models[name]`; a control-plane endpoint says it.
+        for name, endpoint in self.control_plane.endpoints.items():
+            if name not in self.models and endpoint.served_task in TASKS:
+                self.models[name] = ModelSpec(task=endpoint.served_task)  # type: ignore[arg-type]
+        return self
 
     def spec(self, name: str) -> ModelSpec | None:
         """The configured entry for a model id or endpoint name, if any."""

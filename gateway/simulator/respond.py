@@ -28,10 +28,11 @@ def is_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def _watch_gone(request: web.Request) -> None:
+async def watch_gone(request: web.Request) -> None:
+    """Return once the client's connection is closed or closing."""
     # aiohttp offers no awaitable for "peer went away" unless handler cancellation is on,
     # so poll the transport on the real loop clock (this never advances a fake clock).
-    while not is_gone(request):
+    while not is_gone(request):  # noqa: ASYNC110 - there is no event to wait on (above)
         await asyncio.sleep(_WATCH_INTERVAL)
 
 
@@ -39,7 +40,7 @@ async def pause(call: SimCall, seconds: float) -> bool:
     """Wait `seconds` on the simulator's clock; False (and counted) if the client left meanwhile."""
     if seconds > 0 and not is_gone(call.request):
         sleeper = asyncio.ensure_future(call.state.clock.sleep(seconds))
-        watcher = asyncio.ensure_future(_watch_gone(call.request))
+        watcher = asyncio.ensure_future(watch_gone(call.request))
         try:
             await asyncio.wait({sleeper, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -1,4 +1,4 @@
-"""`SimState`: the one object a simulator app owns (stats, fault book, config, clock, fast cache).
+"""`SimState`: the one object a simulator app owns (stats, fault book, endpoints, config, clock, fast cache).
 
 Reached through `app[SIM_STATE]`; there is no module-level state. `reset()` restores a fresh
 simulator except for requests still in flight, which keep their in-flight count.
@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.core.clock import Clock
 from gateway.simulator.config import FaultSpec, SimConfig
+from gateway.simulator.endpoints_plane import ControlPlane
 from gateway.simulator.faults import FaultBook
 from gateway.simulator.stats import ReceivedRequest, Stats
 from gateway.simulator.wire import Rendered
@@ -30,6 +31,7 @@ class SimState:
         scripts = {name: spec.faults for name, spec in config.models.items() if spec.faults is not None}
         token = config.token.get_secret_value() if config.token is not None else None
         self.faults = FaultBook(scripts, token, clock)
+        self.endpoints = ControlPlane(config.control_plane, clock)
         self._fast_cache: dict[CacheKey, Rendered] = {}
 
     @property
@@ -57,9 +59,10 @@ class SimState:
         return self.stats.count(model, path_prefix)
 
     def reset(self) -> None:
-        """Forget requests, counters, run-time fault scripts and fault progress."""
+        """Forget requests, counters, run-time fault scripts and fault progress; endpoints restart as configured."""
         self.stats.reset()
         self.faults.reset()
+        self.endpoints.reset()
         self._fast_cache.clear()
 
     def set_faults(self, model_or_endpoint: str, faults: list[FaultSpec]) -> None:

@@ -3,7 +3,7 @@
 `create_app` wraps a Redis store in it, so every policy's store traffic shows up in
 `gateway_redis_duration_seconds` / `gateway_redis_errors_total` without any policy touching
 metrics. The `op` label is the method name (`get`, `set`, `delete`, `ttl`, `publish`, `ping`,
-`wait_for`) or, for `run_script`, the script's name (bounded: the files in `gateway/lua/`).
+`wait_for`) or, for `run_script`, the script's name (bounded: the files in `gateway/store/scripts/`).
 
 Invariants: behaviour is the inner store's, unchanged (same results, same `StoreError`s); a
 `wait_for` is a deliberate wait, so only its failures are counted, never its duration.
@@ -16,25 +16,26 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.core.clock import Clock
-from gateway.observability.metrics import Metrics
 from gateway.store.protocol import Store, StoreError
+
+Recorder = Callable[[float, bool], None]  # (seconds, ok): one operation's duration and outcome
 
 
 class TimedStore:
     """Store protocol around another store, recording latency and errors per operation."""
 
-    def __init__(self, inner: Store, metrics: Metrics, clock: Clock) -> None:
+    def __init__(self, inner: Store, recorder: Callable[[str], Recorder], clock: Clock) -> None:
         self.inner = inner
         self.kind = inner.kind
         self.pipelined = bool(getattr(inner, "pipelined", False))
-        self._m = metrics
+        self._recorder_for = recorder  # op -> its recording function (Metrics.redis_recorder)
         self._clock = clock
-        self._recorders: dict[str, Callable[[float, bool], None]] = {}  # op -> its metric children, resolved once
+        self._recorders: dict[str, Recorder] = {}  # op -> its metric children, resolved once
 
-    def _recorder(self, op: str) -> Callable[[float, bool], None]:
+    def _recorder(self, op: str) -> Recorder:
         record = self._recorders.get(op)
         if record is None:
-            record = self._recorders[op] = self._m.redis_recorder(op)
+            record = self._recorders[op] = self._recorder_for(op)
         return record
 
     async def _timed(self, op: str, aw: Any) -> Any:

@@ -5,17 +5,15 @@ from __future__ import annotations
 from gateway.core.call import Upstream
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
-from gateway.upstream.dialects import hf as hf_serverless
-from gateway.upstream.dialects import openai as openai_compat
-from gateway.upstream.dialects import tei, tgi
+from gateway.upstream.dialects import hf, openai, tei, tgi
 from gateway.upstream.http import HttpUpstream
 from gateway.upstream.plan import Planner
 
 PLANNERS: dict[str, Planner] = {
-    "hf": hf_serverless.plan,
+    "hf": hf.plan,
     "tgi": tgi.plan,
     "tei": tei.plan,
-    "openai": openai_compat.plan,
+    "openai": openai.plan,
 }
 
 

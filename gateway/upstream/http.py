@@ -1,7 +1,7 @@
 """`HttpUpstream`: one backend's connection pool and the one place transport errors are mapped.
 
 Given a `Plan`, it sends the request with the upstream's own credential (never the client's),
-maps transport failures to `gateway.errors`, turns non-2xx answers into `UpstreamStatusError`
+maps transport failures to `gateway.core.errors`, turns non-2xx answers into `UpstreamStatusError`
 (body read and the connection released before anyone sleeps on it), validates and adapts JSON,
 and for streams peeks the first data event before returning, so an early failure is an HTTP error.
 
@@ -31,6 +31,7 @@ from gateway.core.call import Answer, Call, Reply, StreamReply
 from gateway.core.clock import Clock
 from gateway.core.config import UpstreamConfig
 from gateway.core.errors import (
+    UpstreamConnectTimeout,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -39,7 +40,7 @@ from gateway.core.errors import (
 )
 from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, is_comment, read_events, thin_comments
 from gateway.upstream.plan import Plan, Planner, SseStyle
-from gateway.upstream.status_errors import status_error
+from gateway.upstream.status_errors import status_error, stream_error
 from gateway.upstream.transport.connection import (
     BadHeader,
     BadResponse,
@@ -59,7 +60,6 @@ log = logging.getLogger("gateway.upstream")
 # Response headers worth giving back to the client.
 _RELAY_PREFIXES = ("x-ratelimit-", "ratelimit", "x-inference-provider", "x-compute-")
 _CREDENTIAL_STATUSES = frozenset({401, 402, 403})  # the upstream refuses the gateway's token (or its account)
-_TGI_ERROR_STATUS = {"validation": 422, "overloaded": 429, "generation": 424, "template": 422, "tool_error": 422}
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")  # RFC 9110 §5.6.2
 _CLEAN_VALUE = re.compile(r"[\x20-\x7e]{0,1024}")  # printable ASCII, bounded
 
@@ -100,12 +100,14 @@ class HttpUpstream:
         assert self._pool is not None, "upstream used before start()"
         try:
             resp = await self._pool.request(plan.method, plan.url, headers, plan.body, partition=call.tenant)
-        except (ConnectTimeout, ReadTimeout) as exc:
-            raise _reason(UpstreamTimeout(f"upstream {self.name} did not answer in time"), "timeout") from exc
+        except ConnectTimeout as exc:
+            raise UpstreamConnectTimeout(f"upstream {self.name} could not be reached in time") from exc
+        except ReadTimeout as exc:
+            raise UpstreamTimeout(f"upstream {self.name} did not answer in time") from exc
         except ConnectFailed as exc:
-            raise _reason(UpstreamUnreachable(f"upstream {self.name} is unreachable"), "connect") from exc
+            raise UpstreamUnreachable(f"upstream {self.name} is unreachable") from exc
         except Disconnected as exc:
-            raise _reason(UpstreamUnreachable(f"upstream {self.name} closed the connection"), "reset") from exc
+            raise UpstreamUnreachable(f"upstream {self.name} closed the connection") from exc
         except BadResponse as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a malformed answer: {exc}") from exc
         except BadHeader as exc:  # only configuration can put a line break there; a retry would send it again
@@ -113,7 +115,7 @@ class HttpUpstream:
             err.retryable = False
             raise err from exc
         except (WireError, OSError) as exc:
-            raise _reason(UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}"), "reset") from exc
+            raise UpstreamUnreachable(f"upstream {self.name} failed: {type(exc).__name__}") from exc
         try:
             if resp.status >= 400:
                 raise await self._status_error(resp)
@@ -171,7 +173,7 @@ class HttpUpstream:
                 chunks.append(chunk)
             return b"".join(chunks)
         except ReadTimeout as exc:
-            raise _reason(UpstreamTimeout(f"upstream {self.name} stopped sending its answer"), "timeout") from exc
+            raise UpstreamTimeout(f"upstream {self.name} stopped sending its answer") from exc
         except (Truncated, BadResponse) as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent a truncated answer") from exc
         except (WireError, ConnectionError) as exc:
@@ -213,13 +215,13 @@ class HttpUpstream:
                     raise UpstreamProtocolError(f"upstream {self.name} sent over 1 MiB of SSE fields without data")
             err = error_in(first) if first else None
             if err is not None:
-                raise _stream_error(err, self.name)
+                raise stream_error(err)
             if not first:
                 raise UpstreamProtocolError(f"upstream {self.name} ended the stream before its first event")
             _check_first_event(first, self.name)
         except TimeoutError as exc:
             await events.aclose()
-            raise _reason(UpstreamTimeout(f"upstream {self.name} sent no first event in time"), "timeout") from exc
+            raise UpstreamTimeout(f"upstream {self.name} sent no first event in time") from exc
         except BaseException:
             await events.aclose()  # no half-read generator left for the garbage collector to finalise
             raise
@@ -251,23 +253,6 @@ def _check_first_event(first: bytes, upstream: str) -> None:
         raise UpstreamProtocolError(f"upstream {upstream} sent a stream whose first event is not JSON") from exc
 
 
-def _reason(err: UpstreamError, reason: str) -> UpstreamError:
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
-
-
-def _stream_error(err: dict[str, Any], upstream: str) -> UpstreamStatusError:
-    inner = err.get("error")
-    etype = err.get("error_type")
-    if isinstance(inner, dict):
-        message = str(inner.get("message") or inner)
-        etype = etype or inner.get("type")
-    else:
-        message = str(inner)
-    status = _TGI_ERROR_STATUS.get(str(etype), 502)
-    return UpstreamStatusError(message, status=status, error_type=str(etype) if etype else None)
-
-
 async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:
     try:
         while True:
@@ -278,7 +263,7 @@ async def _lines(resp: Response, name: str) -> AsyncIterator[bytes]:
     except LineTooLong as exc:
         raise UpstreamProtocolError(f"upstream {name} sent an overlong SSE line") from exc
     except ReadTimeout as exc:
-        raise _reason(UpstreamTimeout(f"upstream {name} stalled mid-stream"), "timeout") from exc
+        raise UpstreamTimeout(f"upstream {name} stalled mid-stream") from exc
     except (WireError, ConnectionError) as exc:
         raise UpstreamProtocolError(f"upstream {name} dropped the stream") from exc
 

@@ -27,12 +27,16 @@ def encoded(coding: str, body: bytes) -> bytes:
 
 
 @asynccontextmanager
-async def gateway_to(answers: list[bytes], kind: str = "openai",
-                     token_env: str | None = None) -> AsyncIterator[tuple[TestClient, Scripted]]:
+async def gateway_to(
+    answers: list[bytes], kind: str = "openai", token_env: str | None = None
+) -> AsyncIterator[tuple[TestClient, Scripted]]:
     async with serving(answers) as (script, pool):
-        cfg = load_settings(None, upstreams={"up": {"kind": kind, "base_url": pool.origin, "token_env": token_env}},
-                            models=[{"name": "*", "deployments": [{"upstream": "up"}]}],
-                            cache={"enabled": False})
+        cfg = load_settings(
+            None,
+            upstreams={"up": {"kind": kind, "base_url": pool.origin, "token_env": token_env}},
+            models=[{"name": "*", "deployments": [{"upstream": "up"}]}],
+            cache={"enabled": False},
+        )
         client = TestClient(TestServer(create_app(cfg, clock=FakeClock(autojump=True))))
         await client.start_server()
         try:
@@ -58,8 +62,9 @@ async def test_an_encoded_answer_nobody_asked_for_is_a_clear_502() -> None:
 async def test_a_body_without_a_content_type_goes_up_as_octet_stream() -> None:
     image = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 4\r\n\r\n\x89PNG"
     async with gateway_to([image], kind="hf") as (client, script):
-        resp = await client.post("/models/org/painter/pipeline/text-to-image", data=b"\x00raw-bytes\x01",
-                                 skip_auto_headers=["Content-Type"])
+        resp = await client.post(
+            "/models/org/painter/pipeline/text-to-image", data=b"\x00raw-bytes\x01", skip_auto_headers=["Content-Type"]
+        )
         assert resp.status == 200 and await resp.read() == b"\x89PNG"
     sent = script.requests[0]
     assert b"\r\nContent-Type: application/octet-stream\r\n" in sent and sent.endswith(b"\x00raw-bytes\x01")

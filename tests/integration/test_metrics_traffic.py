@@ -25,19 +25,18 @@ import orjson
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.core.clock import FakeClock
 from gateway.core.config import load_settings
-from gateway.http.app import create_app
 from gateway.observability.logs import configure_logging
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import SimConfig
+from tests.support.dashboards import DASHBOARDS, load, metric_names, queries
 from tests.support.redis_server import shared_redis_url
+from tests.support.serving import gateway_client, serving
 from tests.support.tools import need
-from tests.unit.test_dashboards import DASHBOARDS, load, metric_names, queries
 
 KEY = "gw_fake_traffic_key_0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -134,30 +133,22 @@ async def drive(d: Driver) -> None:
 async def scrape(redis_url_module: str) -> AsyncIterator[Scrape]:
     clock = FakeClock(autojump=True)
     sim = create_simulator_app(SimConfig(), clock=clock)
-    runner = web.AppRunner(sim, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    sim_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     prefix = f"gwtest-{uuid.uuid4().hex[:12]}"
-    app = create_app(settings_for(sim_url, prefix, redis_url_module), clock=clock)
     buffer, root = io.StringIO(), logging.getLogger()
     handlers, level = list(root.handlers), root.level
     configure_logging("json", "INFO", stream=buffer)
-    client: TestClient[Any, Any] = TestClient(TestServer(app, handler_cancellation=True))
-    await client.start_server()
     try:
-        result = Scrape(text="")
-        await drive(Driver(client, result))
-        result.text = await (await client.get("/metrics")).text()
-        result.sent += 1
-        result.upstream_ids = [r.headers.get("x-request-id") for r in sim[SIM_STATE].requests]
-        lines = [orjson.loads(x) for x in buffer.getvalue().splitlines()]
-        result.access = [x for x in lines if x["logger"] == "gateway.access"]
-        yield result
+        async with serving(sim, cancel=True) as sim_url, gateway_client(
+                settings_for(sim_url, prefix, redis_url_module), clock=clock) as client:
+            result = Scrape(text="")
+            await drive(Driver(client, result))
+            result.text = await (await client.get("/metrics")).text()
+            result.sent += 1
+            result.upstream_ids = [r.headers.get("x-request-id") for r in sim[SIM_STATE].requests]
+            lines = [orjson.loads(x) for x in buffer.getvalue().splitlines()]
+            result.access = [x for x in lines if x["logger"] == "gateway.access"]
+            yield result
     finally:
-        await client.close()
-        await runner.cleanup()
         root.handlers[:] = handlers
         root.setLevel(level)
         await _delete_keys(redis_url_module, prefix)

@@ -146,6 +146,6 @@ def start_fleet(procs: Processes, config_for: Callable[[str], dict[str, Any]], g
     children = [procs.gateway(f"gateway-{i}", "serve", "--config", str(config), "--port", str(port), env=full_env)
                 for i, port in enumerate(ports)]
     wait_healthy(sim, f"{sim_url}/_sim/stats")  # not /health: the simulator would count that as a request
-    for child, port in zip(children, ports):
+    for child, port in zip(children, ports, strict=True):
         wait_healthy(child, f"http://127.0.0.1:{port}/healthz")
     return Fleet(sim_url, [f"http://127.0.0.1:{p}" for p in ports])

@@ -30,7 +30,6 @@ from gateway.core.config import CacheConfig
 from gateway.store import key
 
 KEY_FORMAT = "c1"
-_PLAN = "_cache_plan"  # call.extras: the plan, made by the first stage that asks (cache, coalesce)
 _MAX_IDENTITIES = 4096
 # Fields that never change the answer. `stream` is represented by the answer form instead;
 # `stream_options` is kept for streams (include_usage adds a chunk) and dropped otherwise.
@@ -128,19 +127,18 @@ class CachePlanner:
 
     def plan(self, call: Call) -> CachePlan | None:
         """The call's plan, or None when its answer is not cacheable at all (made once per call)."""
-        made = call.extras.get(_PLAN)
+        made = call.caching.plan
         if made is not None:
             return made  # type: ignore[no-any-return]
         ttl = self._ttl_if_cacheable(call)
         if ttl is None:
             return None
-        digest = call.extras.get("cache_digest")
-        if not isinstance(digest, str):  # computed once per call, reused by the next stage
-            digest = self._digest(call)
-            call.extras["cache_digest"] = digest
+        digest = call.caching.digest
+        if digest is None:  # computed once per call, reused by the next stage
+            digest = call.caching.digest = self._digest(call)
         flags = call.flags
         off = flags.use_cache is False or flags.no_store
-        made = call.extras[_PLAN] = CachePlan(
+        made = call.caching.plan = CachePlan(
             key=key(self.prefix, "cache", digest), ttl=ttl, read=not off and not flags.no_cache,
             write=not off, stream=call.stream,
         )

@@ -1,6 +1,7 @@
 """Token accounting for token limits: an estimate before the call, the real count after it.
 
-Before the call the rate limiter reserves `estimate(call)`: the prompt's characters / 4 plus the
+Before the call the rate limiter reserves `estimate(call)`: the prompt's characters / 4 (the pure
+estimate lives in `core/tokens.py`, which the dialects use too) plus the
 answer's ceiling (`max_tokens`, `max_completion_tokens`, `parameters.max_new_tokens`, times `n`;
 the configured `completion_estimate` when the client sets none). Afterwards it settles the
 difference with what was really used:
@@ -13,7 +14,6 @@ Nothing here touches the store; `metered` only calls the settle function it is g
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,47 +21,13 @@ import orjson
 
 from gateway.core.call import Call, Op, Reply, StreamReply
 from gateway.core.sse import DONE, event_data
+from gateway.core.tokens import prompt_chars, prompt_tokens
+
+__all__ = ["StreamMeter", "completion_ceiling", "estimate", "generates_text", "metered", "prompt_chars",
+           "prompt_tokens", "reply_tokens"]
 
 _GENERATIVE_TASKS = frozenset({None, "text-generation", "text2text-generation", "summarization", "translation",
                                "conversational", "chat", "completions"})
-_PER_MESSAGE = 4  # role and separators the chat template adds around each message
-
-
-def prompt_chars(value: Any) -> int:
-    """Characters of text in a request field (strings anywhere in lists / objects; token ids count 4)."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, bool) or value is None:
-        return 0
-    if isinstance(value, int):
-        return 4  # a token id: one token
-    if isinstance(value, list):
-        return sum(prompt_chars(v) for v in value)
-    if isinstance(value, dict):
-        return sum(prompt_chars(v) for v in value.values())
-    return 0
-
-
-def _content_chars(content: Any) -> int:
-    """A chat message's text: a string, or the `text` of its content parts (images are not counted)."""
-    if isinstance(content, list):
-        return sum(len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return prompt_chars(content)
-
-
-def prompt_tokens(call: Call) -> int:
-    """The prompt's size in tokens, roughly (characters / 4)."""
-    body = call.body
-    if body is None:
-        return 0
-    if call.op is Op.CHAT:
-        msgs = body.get("messages") or []
-        chars = sum(_content_chars(m.get("content")) for m in msgs if isinstance(m, dict))
-        return math.ceil(chars / 4) + _PER_MESSAGE * len(msgs)
-    field = {Op.COMPLETIONS: "prompt", Op.EMBEDDINGS: "input"}.get(call.op, "inputs")
-    if call.op is Op.TEI_RERANK:
-        return math.ceil((prompt_chars(body.get("query")) + prompt_chars(body.get("texts"))) / 4)
-    return math.ceil(prompt_chars(body.get(field)) / 4)
 
 
 def generates_text(call: Call) -> bool:
@@ -76,7 +42,8 @@ def completion_ceiling(call: Call, default: int) -> int:
     if not generates_text(call):
         return 0
     body = call.body or {}
-    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    nested = body.get("parameters")
+    params: dict[str, Any] = nested if isinstance(nested, dict) else {}
     for value in (body.get("max_completion_tokens"), body.get("max_tokens"), params.get("max_new_tokens")):
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             n = body.get("n")

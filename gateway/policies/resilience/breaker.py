@@ -14,7 +14,7 @@
   away) expires after the cooldown so the circuit cannot stay stuck.
 - State is per process on purpose: each replica learns on its own within N requests, which costs
   N failed attempts per replica and needs no Redis round trip on the hot path. Loading state, which
-  is expensive to learn (a long wait), is shared instead (see `loadstate.py`).
+  is expensive to learn (a long wait), is shared instead (see `loading.py`).
 - Memory is bounded: a closed circuit with no recent failure has no entry at all.
 """
 
@@ -25,8 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from gateway.core.clock import Clock
 from gateway.core.config import UpstreamConfig
 from gateway.core.errors import (
@@ -36,7 +34,6 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.http.appkeys import CLOCK, SETTINGS
 from gateway.policies.resilience.target import Target
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
@@ -190,13 +187,3 @@ class Breakers:
             return
         for t in [t for t, c in self._circuits.items() if c.state == CLOSED][: len(self._circuits) - _MAX_CIRCUITS]:
             del self._circuits[t]
-
-
-BREAKERS: web.AppKey[Breakers] = web.AppKey("breakers", Breakers)
-
-
-def breakers_of(app: web.Application) -> Breakers:
-    """The app's breakers, made on first use (the fallback and retry stages share them)."""
-    if BREAKERS not in app:
-        app[BREAKERS] = Breakers(app[CLOCK], app[SETTINGS].upstreams)
-    return app[BREAKERS]

@@ -4,7 +4,7 @@ First pass, in configured order, each deployment is:
 - skipped when its circuit is open (another request may hold its one half-open trial);
 - skipped when its model is loading and no probe is due yet (it is remembered as a candidate to
   wait for); when a probe is due, this request may be the one that probes it;
-- otherwise called, with `HANDOFF` set when another deployment could still take the request, so
+- otherwise called, with `call.resilience.handoff` set when another deployment could still take the request, so
   the cold-start stage refuses to park and the retry stage refuses long waits: a loading model, a
   retryable failure (429, 502/503/504, connection failure) or an open circuit move the request on.
 A non-retryable error (a 4xx, a read timeout, a garbled answer) is answered as it is: another
@@ -14,24 +14,19 @@ If nobody answered and some deployment is loading, the request waits for the one
 ready first (the cold-start stage parks it, within the deadline). Otherwise the last error is the
 answer; if every circuit was open, a 503 with Retry-After until the earliest half-open trial.
 
-`call.extras["fallbacks"]` counts the moves from one deployment to the next.
+`call.resilience.fallbacks` counts the moves from one deployment to the next.
 """
 
 from __future__ import annotations
-
-from aiohttp import web
 
 from gateway.core.call import Answer, Call, Deployment
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError, ModelLoading, ServiceUnavailable
 from gateway.core.pipeline import Handler
-from gateway.http.appkeys import CLOCK
-from gateway.policies.resilience.breaker import Breakers, breakers_of
-from gateway.policies.resilience.loading import LoadingBoard, board_of
-from gateway.policies.resilience.target import HANDOFF, Target, target_of
+from gateway.policies.resilience.breaker import Breakers
+from gateway.policies.resilience.loading import LoadingBoard
+from gateway.policies.resilience.target import Target, target_of
 from gateway.store.protocol import StoreError
-
-FALLBACKS = "fallbacks"
 
 
 class FallbackStage:
@@ -42,10 +37,6 @@ class FallbackStage:
         self.board = board
         self.clock = clock
 
-    @classmethod
-    def from_app(cls, app: web.Application) -> FallbackStage:
-        return cls(breakers_of(app), board_of(app), app[CLOCK])
-
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         deps = call.route.deployments
         if len(deps) == 1:
@@ -53,7 +44,7 @@ class FallbackStage:
         try:
             return await self._in_order(call, nxt, deps)
         finally:
-            call.extras.pop(HANDOFF, None)  # a conversation between stages, not something to log
+            call.resilience.handoff = False  # a conversation between stages, over with the call
 
     async def _only(self, call: Call, nxt: Handler, dep: Deployment) -> Answer:
         target = target_of(dep, call.model)
@@ -72,7 +63,7 @@ class FallbackStage:
         last: GatewayError | None = None
         for i, dep in enumerate(deps):
             if i:
-                call.extras[FALLBACKS] = call.extras.get(FALLBACKS, 0) + 1
+                call.resilience.fallbacks += 1
             target = target_of(dep, call.model)
             admission = self.breakers.admit(target)
             if admission is None:
@@ -84,16 +75,16 @@ class FallbackStage:
                     loading.append((ready_at, i, dep))
                     continue
                 call.target = dep
-                call.extras[HANDOFF] = i < len(deps) - 1 or bool(loading)
+                call.resilience.handoff = i < len(deps) - 1 or bool(loading)
                 try:
                     return await nxt(call)
                 except ModelLoading as exc:
-                    if not call.extras[HANDOFF]:
+                    if not call.resilience.handoff:
                         raise  # it was this request's last chance and the cold-start stage said no
                     loading.append((self.clock.time() + exc.estimated_time, i, dep))
                     last = exc
                 except GatewayError as exc:
-                    if not exc.retryable or not call.extras[HANDOFF]:
+                    if not exc.retryable or not call.resilience.handoff:
                         raise
                     last = exc
             finally:
@@ -111,7 +102,7 @@ class FallbackStage:
     async def _wait_for_first(self, call: Call, nxt: Handler, dep: Deployment) -> Answer:
         """Every deployment is loading or failing: park on the one expected to be ready first."""
         call.target = dep
-        call.extras[HANDOFF] = False
+        call.resilience.handoff = False
         target = target_of(dep, call.model)
         admission = self.breakers.admit(target)
         try:

@@ -27,11 +27,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from gateway.core.clock import Clock
 from gateway.core.config import ResilienceConfig
-from gateway.http.appkeys import CLOCK, SETTINGS, STORE
 from gateway.policies.resilience.target import Target
 from gateway.store.protocol import Store, StoreError, key
 
@@ -251,7 +248,7 @@ class LoadingBoard:
             while listener.waiters:
                 try:
                     heard = await self.store.wait_for(channel, self.cfg.recheck_interval)
-                except Exception as exc:  # noqa: BLE001  (any client failure: degrade, never crash)
+                except Exception as exc:  # any client failure: degrade, never crash
                     log.debug("cold-start notifications unavailable: %r", exc)
                     await asyncio.sleep(min(self.cfg.recheck_interval, 1.0))
                     continue
@@ -321,23 +318,3 @@ class LoadingBoard:
             self._store_failing = False
             log.info("cold-start state reachable again")
         return result
-
-
-
-
-
-
-LOADING: web.AppKey[LoadingBoard] = web.AppKey("loading_board", LoadingBoard)
-
-
-def board_of(app: web.Application) -> LoadingBoard:
-    """The app's cold-start board, made on first use (fallback, cold start and /status share it)."""
-    if LOADING not in app:
-        settings = app[SETTINGS]
-        board = app[LOADING] = LoadingBoard(app[STORE], app[CLOCK], settings.redis_prefix, settings.resilience)
-
-        async def close(_: web.Application) -> None:
-            await board.close()
-
-        app.on_cleanup.append(close)
-    return app[LOADING]

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from gateway.core.call import Call
+from gateway.core.call import Call, Op
 from gateway.core.errors import UnsupportedTask
 
 
@@ -36,6 +36,24 @@ def dump(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
+# What each upstream kind can serve, named in the refusal so the reader knows the real fix.
+_SERVES = {
+    "openai": "chat, completions and embeddings (an HF `{\"inputs\": text}` body is sent as embeddings)",
+    "tgi": "chat, completions and text-generation",
+    "tei": "embeddings (feature-extraction), text-classification and reranking",
+    "hf": "chat, completions, embeddings and the HF tasks",
+}
+
+
 def unsupported(call: Call, kind: str) -> UnsupportedTask:
-    what = call.task or call.op.value
-    return UnsupportedTask(f"a {kind!r} upstream cannot serve {what!r} requests; route this model to another upstream")
+    """The 422 for a request the upstream kind cannot serve, saying what it serves and how to fix the config."""
+    if call.task:
+        what = f"{call.task!r} requests"
+    elif call.op is Op.HF_TASK:
+        what = ("this HF request (its task could not be told from the URL or body: name it with "
+                "`/pipeline/{task}` or `task:` on the model's route)")
+    else:
+        what = f"{call.op.value!r} requests"
+    return UnsupportedTask(f"model {call.model[:80]!r} is routed to a {kind!r} upstream, which serves "
+                           f"{_SERVES.get(kind, 'other requests')}; it cannot serve {what}. Route this model "
+                           "to an upstream that serves it, or set the route's `task:`")

@@ -6,6 +6,9 @@ from typing import Any
 
 from gateway.core import tasks
 from gateway.core.call import Call, Op
+from gateway.core.errors import BadRequest
+from gateway.core.model_ids import is_path_id
+from gateway.core.tokens import prompt_tokens
 from gateway.upstream.dialects.bodies import dump, hf_body, unsupported, with_model
 from gateway.upstream.plan import Plan, SseStyle
 
@@ -16,16 +19,18 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
         return Plan(f"{base_url}/v1/chat/completions", with_model(call, model), stream=call.stream)
     if op is Op.COMPLETIONS:
         return Plan(f"{base_url}/v1/completions", with_model(call, model), stream=call.stream)
-    model_url = f"{base_url}/hf-inference/models/{model.split(':', 1)[0]}"
+    # Here the id becomes part of the URL path: only a strict id may (core/model_ids.py).
+    model_url = f"{base_url}/hf-inference/models/{_path_id(model)}"
     if op is Op.EMBEDDINGS:
         body = call.body or {}
         payload: dict[str, Any] = {"inputs": body.get("input")}
         if body.get("dimensions") is not None:
             payload["dimensions"] = body["dimensions"]
-        return Plan(f"{model_url}/pipeline/feature-extraction", dump(payload),
-                    adapt=tasks.embeddings_to_openai(call.model, (call.body or {}).get("encoding_format")))
+        # HF feature-extraction counts no tokens: `usage` gets the estimate the rate limiter uses too.
+        adapt = tasks.embeddings_to_openai(call.model, body.get("encoding_format"), prompt_tokens(call))
+        return Plan(f"{model_url}/pipeline/feature-extraction", dump(payload), adapt=adapt)
     if op is Op.HF_TASK:
-        path_task = call.extras.get("path_task")
+        path_task = call.path_task
         url = f"{model_url}/pipeline/{path_task}" if path_task else model_url
         if call.task == tasks.TEXT_TO_IMAGE:
             return Plan(url, hf_body(call), accept=call.accept or "image/png", expect_json=False,
@@ -45,10 +50,20 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
     raise unsupported(call, "hf")
 
 
+def _path_id(model: str) -> str:
+    """The id for the URL path (without a `:provider` suffix), or BadRequest when it cannot be one."""
+    name = model.split(":", 1)[0]
+    if not is_path_id(name):
+        raise BadRequest(f"model {model[:80]!r} cannot be sent to an HF upstream's task routes: there the id is "
+                         "part of the URL path and must look like 'org/name'; route it to an `openai` upstream")
+    return name
+
+
 def hf_adapter(call: Call) -> Any:
-    """The shape fix the HF client needs for this task (PROTOCOL.md §1.4), if any."""
+    """The shape fix the HF client needs for this task (docs/protocol.md, 'InferenceClient: answer shapes'), if any."""
     body = call.body if isinstance(call.body, dict) else {}
-    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    nested = body.get("parameters")
+    params: dict[str, Any] = nested if isinstance(nested, dict) else {}
     if call.task == tasks.ZERO_SHOT or "candidate_labels" in params:
         return tasks.zero_shot_list
     if call.task in (tasks.TEXT_CLASSIFICATION, None):

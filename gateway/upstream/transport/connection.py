@@ -1,7 +1,7 @@
 """HTTP/1.1 to an upstream on one connection: the request written in one go, bytes read as they come.
 
-Why not aiohttp's client here: on the bench machine it costs ~250 µs of CPU per request against
-~40 µs for this (bench/PROFILE.md), and the upstream call happens on every request. The gateway
+Why not aiohttp's client here: on loopback it costs ~75 µs of CPU per request against ~24 µs for this
+(uvloop; bench/client_cost.py, bench/RESULTS.md 2026-12-04), and the upstream call happens on every request. The gateway
 needs little of what a general client does (no cookies, redirects, proxies or multipart; it asks
 for no compression), so `connection` (the socket and the request), `response` (reading an answer,
 parsed by llhttp through httptools) and `pool` (keep-alive reuse) do only what `HttpUpstream` needs.

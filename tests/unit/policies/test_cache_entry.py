@@ -8,8 +8,9 @@ import pytest
 
 from gateway.core.call import Reply, StreamReply
 from gateway.core.errors import BadRequest, GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout
-from gateway.policies.cache.entry import decode, encode_error, encode_reply, encode_skip, encode_stream
-from tests.unit.policies.cachekit import drain
+from gateway.policies.cache.entry import decode, encode_reply, encode_skip, encode_stream
+from gateway.policies.cache.leader_error import encode_error, rebuild_error
+from tests.support.cache_kit import drain
 
 
 def test_reply_round_trip_keeps_status_type_body_and_useful_headers_only() -> None:
@@ -59,7 +60,7 @@ async def _none():  # type: ignore[no-untyped-def]
 def test_a_leaders_error_is_rebuilt_as_a_fresh_instance_of_its_class(err: GatewayError) -> None:
     env = decode(encode_error(err, "tok-1", compress_over=4096))
     assert env is not None and env.kind == "error" and env.token == "tok-1"
-    one, two = env.error(), env.error()
+    one, two = rebuild_error(env), rebuild_error(env)
     assert one is not two
     assert type(one) is type(err)
     assert (one.status, one.code, one.message, one.headers) == (err.status, err.code, err.message, err.headers)

@@ -11,7 +11,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.routing import Router
 from gateway.policies.cache.key import CachePlanner, cache_digest, cache_task
 from gateway.upstream.fake import FakeUpstream
-from tests.unit.policies.cachekit import CHAT, CLASSIFY, EMBED, SHARED, chat_body, make_call, settings
+from tests.support.cache_kit import CHAT, CLASSIFY, EMBED, SHARED, chat_body, make_call, settings
 
 CLOCK = FakeClock()
 
@@ -160,7 +160,7 @@ def test_keys_are_versioned_hash_tagged_and_computed_once_per_call() -> None:
     call = make_call(ROUTER, CLOCK)
     plan = _planner().plan(call)
     assert plan is not None and plan.key.startswith("gwtest:v1:cache:{")
-    assert call.extras["cache_digest"] in plan.key
+    assert call.caching.digest in plan.key
     call.body = {"model": EMBED, "input": "changed"}  # the digest is reused, not recomputed
     again = _planner().plan(call)
     assert again is not None and again.key == plan.key

@@ -20,8 +20,8 @@ from gateway.core.errors import UpstreamStatusError
 from gateway.policies.cache.flight import FlightKeys
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
+from tests.support.cache_kit import GatedUpstream, Replica, StorePair, prefixed, settings
 from tests.support.held_replies import held_store
-from tests.unit.policies.cachekit import GatedUpstream, Replica, StorePair, backend, prefixed, settings, store_pair  # noqa: F401  (fixtures)
 
 
 @dataclass
@@ -167,7 +167,7 @@ def _memory_pair(lock_ttl: float) -> tuple[Replica, Replica, FakeClock, GatedUps
 
 
 async def test_a_dead_leaders_lock_expires_within_lock_ttl() -> None:
-    a, b, clock, up, store = _memory_pair(lock_ttl=10.0)
+    _a, b, clock, up, store = _memory_pair(lock_ttl=10.0)
     call = b.call()
     plan = b.cache.planner.plan(call)
     assert plan is not None
@@ -178,7 +178,7 @@ async def test_a_dead_leaders_lock_expires_within_lock_ttl() -> None:
 
 
 async def test_a_slow_leader_renews_its_lock_so_nobody_takes_over() -> None:
-    a, b, clock, up, store = _memory_pair(lock_ttl=3.0)
+    a, b, clock, up, _store = _memory_pair(lock_ttl=3.0)
     up.gate.clear()
     start = clock.monotonic()
     leader = asyncio.create_task(a.run(a.call()))

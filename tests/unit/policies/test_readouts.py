@@ -12,11 +12,12 @@ from gateway.core.clock import FakeClock
 from gateway.core.config import load_settings
 from gateway.core.routing import Router
 from gateway.http.app import create_app
-from gateway.observability.metrics import METRICS, Metrics
+from gateway.http.appkeys import BREAKERS, LOADING, METRICS
+from gateway.observability.metrics import Metrics
 from gateway.observability.readouts import watch_policies
 from gateway.policies.limits.shaping import ShapingStage
-from gateway.policies.resilience.breaker import BREAKERS, Outcome
-from gateway.policies.resilience.loading import LOADING, LoadState
+from gateway.policies.resilience.breaker import Outcome
+from gateway.policies.resilience.loading import LoadState
 from gateway.policies.resilience.target import Target
 from gateway.store.memory import MemoryStore
 from gateway.upstream.fake import FakeUpstream
@@ -72,8 +73,7 @@ async def test_queue_depth_counts_calls_waiting_for_an_outbound_slot() -> None:
     stage = ShapingStage(settings, MemoryStore(clock), clock)
 
     upstream = FakeUpstream("hf", config=settings.upstreams["hf"])  # the budget is the upstream's
-    app = create_app(settings, clock=clock, upstreams={"hf": upstream})
-    watch_policies(app, m, [stage])
+    watch_policies(m, deployments=["hf"], paced=["hf"], breakers=None, board=None, shaping=stage)
     router = Router(settings.models, {"hf": upstream})
 
     async def nxt(call: Call) -> Reply:
