@@ -196,8 +196,9 @@ class CallParser:
             asked = float("nan")
         if 0 < asked < timeout:
             timeout = asked
-        elapsed = self.clock.monotonic() - request.get(STARTED, self.clock.monotonic())
-        return max(0.0, timeout - elapsed)
+        now = self.clock.monotonic()
+        started: float = request.get(STARTED, now)
+        return max(0.0, timeout - (now - started))
 
     def _call(self, request: web.Request, dialect: Dialect, op: Op, label: str, model: str,
               body: dict[str, Any] | None, raw: bytes, stream: bool, task: str | None, route: Any = None) -> Call:
