@@ -7,6 +7,7 @@
     │   ├── NotFound                  404 unknown path
     │   ├── UnknownModel              404 no route for the model
     │   ├── MethodNotAllowed          405
+    │   ├── RequestTimeout            408 the body did not arrive within the request's deadline
     │   ├── PayloadTooLarge           413 body over the configured limit
     │   ├── UnsupportedTask           422 the deployment's backend cannot serve this task
     │   └── RateLimited               429 a gateway bucket is empty (carries Retry-After)
@@ -101,6 +102,11 @@ class UnknownModel(NotFound):
 class MethodNotAllowed(ClientError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(ClientError):

@@ -29,6 +29,7 @@ RateLimitScope = Literal[
 RateLimitOutcome = Literal["allowed", "limited", "error_open", "error_closed"]
 CircuitState = Literal["closed", "half_open", "open"]
 IdleAction = Literal["pause", "scale_to_zero"]
+MalformedKind = Literal["framing", "header", "request_line", "too_long", "other"]
 PoolProbe = Callable[[], tuple[int, int]]  # () -> (active, idle) connections
 
 CIRCUIT_VALUES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
@@ -41,6 +42,7 @@ RATELIMIT_SCOPES: frozenset[RateLimitScope] = frozenset(
 )
 RATELIMIT_OUTCOMES: frozenset[RateLimitOutcome] = frozenset(("allowed", "limited", "error_open", "error_closed"))
 TOKEN_DIRECTIONS = frozenset(("in", "out"))
+MALFORMED_KINDS: frozenset[MalformedKind] = frozenset(("framing", "header", "request_line", "too_long", "other"))
 POOL_STATES = frozenset(("active", "idle"))
 ENDPOINT_STATES = frozenset(STATES) | {UNKNOWN_STATE}
 IDLE_ACTIONS = frozenset(("pause", "scale_to_zero"))
@@ -176,6 +178,13 @@ class Catalogue:
             "gateway_tokens_total", "Tokens in (prompt) and out (completion), by model and tenant.",
             ("model", "tenant", "direction"), (None, None, TOKEN_DIRECTIONS),
         )  # fmt: skip
+        self.malformed = self._counter(
+            "gateway_malformed_requests_total",
+            "Client requests the HTTP parser refused with 400 before any handler ran, by kind.",
+            ("kind",), (MALFORMED_KINDS,),
+        )  # fmt: skip
+        for kind in sorted(MALFORMED_KINDS):
+            self.malformed.get((kind,))  # at 0 from the start: an alert on rate() sees the first one
         self.in_flight = self._gauge(
             "gateway_in_flight_requests", "Requests being handled now.", (), "livesum"
         )

@@ -38,6 +38,7 @@ from gateway.observability.catalogue import (
     Catalogue,
     CircuitState,
     IdleAction,
+    MalformedKind,
     PoolProbe,
     RateLimitOutcome,
     RateLimitScope,
@@ -187,6 +188,10 @@ class Metrics:
         self._c.requests.get((route, model_l, self.tenant_label(tenant), status_class(status), cache)).inc()
         self._c.duration.get((route, model_l)).observe(seconds)
         self._c.overhead.get((route,)).observe(max(0.0, seconds - upstream_seconds - waited_seconds))
+
+    def malformed_request(self, kind: MalformedKind) -> None:
+        """The HTTP parser refused a client request of `kind` with 400 (no handler ran)."""
+        self._c.malformed.get((kind,)).inc()
 
     def stream_first_byte(self, route: str, model: str | None, seconds: float) -> None:
         """The first byte of a streamed response went to the client `seconds` after arrival."""

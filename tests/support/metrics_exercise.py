@@ -40,6 +40,7 @@ def exercise_all(m: Metrics) -> None:
     m.cache_bytes("served", 512)
     m.set_circuit_state("tgi-local", "half_open")
     m.redis_op("ratelimit", 0.0004)
+    m.malformed_request("framing")
     m.redis_op("cache_get", 0.2, ok=False)
     m.register_pool_probe("hf-router", lambda: (3, 5))
     m.set_endpoint_state("dedicated", "scaledToZero")

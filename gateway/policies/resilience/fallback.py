@@ -95,7 +95,11 @@ class FallbackStage:
                 break
         if loading:
             return await self._wait_for_first(call, nxt, min(loading)[2])
-        raise last or self._all_open(call, opened)
+        err = last or self._all_open(call, opened)
+        try:
+            raise err
+        finally:
+            del err, last  # no exception -> traceback -> this frame -> exception cycle left for the collector
 
     async def _wait_for_first(self, call: Call, nxt: Handler, dep: Deployment) -> Answer:
         """Every deployment is loading or failing: park on the one expected to be ready first."""
