@@ -86,6 +86,9 @@ class Call:
     tokens_out: int = 0
     path_task: str | None = None  # the task named by a `/pipeline/{task}` path (parsing -> the hf dialect)
     provider: str | None = None  # the provider the inbound URL named (`/hf-inference/models/...`), for the hf dialect
+    # X-Scale-Up-Timeout seconds for this attempt: HF's proxy holds it while a managed endpoint wakes
+    # (set by the endpoint stage, policies/endpoints/stage.py; sent by upstream/http.py).
+    scale_up_hold: float | None = None
     # What the stages did, for the stages after them, the metrics and the access line: one record per family.
     caching: CacheNotes = field(default_factory=lambda: CacheNotes())
     limiting: LimitNotes = field(default_factory=lambda: LimitNotes())
@@ -134,6 +137,7 @@ class ResilienceNotes:
     coldstart_store_error: bool = False
     keepalives: int = 0  # SSE comments sent while parked
     last_failure: tuple[str, str] | None = None  # (deployment id, reason) of the last failed attempt
+    endpoint_passed_over: str | None = None  # a managed endpoint (upstream name) skipped: waking, paused, failed
 
 
 @dataclass(slots=True)
@@ -192,9 +196,16 @@ class Deployment:
     model: str | None
 
     def target_model(self, requested: str) -> str:
-        """The model name to send upstream."""
+        """The model name to send upstream.
+
+        A managed endpoint serves exactly one model whatever name was asked for, so without a
+        configured `model` its name stands for it (one target per endpoint for loading state and
+        circuits); the endpoint upstream sends the endpoint's own repository where the name matters.
+        """
         if self.model is not None:
             return self.model
+        if self.upstream.kind == "endpoint":
+            return self.upstream.name
         if self.upstream.kind in ("hf", "openai"):
             return requested
         return requested.split(":", 1)[0]

@@ -56,6 +56,9 @@ class MetricsStage:
         except BaseException:
             self._account(call)
             raise
+        passed = call.resilience.endpoint_passed_over
+        if passed is not None and (call.target is None or call.target.upstream.name != passed):
+            self._m.endpoint_fallback_served(passed)  # answered by another deployment than the endpoint
         if isinstance(answer, StreamReply):
             watch = StreamWatch(answer.rest, partial(self._first_byte, call), answer.first)
             answer.rest = watch

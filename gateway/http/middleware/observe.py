@@ -131,4 +131,6 @@ def access_record(request: web.Request, call: Call | None, status: int, total: f
         record["client_gone"] = True
     if call.resilience.fallbacks:
         record["fallbacks"] = call.resilience.fallbacks
+    if call.resilience.endpoint_passed_over is not None:  # a managed endpoint was waking, paused or failed
+        record["endpoint_passed_over"] = call.resilience.endpoint_passed_over
     return record

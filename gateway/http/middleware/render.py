@@ -64,7 +64,11 @@ def render_error(request: web.Request, err: GatewayError) -> web.Response:
         if err.error_type and tgi_style:
             body["error_type"] = err.error_type
         body.update(relayed)
-    return web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+    response = web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json",
+                            headers=headers)
+    if headers.get("Connection") == "close":
+        response.force_close()  # (the error says the connection cannot serve another request)
+    return response
 
 
 def error_middleware() -> Middleware:

@@ -98,6 +98,10 @@ class RetryStage:
                 if reason is None:
                     raise  # never retried: see the module docstring
                 wait = self._wait_before_next(call, exc, attempt, policy, target)
+                if wait is None:
+                    # A bare `raise`: the error leaves without a frame that names it, so no
+                    # exception -> traceback -> frame cycle keeps it (and what it held) for the collector.
+                    raise
                 call.retries += 1
                 call.resilience.retry_reasons.append(reason)
                 started = self.clock.monotonic()
@@ -108,19 +112,19 @@ class RetryStage:
             return answer
 
     def _wait_before_next(self, call: Call, exc: GatewayError, attempt: int, policy: RetryConfig,
-                          target: Target) -> float:
-        """Seconds to wait before trying again; raises `exc` when this request must not try again."""
+                          target: Target) -> float | None:
+        """Seconds to wait before trying again; None when this request must not try again."""
         if not may_retry(exc, policy) or attempt >= policy.max_attempts:
-            raise exc
+            return None
         wait = exc.retry_after if exc.retry_after is not None else backoff(attempt, policy, self.rand)
         if can_hand_off(call) and wait > self.cfg.handoff_wait:
-            raise exc  # the next deployment is free now; this one asked for patience
+            return None  # the next deployment is free now; this one asked for patience
         if self.breakers.is_open(target):
-            raise exc
+            return None
         if wait + _MIN_ATTEMPT > call.deadline - self.clock.monotonic():
             if exc.retry_after is None:
                 # Tell the client what we would have waited: it can retry once its own budget allows.
                 exc.retry_after = min(wait, self.cfg.retry_after_cap)
                 exc.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-            raise exc
+            return None
         return wait

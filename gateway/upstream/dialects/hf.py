@@ -70,20 +70,24 @@ def _plan(call: Call, model: str, base_url: str) -> Plan:
 
 
 def _task(call: Call, model: str, model_url: str) -> Plan:
-    """An HF task call to hf-inference: the client's bytes, Content-Type and Accept as they came."""
+    """An HF task call to hf-inference, at the client's URL for it; a 404 on generation explained."""
     task = call.task
     pipeline = call.path_task or (task if task in _PIPELINE_TASKS else None)
     url = f"{model_url}/pipeline/{pipeline}" if pipeline else model_url
+    made = task_plan(call, url)
+    if task == tasks.TEXT_GENERATION or (task is None and tasks.text_inputs(call.body)):
+        made.explain = explain_not_served(model, certain=task is not None)
+    return made
+
+
+def task_plan(call: Call, url: str) -> Plan:
+    """An HF task call as the client sent it: its bytes, Content-Type and Accept; a file answer relayed as it is."""
     # JSON bodies always carry their Content-Type; a raw file goes with the client's, or none (as sent).
     ctype = call.content_type if call.body is None else (call.content_type or "application/json")
-    if task == tasks.TEXT_GENERATION and call.stream:
-        return Plan(url, hf_body(call), stream=True, sse=SseStyle.TGI, content_type=ctype, accept=call.accept,
-                    explain=explain_not_served(model))
-    explain = None
-    if task == tasks.TEXT_GENERATION or (task is None and tasks.text_inputs(call.body)):
-        explain = explain_not_served(model, certain=task is not None)
+    if call.stream and call.task in (tasks.TEXT_GENERATION, None):
+        return Plan(url, hf_body(call), stream=True, sse=SseStyle.TGI, content_type=ctype, accept=call.accept)
     return Plan(url, hf_body(call), adapt=hf_adapter(call), content_type=ctype, accept=call.accept,
-                expect_json=task in tasks.JSON_ANSWER_TASKS, explain=explain)
+                expect_json=call.task in tasks.JSON_ANSWER_TASKS)
 
 
 def _chat(call: Call, model: str, base_url: str) -> Plan:
