@@ -168,7 +168,7 @@ class UpstreamConfig(BaseModel):
     @classmethod
     def _ca_file(cls, v: str | None) -> str | None:
         if v is not None and not Path(v).is_file():
-            raise ValueError(f"ca_file: no such file: {v}")
+            raise ValueError(f"no such file: {v}")
         return v
 
     @property

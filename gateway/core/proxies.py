@@ -72,8 +72,10 @@ class ProxyUrl:
         return f"ProxyUrl({self.shown!r})"
 
 
-def parse_proxy_url(text: str, where: str) -> ProxyUrl:
-    """`http://user:pass@host:port` -> ProxyUrl; ValueError naming `where` (never quoting the URL) otherwise."""
+def parse_proxy_url(text: str, where: str = "") -> ProxyUrl:
+    """`http://user:pass@host:port` -> ProxyUrl; otherwise a ValueError starting with `where` (the variable's
+    name) that never quotes the URL."""
+    said = f"{where}: " if where else ""
     raw = text.strip()
     if "://" not in raw:
         raw = f"http://{raw}"
@@ -81,16 +83,16 @@ def parse_proxy_url(text: str, where: str) -> ProxyUrl:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError:
-        raise ValueError(f"{where}: not a proxy URL (write http://[user:password@]host:port, "
-                         "percent-encoding special characters in the password)") from None
+        raise ValueError(f"{said}not a proxy URL (write http://[user:password@]host:port, percent-encoding "
+                         "special characters in the password)") from None
     scheme = parts.scheme.lower()
     if scheme != "http":
-        raise ValueError(f"{where}: {scheme}:// proxies are not supported; give the proxy's http:// URL "
+        raise ValueError(f"{said}{scheme}:// proxies are not supported; give the proxy's http:// URL "
                          "(https upstreams still go through it encrypted end to end, with CONNECT)")
     if not parts.hostname:
-        raise ValueError(f"{where}: the proxy URL names no host")
+        raise ValueError(f"{said}the proxy URL names no host")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{where}: a proxy URL has no path or query (percent-encode special characters "
+        raise ValueError(f"{said}a proxy URL has no path or query (percent-encode special characters "
                          "in the password)")
     return ProxyUrl(parts.hostname, port or 80, unquote(parts.username or ""), unquote(parts.password or ""))
 
@@ -223,8 +225,8 @@ def _setting(value: Any) -> Any:
             return None
         if value.strip().lower() in _OFF:
             return False
-        return parse_proxy_url(value, "proxy")
-    raise ValueError("proxy: give a proxy URL (http://host:port), or none / false to ignore HTTPS_PROXY")
+        return parse_proxy_url(value)
+    raise ValueError("give a proxy URL (http://host:port), or none / false to ignore HTTPS_PROXY")
 
 
 # A per-upstream `proxy:` field: validated from text, dumped masked.
