@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from gateway.core.config import UpstreamConfig, load_settings
@@ -128,3 +132,18 @@ def test_the_environment_is_read_once_when_the_settings_are_built(monkeypatch: p
 def test_ca_file_must_exist() -> None:
     with pytest.raises(ValidationError, match="no such file"):
         UpstreamConfig.model_validate({"ca_file": "/nonexistent/ca.pem"})
+
+
+def test_the_readme_example_does_what_its_comments_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    section = (Path(__file__).resolve().parents[3] / "README.md").read_text().split("## Behind a corporate proxy")[1]
+    console, config = re.findall(r"```(?:console|yaml)\n(.*?)```", section, re.S)[:2]
+    for name, value in re.findall(r"^export (\w+)=(\S+)", console, re.M):
+        monkeypatch.setenv(name, value)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    settings = load_settings(None, **yaml.safe_load(config.replace("/etc/ssl/corp-ca.pem", str(ca))))
+    chosen = {name: choose_proxy(up.proxy, up.proxy_environment, up.base_url)
+              for name, up in settings.upstreams.items()}
+    assert chosen == {"hf": ProxyUrl("proxy.corp", 3128, "alice", "s3cret"), "tei": None,
+                      "other": ProxyUrl("other-proxy.corp", 8080), "local": None,
+                      "lab": ProxyUrl("proxy.corp", 3128, "alice", "s3cret")}
