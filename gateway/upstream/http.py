@@ -39,6 +39,7 @@ from gateway.core.errors import (
     UpstreamUnreachable,
 )
 from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, is_comment, read_events, thin_comments
+from gateway.upstream.egress import Egress
 from gateway.upstream.plan import Plan, Planner, SseStyle
 from gateway.upstream.status_errors import status_error, stream_error
 from gateway.upstream.transport.connection import (
@@ -48,6 +49,7 @@ from gateway.upstream.transport.connection import (
     ConnectTimeout,
     Disconnected,
     LineTooLong,
+    ProxyRefused,
     ReadTimeout,
     Truncated,
     WireError,
@@ -83,8 +85,11 @@ class HttpUpstream:
         # `Accept-Encoding: identity` is sent, so answers come uncompressed: on the networks between a
         # gateway and its upstreams, decompressing costs more than the bytes it saves (bench/PROFILE.md),
         # and without the header RFC 9110 would allow any coding, streams included.
-        self._pool = Pool(self.config.base_url, limit=self.config.pool_size,
-                          connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout)
+        self._pool = Egress.of(self.config).pool(self.config.base_url, limit=self.config.pool_size,
+                                                 connect_timeout=self.config.connect_timeout,
+                                                 read_timeout=self.config.read_timeout)
+        if self._pool.proxy is not None:
+            log.info("upstream %s is reached through the proxy %s", self.name, self._pool.proxy.shown)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -104,6 +109,8 @@ class HttpUpstream:
             raise UpstreamConnectTimeout(f"upstream {self.name} could not be reached in time") from exc
         except ReadTimeout as exc:
             raise UpstreamTimeout(f"upstream {self.name} did not answer in time") from exc
+        except ProxyRefused as exc:
+            raise _proxy_refused(exc, self.name) from exc
         except ConnectFailed as exc:
             raise UpstreamUnreachable(f"upstream {self.name} is unreachable") from exc
         except Disconnected as exc:
@@ -243,6 +250,17 @@ def _credentials_refused(err: UpstreamStatusError, upstream: str) -> UpstreamErr
     out = UpstreamError(f"upstream {upstream} refused the gateway's credentials ({err.status}): {err.message}")
     out.code = "upstream_credentials_refused"
     out.retryable = False
+    return out
+
+
+def _proxy_refused(exc: ProxyRefused, upstream: str) -> UpstreamError:
+    """The forward proxy's refusal: a 502 naming the upstream and the proxy's status (never the proxy's
+    credentials). A 5xx (the proxy could not reach the upstream) is retried and handed over like a refused
+    connection; a 4xx (407: the credentials, 403: the proxy's policy) is configuration, and stays as it is."""
+    message = f"upstream {upstream} cannot be reached: {exc}"
+    out = UpstreamUnreachable(message) if exc.status >= 500 else UpstreamError(message)
+    out.code = "upstream_proxy_refused"
+    out.retryable = exc.status >= 500
     return out
 
 
