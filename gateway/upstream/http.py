@@ -119,8 +119,9 @@ class HttpUpstream:
         try:
             if resp.status >= 400:
                 raise await self._status_error(resp)
-            self._check_coding(resp)
-            relayed = {k: v for k, v in clean_headers(resp.headers.items()) if k.lower().startswith(_RELAY_PREFIXES)}
+            if "Content-Encoding" in resp.headers:  # (absent: identity, nothing to check)
+                self._check_coding(resp)
+            relayed = _relayed(resp.headers.items())
             ctype = resp.headers.get("Content-Type", "")
             if plan.stream and not ctype.startswith("application/json"):
                 return await self._stream(resp, plan, relayed)
@@ -306,6 +307,13 @@ def _coding(resp: Response) -> str:
 def clean_headers(headers: Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
     """The headers fit to relay: a token for a name, printable ASCII (at most 1 KiB) for a value."""
     return ((k, v) for k, v in headers if _TOKEN.fullmatch(k) and _CLEAN_VALUE.fullmatch(v))
+
+
+def _relayed(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The upstream's headers worth giving back to the client (`_RELAY_PREFIXES`) that `clean_headers` lets
+    through; the cheap name test first, so the answer's other headers are never matched against the patterns."""
+    return {k: v for k, v in headers
+            if k.lower().startswith(_RELAY_PREFIXES) and _TOKEN.fullmatch(k) and _CLEAN_VALUE.fullmatch(v)}
 
 
 _INVALID = object()
