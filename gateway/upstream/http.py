@@ -38,7 +38,7 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, is_comment, read_events, thin_comments
+from gateway.core.sse import DONE, MAX_EVENT, CommentThinner, error_in, event_data, is_comment, read_events
 from gateway.upstream.plan import Plan, Planner, SseStyle
 from gateway.upstream.status_errors import status_error, stream_error
 from gateway.upstream.transport.connection import (
@@ -209,7 +209,7 @@ class HttpUpstream:
         first = b""
         try:
             async for ev in events:
-                if is_comment(ev):
+                if ev[:1] == b":" and is_comment(ev):
                     continue  # nothing is relayed before the first event: comments before it are dropped
                 first += ev
                 if event_data(ev) is not None:
@@ -276,9 +276,11 @@ async def _rest(events: AsyncGenerator[bytes, None], resp: Response, style: SseS
     """The events after the peeked one; `done`: the peeked one was `[DONE]`."""
     finished = False
     last = b""  # the last event that was not a comment
-    thinned = thin_comments(events, clock)
+    keep = CommentThinner(clock).keep  # `thin_comments`, without a generator stage of its own
     try:
-        async for ev in thinned:
+        async for ev in events:
+            if not keep(ev):
+                continue
             if ev == DONE:
                 done = True
             elif ev[:1] != b":":
@@ -290,7 +292,6 @@ async def _rest(events: AsyncGenerator[bytes, None], resp: Response, style: SseS
         if style is SseStyle.OPENAI and not done and error_in(last) is None:
             yield DONE
     finally:
-        await thinned.aclose()
         await events.aclose()
         # A stream abandoned half way (client gone, error) must not go back to the pool.
         if finished:
