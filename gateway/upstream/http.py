@@ -38,7 +38,7 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, is_comment, read_events, thin_comments
+from gateway.core.sse import DONE, MAX_EVENT, CommentThinner, error_in, event_data, is_comment, read_events
 from gateway.upstream.egress import Egress
 from gateway.upstream.plan import Plan, Planner, SseStyle
 from gateway.upstream.status_errors import status_error, stream_error
@@ -127,8 +127,9 @@ class HttpUpstream:
             if resp.status >= 400:
                 err = await self._status_error(resp)
                 raise plan.explain(err) if plan.explain is not None else err
-            self._check_coding(resp)
-            relayed = {k: v for k, v in clean_headers(resp.headers.items()) if k.lower().startswith(_RELAY_PREFIXES)}
+            if "Content-Encoding" in resp.headers:  # (absent: identity, nothing to check)
+                self._check_coding(resp)
+            relayed = _relayed(resp.headers.items())
             ctype = resp.headers.get("Content-Type", "")
             if plan.stream and not ctype.startswith("application/json"):
                 reply = await self._stream(resp, plan, relayed)
@@ -217,7 +218,7 @@ class HttpUpstream:
         first = b""
         try:
             async for ev in events:
-                if is_comment(ev):
+                if ev[:1] == b":" and is_comment(ev):
                     continue  # nothing is relayed before the first event: comments before it are dropped
                 first += ev
                 if event_data(ev) is not None:
@@ -295,9 +296,11 @@ async def _rest(events: AsyncGenerator[bytes, None], resp: Response, style: SseS
     """The events after the peeked one; `done`: the peeked one was `[DONE]`."""
     finished = False
     last = b""  # the last event that was not a comment
-    thinned = thin_comments(events, clock)
+    keep = CommentThinner(clock).keep  # `thin_comments`, without a generator stage of its own
     try:
-        async for ev in thinned:
+        async for ev in events:
+            if not keep(ev):
+                continue
             if ev == DONE:
                 done = True
             elif ev[:1] != b":":
@@ -309,7 +312,6 @@ async def _rest(events: AsyncGenerator[bytes, None], resp: Response, style: SseS
         if style is SseStyle.OPENAI and not done and error_in(last) is None:
             yield DONE
     finally:
-        await thinned.aclose()
         await events.aclose()
         # A stream abandoned half way (client gone, error) must not go back to the pool.
         if finished:
@@ -326,6 +328,13 @@ def _coding(resp: Response) -> str:
 def clean_headers(headers: Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
     """The headers fit to relay: a token for a name, printable ASCII (at most 1 KiB) for a value."""
     return ((k, v) for k, v in headers if _TOKEN.fullmatch(k) and _CLEAN_VALUE.fullmatch(v))
+
+
+def _relayed(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The upstream's headers worth giving back to the client (`_RELAY_PREFIXES`) that `clean_headers` lets
+    through; the cheap name test first, so the answer's other headers are never matched against the patterns."""
+    return {k: v for k, v in headers
+            if k.lower().startswith(_RELAY_PREFIXES) and _TOKEN.fullmatch(k) and _CLEAN_VALUE.fullmatch(v)}
 
 
 _INVALID = object()

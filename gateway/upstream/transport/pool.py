@@ -195,7 +195,10 @@ class Pool:
             return
         conn.idle_since = asyncio.get_running_loop().time()
         conn.idle = True
-        self._idle.setdefault(conn.partition, deque()).append(conn)
+        idle = self._idle.get(conn.partition)
+        if idle is None:  # (not `setdefault`: that would make a deque for every answer)
+            idle = self._idle[conn.partition] = deque()
+        idle.append(conn)
         self._idle_count += 1
         if self._idle_count > self.limit:  # partitions must not multiply the idle connections: the oldest goes
             oldest = min((q for q in self._idle.values() if q), key=lambda q: q[0].idle_since)
