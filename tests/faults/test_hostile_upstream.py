@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.support.hostile_world import Check, World, check_good, check_inband, error_of, refused, world
 from tests.support.scripted_upstream import (
     STRAY,
     Exchange,
@@ -27,8 +28,6 @@ from tests.support.scripted_upstream import (
     good_answer,
     sse_body,
 )
-
-from .hostile_world import Check, World, check_good, check_inband, error_of, refused, world
 
 SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
 OK, INBAND = "ok", "inband"

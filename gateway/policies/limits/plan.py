@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gateway.core.call import Call
-from gateway.core.config import Rate, Settings
+from gateway.core.config import Settings
+from gateway.core.rates import Rate
 from gateway.policies.limits.buckets import Bucket
 from gateway.store.protocol import key
 

@@ -22,9 +22,10 @@ from collections.abc import Mapping
 
 from gateway.core.call import Answer, Call, Upstream
 from gateway.core.clock import Clock, SystemClock
-from gateway.core.config import Rate, Settings
+from gateway.core.config import Settings
 from gateway.core.errors import RateLimited, StoreUnavailable
 from gateway.core.pipeline import Handler
+from gateway.core.rates import Rate
 from gateway.policies.limits.buckets import Bucket, decide
 from gateway.store.guard import StoreGuard
 from gateway.store.protocol import Store, StoreError, key

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.cli.main import format_validation_error, main
-from gateway.core.config import Rate, load_settings
+from gateway.core.config import load_settings
+from gateway.core.rates import Rate
 
 
 def test_env_overrides_yaml_and_upstream_url_replaces_hf_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
