@@ -1,4 +1,4 @@
-"""A rate as configured (`"100/minute"`, `"5/s"`, `{"requests": ..., "tokens": ...}`): parsed into per-second figures."""
+"""A rate as configured (`"100/minute"`, `"5/s"`, `{"requests": ..., "tokens": ...}`), in per-second figures."""
 
 from __future__ import annotations
 
