@@ -13,6 +13,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from tests.support.thread_stack import Stack
+from tests.support.tools import INSTRUCTOR_INSTALL, need_module
 
 MODELS = ["oai/agent", "meta-llama/Llama-3.1-8B-Instruct"]  # an openai upstream, the hf upstream's chat
 
@@ -37,7 +38,7 @@ def test_pydantic_ai_gets_a_valid_structured_output(stack: Stack, model: str) ->
 
 @pytest.mark.parametrize("model", MODELS)
 def test_instructor_tools_mode_gets_a_valid_model(stack: Stack, model: str) -> None:
-    instructor = pytest.importorskip("instructor")
+    instructor = need_module("instructor", INSTRUCTOR_INSTALL)
     client = instructor.from_openai(openai.OpenAI(base_url=f"{stack.gw_url}/v1", api_key="sk-fake-client",
                                                   max_retries=0), mode=instructor.Mode.TOOLS)
     trip = client.chat.completions.create(model=model, response_model=Trip, max_retries=0,

@@ -18,6 +18,7 @@ from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.state import SimState
 from tests.support.redis_server import unavailable
 from tests.support.serving import serving
+from tests.support.tools import INSTRUCTOR_INSTALL, need_module
 
 
 def need(module: str) -> ModuleType:
@@ -50,8 +51,7 @@ async def live() -> AsyncIterator[tuple[str, SimState]]:
 
 @pytest.mark.parametrize("mode", ["TOOLS", "JSON_SCHEMA", "JSON"])
 async def test_instructor_gets_a_valid_model(live: tuple[str, SimState], mode: str) -> None:
-    # Not in `[test]`: instructor pins jiter<0.15, which makes pip downgrade openai (see pyproject).
-    instructor = pytest.importorskip("instructor")
+    instructor = need_module("instructor", INSTRUCTOR_INSTALL)
     base_url, state = live
     sdk = openai.AsyncOpenAI(base_url=base_url, api_key="sk-fake-test-key", max_retries=0)
     client = instructor.from_openai(sdk, mode=getattr(instructor.Mode, mode))
