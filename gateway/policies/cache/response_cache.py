@@ -185,7 +185,13 @@ class ResponseCache:
         if not 200 <= reply.status < 300 or len(reply.body) > self.config.max_entry_bytes or not self.available():
             call.caching.store = "store_skipped"
             return None
-        return encode_reply(reply, self.clock.time(), self.config.compress_over_bytes)
+        try:
+            return encode_reply(reply, self.clock.time(), self.config.compress_over_bytes)
+        except (TypeError, ValueError):  # an answer that cannot be encoded is still answered, just not stored
+            log.exception("a cache entry could not be encoded; the answer is not stored",
+                          extra={"request_id": call.request_id})
+            call.caching.store = "store_skipped"
+            return None
 
     def capture(self, call: Call, plan: CachePlan, answer: StreamReply) -> StreamReply:
         """Record the stream's events as they pass; store them in the end if the stream completed cleanly."""

@@ -139,6 +139,23 @@ async def test_an_answer_too_big_to_store_sends_the_other_replicas_followers_the
     assert p.upstream.arrived == 2
 
 
+async def test_an_entry_that_cannot_be_built_still_lets_the_lock_go(make_pair: Callable[..., Pair]) -> None:
+    p = make_pair()
+    # A header value the entry encoder refuses (orjson: bytes are not JSON).
+    p.upstream.default = lambda call, model: Reply(200, b'{"ok":true}', headers={"x-odd": b"raw"})  # type: ignore[dict-item]
+    p.upstream.gate.clear()
+    lead = p.a.call()
+    leader = asyncio.create_task(p.a.run(lead))
+    await until(lambda: p.upstream.arrived == 1, "the leader reached the upstream")
+    follower = asyncio.create_task(p.b.run(p.b.call()))
+    await until(following(p.stores[1], p.keys(lead)), "replica b follows")
+    p.upstream.gate.set()
+    assert isinstance(await leader, Reply)  # the client still gets its answer
+    assert not await p.stores[0].get(p.keys(lead).lock)  # released now, not at lock_ttl
+    assert isinstance(await follower, Reply)
+    assert p.upstream.arrived == 2  # nothing was stored: the follower went its own way
+
+
 async def test_lock_scripts_touch_only_the_holders_lock(make_pair: Callable[..., Pair]) -> None:
     p = make_pair()
     store = p.stores[0]
