@@ -9,6 +9,7 @@
     │   ├── MethodNotAllowed          405
     │   ├── PayloadTooLarge           413 body over the configured limit
     │   ├── UnsupportedTask           422 the deployment's backend cannot serve this task
+    │   │   └── UnsupportedRoute          a whole API (e.g. /v1/responses) the backend kind does not speak
     │   └── RateLimited               429 a gateway bucket is empty (carries Retry-After)
     ├── ServiceUnavailable            503 the gateway itself cannot take the request now
     │   ├── Overloaded                    in-flight caps reached
@@ -110,6 +111,10 @@ class UnsupportedTask(ClientError):
     status = 422
     code = "unsupported_task"
     error_type = "validation"
+
+
+class UnsupportedRoute(UnsupportedTask):
+    code = "unsupported_route"
 
 
 class RateLimited(ClientError):

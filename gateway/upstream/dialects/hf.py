@@ -9,8 +9,11 @@ from gateway.core.call import Call, Op
 from gateway.core.errors import BadRequest
 from gateway.core.model_ids import is_path_id
 from gateway.core.tokens import prompt_tokens
-from gateway.upstream.dialects.bodies import dump, hf_body, unsupported, with_model
+from gateway.upstream.dialects.bodies import dump, hf_body, unsupported, unsupported_responses, with_model
 from gateway.upstream.plan import Plan, SseStyle
+
+# Route tasks the HF router can answer as a chat model (and so through its Responses API).
+_CHAT_TASKS = frozenset({None, tasks.TEXT_GENERATION, "chat", "conversational", "image-text-to-text"})
 
 
 def plan(call: Call, model: str, base_url: str) -> Plan:
@@ -19,6 +22,8 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
         return Plan(f"{base_url}/v1/chat/completions", with_model(call, model), stream=call.stream)
     if op is Op.COMPLETIONS:
         return Plan(f"{base_url}/v1/completions", with_model(call, model), stream=call.stream)
+    if op is Op.RESPONSES:
+        return _responses(call, model, base_url)
     # Here the id becomes part of the URL path: only a strict id may (core/model_ids.py).
     model_url = f"{base_url}/hf-inference/models/{_path_id(model)}"
     if op is Op.EMBEDDINGS:
@@ -48,6 +53,16 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
     if op is Op.TEI_PREDICT:
         return Plan(f"{model_url}/pipeline/text-classification", hf_body(call), adapt=tasks.flat_classification)
     raise unsupported(call, "hf")
+
+
+def _responses(call: Call, model: str, base_url: str) -> Plan:
+    """The HF router serves `/v1/responses` for its chat models (Inference Providers, beta); a route
+    pinned to another HF task (embeddings, classification, ...) is served by hf-inference task
+    pipelines, which have no Responses API."""
+    task = call.route.task
+    if task not in _CHAT_TASKS:
+        raise unsupported_responses(call, f"an 'hf' upstream for the HF task {task!r} (the route's `task:`)")
+    return Plan(f"{base_url}/v1/responses", with_model(call, model), stream=call.stream, sse=SseStyle.RESPONSES)
 
 
 def _path_id(model: str) -> str:
