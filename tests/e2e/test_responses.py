@@ -44,6 +44,7 @@ def _settings(sim_url: str) -> Settings:
             {"name": "tgi/chat", "deployments": [{"upstream": "tgi"}]},
             {"name": "hf/embedder", "task": "feature-extraction", "deployments": [{"upstream": "hf"}]},
             {"name": "oai/*", "deployments": [{"upstream": "oai"}]},
+            {"name": "mixed/*", "deployments": [{"upstream": "tgi"}, {"upstream": "oai"}]},
             {"name": "*", "deployments": [{"upstream": "hf"}]},
         ],
         keys=[{"sha256": hash_key(KEY), "tenant": "apps"}, {"sha256": hash_key(TIGHT_KEY), "tenant": "tight"}],
@@ -193,6 +194,15 @@ def test_an_upstream_that_cannot_serve_it_is_a_clear_openai_error(client: OpenAI
     err = caught.value
     assert err.code == "unsupported_route" and err.type == "invalid_request_error"
     assert kind in err.message and "kind: openai" in err.message  # what it is routed to, and what to configure
+
+
+def test_a_route_falls_back_past_a_deployment_that_cannot_serve_it(client: OpenAI, stack: Stack) -> None:
+    response = client.responses.with_raw_response.create(model="mixed/assistant", input="hi")
+    assert response.parse().output_text.strip()
+    sent = stack.call_soon(lambda: [r.path for r in stack.sim.requests if r.model == "mixed/assistant"])
+    assert sent == ["/v1/responses"]  # the tgi deployment refused before sending anything
+    chat = client.chat.completions.create(model="mixed/assistant", messages=[{"role": "user", "content": "hi"}])
+    assert chat.choices[0].message.content  # chat still goes to the first deployment
 
 
 def test_a_tenant_over_its_token_limit_gets_429_in_the_openai_shape(stack: Stack) -> None:
