@@ -201,7 +201,7 @@ class HttpUpstream:
         try:
             async for ev in events:
                 first += ev
-                if event_data(ev) is not None:  # (a Responses event opens with its `event:` line)
+                if event_data(ev) is not None:
                     break
             err = error_in(first) if first else None
             if err is not None:

@@ -41,11 +41,12 @@ def completion_ceiling(call: Call, default: int) -> int:
     """The most tokens the answer may take, as the client capped it (else `default`)."""
     if not generates_text(call):
         return 0
+    if call.op is Op.RESPONSES:
+        cap = (call.body or {}).get("max_output_tokens")  # (no `n`: one response per request)
+        return cap if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0 else default
     body = call.body or {}
     params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
-    caps = (body.get("max_completion_tokens"), body.get("max_tokens"), body.get("max_output_tokens"),
-            params.get("max_new_tokens"))
-    for value in caps:
+    for value in (body.get("max_completion_tokens"), body.get("max_tokens"), params.get("max_new_tokens")):
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             n = body.get("n")
             return value * (n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1)
