@@ -14,6 +14,22 @@ from tests.support.processes import Processes
 from tests.support.redis_server import PrivateRedis, running_private_redis, shared_redis_url, stop_stand_in
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (real time, several processes, fuzzing); "
+                          "the README's test command and CI do")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --slow, the tests marked slow are deselected: the quick loop stays well under two minutes."""
+    if config.getoption("--slow"):
+        return
+    kept = [item for item in items if item.get_closest_marker("slow") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("slow") is not None])
+        items[:] = kept
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The private redis-server started when nothing answered on 6379 ends with the session."""
     stop_stand_in()

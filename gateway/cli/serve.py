@@ -27,9 +27,10 @@ import tempfile
 
 from aiohttp import web
 
+from gateway.cli.server_log import ServerLog
 from gateway.core.config import Settings, missing_credentials
 from gateway.http.app import create_app
-from gateway.http.appkeys import SETTINGS
+from gateway.http.appkeys import METRICS, SETTINGS
 from gateway.observability.logs import configure_logging
 
 log = logging.getLogger("gateway")
@@ -78,6 +79,7 @@ def _run_one(settings: Settings, sock: socket.socket | None = None, metrics_dir:
             access_log=None,
             print=None,
             reuse_port=settings.workers > 1 or None,
+            logger=ServerLog(app[METRICS]),  # a request aiohttp cannot parse: one INFO line and a count, no traceback
         )
     finally:
         for handler in logging.getLogger().handlers:  # lines still held (LOG_HOLD) are written before exit

@@ -14,11 +14,11 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from gateway.core.config import ModelConfig, UpstreamConfig
+from gateway.core.config import ModelConfig, UpstreamConfig, UpstreamKind
 
 
 class Dialect(enum.Enum):
@@ -86,6 +86,10 @@ class Call:
     tokens_in: int = 0
     tokens_out: int = 0
     path_task: str | None = None  # the task named by a `/pipeline/{task}` path (parsing -> the hf dialect)
+    provider: str | None = None  # the provider the inbound URL named (`/hf-inference/models/...`), for the hf dialect
+    # X-Scale-Up-Timeout seconds for this attempt: HF's proxy holds it while a managed endpoint wakes
+    # (set by the endpoint stage, policies/endpoints/stage.py; sent by upstream/http.py).
+    scale_up_hold: float | None = None
     # What the stages did, for the stages after them, the metrics and the access line: one record per family.
     caching: CacheNotes = field(default_factory=lambda: CacheNotes())
     limiting: LimitNotes = field(default_factory=lambda: LimitNotes())
@@ -104,7 +108,7 @@ class CacheNotes:
     sent: Any = None  # policies.cache.stage.Sent: the lookup `prepare` queued before the pipeline ran
     claim: Any = None  # policies.cache.claims.Claim: the flight the lookup claimed, for the coalesce stage
     served_bytes: int = 0  # bytes answered from the cache (a hit, or a coalesced follower)
-    store: str | None = None  # "store" | "store_skipped": what became of this answer
+    store: Literal["store", "store_skipped"] | None = None  # what became of this answer
     stored_bytes: int = 0
     store_errors: int = 0
 
@@ -134,6 +138,7 @@ class ResilienceNotes:
     coldstart_store_error: bool = False
     keepalives: int = 0  # SSE comments sent while parked
     last_failure: tuple[str, str] | None = None  # (deployment id, reason) of the last failed attempt
+    endpoint_passed_over: str | None = None  # a managed endpoint (upstream name) skipped: waking, paused, failed
 
 
 @dataclass(slots=True)
@@ -166,7 +171,7 @@ class StreamReply:
     content_type: str = "text/event-stream"
     on_close: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
-    async def events(self) -> AsyncIterator[bytes]:
+    async def events(self) -> AsyncGenerator[bytes, None]:
         """Every event, the peeked one first."""
         try:
             if self.first:
@@ -192,9 +197,16 @@ class Deployment:
     model: str | None
 
     def target_model(self, requested: str) -> str:
-        """The model name to send upstream."""
+        """The model name to send upstream.
+
+        A managed endpoint serves exactly one model whatever name was asked for, so without a
+        configured `model` its name stands for it (one target per endpoint for loading state and
+        circuits); the endpoint upstream sends the endpoint's own repository where the name matters.
+        """
         if self.model is not None:
             return self.model
+        if self.upstream.kind == "endpoint":
+            return self.upstream.name
         if self.upstream.kind in ("hf", "openai"):
             return requested
         return requested.split(":", 1)[0]
@@ -216,7 +228,7 @@ class Upstream(Protocol):
     """A configured backend with its own connection pool."""
 
     name: str
-    kind: str
+    kind: UpstreamKind
     config: UpstreamConfig
 
     async def send(self, call: Call, model: str) -> Answer: ...

@@ -21,7 +21,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from gateway.core.endpoint_config import HF_ENDPOINTS_API, Duration, IdleConfig, check_endpoint_fields
+
 HF_ROUTER = "https://router.huggingface.co"
+UpstreamKind = Literal["hf", "tgi", "tei", "openai", "endpoint"]
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
             "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$")
@@ -110,10 +113,14 @@ class RetryConfig(BaseModel):
 
 
 class UpstreamConfig(BaseModel):
-    """One backend: where it is, how to authenticate, how long to wait, how hard to push."""
+    """One backend: where it is, how to authenticate, how long to wait, how hard to push.
+
+    `kind: endpoint` names a dedicated Inference Endpoint instead of a URL; its own fields are
+    described in `endpoint_config.py` (docs/endpoints.md).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["hf", "tgi", "tei", "openai"] = "hf"
+    kind: UpstreamKind = "hf"
     base_url: str = HF_ROUTER
     token_env: str | None = "HF_TOKEN"
     token: SecretStr | None = Field(None, exclude=True)  # filled from token_env, never from the file
@@ -126,13 +133,32 @@ class UpstreamConfig(BaseModel):
     budget_max_wait: float = Field(30.0, ge=0)  # longest a call queues for the budget; past it: 429 + Retry-After
     breaker_failures: int = Field(5, ge=1)
     breaker_cooldown: float = Field(30.0, gt=0)
+    # kind: endpoint only (endpoint_config.py).
+    name: str | None = None  # the endpoint's name on HF
+    namespace: str | None = None  # its user or organisation
+    control_plane_url: str = HF_ENDPOINTS_API
+    url: str | None = None  # used until the control plane names one (and while it cannot be reached)
+    engine: str | None = None  # the engine serving `url` until the control plane says (tgi, tei, vllm, ...)
+    resume: bool = False  # POST .../resume when paused (the token needs write-endpoints)
+    wake_estimate: Duration = Field(300.0, gt=0)  # expected scale-up time: Retry-After and parking
+    idle: IdleConfig | None = None  # pause or scale to zero after this long without traffic
+    poll_interval: Duration = Field(30.0, gt=0)  # control-plane reads while the state is steady
+    wake_poll_interval: Duration = Field(5.0, gt=0)  # ... while it is waking (as InferenceEndpoint.wait)
+    control_timeout: Duration = Field(10.0, gt=0)  # one control-plane call or health check
 
-    @field_validator("base_url")
+    @field_validator("base_url", "control_plane_url", "url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"base_url must be an http(s) URL, got {v!r}")
+            raise ValueError(f"must be an http(s) URL, got {v!r}")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _endpoint_fields(self) -> UpstreamConfig:
+        check_endpoint_fields(self.kind, self.model_fields_set, self.name, self.namespace)
+        return self
 
     @field_validator("token", mode="before")
     @classmethod
@@ -159,6 +185,9 @@ class ModelCacheConfig(BaseModel):
     shared: bool = False  # entries shared across tenants (default: each tenant has its own entries)
 
 
+TextGenerationRoute = Literal["auto", "hf-inference", "chat"]
+
+
 class ModelConfig(BaseModel):
     """A route: an exact id, a glob pattern (`BAAI/*`) or `*`, with aliases and ordered deployments."""
 
@@ -166,6 +195,11 @@ class ModelConfig(BaseModel):
     name: str
     aliases: list[str] = Field(default_factory=list)
     task: str | None = None
+    # Where an `hf` upstream sends HF text generation (docs/hf-router.md): `hf-inference` as the
+    # client does for models that provider serves; `chat` converted to the router's chat route (for
+    # LLMs, served by other providers); `auto`: `chat` when the client named another provider or a
+    # policy (`org/name:novita`, `:fastest`), else `hf-inference`.
+    text_generation: TextGenerationRoute = "auto"
     deployments: list[DeploymentConfig] = Field(default_factory=lambda: [DeploymentConfig(upstream="hf")])
     cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
     limits: dict[str, Rate] = Field(default_factory=dict)  # "requests": across all tenants (docs/ratelimits.md)
@@ -344,7 +378,7 @@ class Settings(BaseSettings):
         if self.upstream_url:
             for up in self.upstreams.values():
                 if up.kind == "hf":
-                    up.base_url = UpstreamConfig._url(self.upstream_url)
+                    up.base_url = UpstreamConfig._url(self.upstream_url) or up.base_url
         if not self.models:
             self.models = [ModelConfig(name="*", deployments=[DeploymentConfig(upstream=next(iter(self.upstreams)))])]
         for i, m in enumerate(self.models):

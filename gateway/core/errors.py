@@ -7,6 +7,7 @@
     │   ├── NotFound                  404 unknown path
     │   ├── UnknownModel              404 no route for the model
     │   ├── MethodNotAllowed          405
+    │   ├── RequestTimeout            408 the body did not arrive within the request's deadline
     │   ├── PayloadTooLarge           413 body over the configured limit
     │   ├── UnsupportedTask           422 the deployment's backend cannot serve this task
     │   │   └── UnsupportedRoute          a whole API (e.g. /v1/responses) the backend kind does not speak
@@ -19,8 +20,10 @@
         ├── UpstreamTimeout           504 read timeout, or the deadline passed
         │   └── UpstreamConnectTimeout    no connection within connect_timeout (never reached it)
         ├── UpstreamProtocolError     502 garbage, truncated or oversized response
+        ├── EndpointUnavailable       503 a managed endpoint cannot serve (paused, failed, not discovered)
         └── UpstreamStatusError       the upstream's own non-2xx answer, relayed with its status
             └── ModelLoading          503 "model is currently loading" with estimated_time
+                └── EndpointWaking        a managed endpoint is scaling up (estimate from its config)
 
 An `UpstreamStatusError` keeps the upstream's own error fields (`upstream_fields`: OpenAI's `type`,
 `code`, `param`; TGI's `error_type`; anything else its error object held) so the renderer relays
@@ -100,6 +103,11 @@ class UnknownModel(NotFound):
 class MethodNotAllowed(ClientError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(ClientError):
@@ -226,3 +234,26 @@ class ModelLoading(UpstreamStatusError):
 
     def extra_body(self) -> dict[str, object]:
         return {"estimated_time": self.estimated_time}
+
+
+class EndpointWaking(ModelLoading):
+    """A managed dedicated endpoint is waking up (scaled to zero, resuming, initializing).
+
+    HF's scale-up 503 carries no estimate, so `estimated_time` comes from the endpoint's configured
+    `wake_estimate`. Being a `ModelLoading`, it takes the cold-start road: another deployment serves
+    the request at once, or the request parks until the endpoint is ready.
+    """
+
+    code = "endpoint_waking"
+
+
+class EndpointUnavailable(UpstreamError):
+    """A managed endpoint cannot serve now and will not by itself: paused, failed, or never discovered.
+
+    Retryable in the fallback's sense (another deployment may take the request), yet never retried on
+    the same endpoint: it is not an upstream answer, so the retry stage leaves it alone.
+    """
+
+    status = 503
+    code = "endpoint_unavailable"
+    error_type = "overloaded"

@@ -49,3 +49,19 @@ def check_body_id(name: Any, where: str = "model") -> str:
         raise BadRequest(f"`{where}` {name[:80]!r} is not a valid model id "
                          f"(visible ASCII characters, no spaces, at most {MAX_BODY_ID})")
     return name
+
+
+# HF router ids may end in `:<provider>` or `:<policy>` (docs/hf-router.md, 'How the client picks a provider').
+HF_INFERENCE = "hf-inference"
+POLICIES = frozenset({"fastest", "cheapest", "preferred"})
+
+
+def split_provider(model: str) -> tuple[str, str | None]:
+    """`org/name:novita` -> (`org/name`, `novita`); an id without a suffix -> (id, None)."""
+    name, sep, suffix = model.partition(":")
+    return (name, suffix) if sep and suffix else (name, None)
+
+
+def other_provider(suffix: str | None) -> bool:
+    """Whether a suffix asks for something other than hf-inference: another provider, or a router policy."""
+    return suffix is not None and suffix != HF_INFERENCE

@@ -1,65 +1,106 @@
-"""SSE in both directions: split an upstream byte stream into events, relay them to the client.
+"""SSE framing: split an upstream byte stream into events, and the events the gateway writes itself.
 
-Reading: events are split on blank lines (LF or CRLF); each event is yielded as its exact bytes
-(ending in one blank line), so relaying is byte-faithful. Two repairs, both for the HF client
-(PROTOCOL.md §1.4): `data:[DONE]` becomes `data: [DONE]`, and an event whose JSON was split over
-several `data:` lines is joined into one line.
+Reading: lines may end in CR, LF or CRLF (the SSE specification allows all three); events are
+split on blank lines and yielded with every line ending in LF and the event in one blank line.
+Two repairs, both for the HF client (docs/protocol.md, 'SSE framing'): `data:[DONE]` becomes `data: [DONE]`, and
+an event whose JSON was split over several `data:` lines is joined into one line.
 
-Writing: `relay` writes the peeked first event, then each event as it arrives, flushing per
-event; a client that goes away stops the loop and the upstream response is closed at once.
+Bounds on what one upstream stream can make the gateway do (`read_events`, `thin_comments`): the
+reader yields to the event loop every `YIELD_EVERY` lines, so a stream that arrives faster than it
+is parsed cannot hold the loop from other requests; more than `MAX_IDLE_BYTES` of comments and
+blank lines without an event is a protocol error; comment-only events closer than
+`COMMENT_EVERY` seconds to the previous event are dropped (both clients ignore comments: they only
+keep idle connections open, and one a second does that).
+
+Writing: the in-band error events, `[DONE]` and keep-alive comments. Sending the events to the
+client is `gateway/http/relay.py`'s job.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 
+from gateway.core.clock import Clock
 from gateway.core.errors import UpstreamProtocolError
 
 DONE = b"data: [DONE]\n\n"
 MAX_EVENT = 1024 * 1024  # one SSE event (or line) from an upstream; larger is a protocol error
+MAX_IDLE_BYTES = 1024 * 1024  # comments and blank lines between two events; more is a flood
+YIELD_EVERY = 64  # lines parsed between two turns given to the event loop
+COMMENT_EVERY = 1.0  # seconds: at most one comment-only event relayed per second without events
 
 
-async def read_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Group raw lines into SSE events (each ends with `\\n\\n`)."""
+async def read_events(lines: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """Group raw lines (ending in CR, LF or CRLF) into SSE events, each ending with `\\n\\n`."""
     buf: list[bytes] = []
     size = 0
+    idle = 0  # comment and blank-line bytes since the last event that was not only comments
+    count = 0
     async for line in lines:
-        if line in (b"\n", b"\r\n"):
-            if buf:
-                yield _finish(buf)
-                buf, size = [], 0
-            continue
+        count += 1
+        if count % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a fast upstream must not keep every other request waiting
+        text = line.rstrip(b"\r\n")
+        if not text or text[:1] == b":":
+            idle += len(line)
+            if idle > MAX_IDLE_BYTES:
+                raise UpstreamProtocolError("upstream sent over 1 MiB of SSE comments and blank lines without an event")
+            if not text:
+                if buf:
+                    if not is_comment(buf):
+                        idle = 0
+                    yield _finish(buf)
+                    buf, size = [], 0
+                continue
         size += len(line)
         if size > MAX_EVENT:
             raise UpstreamProtocolError("upstream sent an SSE event over 1 MiB")
-        buf.append(line if line.endswith(b"\n") else line + b"\n")
+        buf.append(text + b"\n")
     if buf:
         yield _finish(buf)
 
 
+def is_comment(event: bytes | list[bytes]) -> bool:
+    """Whether an event (or its lines) holds only comment lines, which clients ignore."""
+    lines = event if isinstance(event, list) else event.rstrip(b"\n").split(b"\n")
+    return all(line[:1] == b":" for line in lines)
+
+
+async def thin_comments(events: AsyncIterator[bytes], clock: Clock) -> AsyncGenerator[bytes, None]:
+    """`events` without the comment-only events that come less than `COMMENT_EVERY` s after the last one relayed."""
+    last = float("-inf")
+    async for event in events:
+        now = clock.monotonic()
+        if event[:1] == b":" and is_comment(event):
+            if now - last < COMMENT_EVERY:
+                continue
+        last = now
+        yield event
+
+
 def _finish(lines: list[bytes]) -> bytes:
+    """One event from its lines (each ending in a single LF)."""
     if len(lines) == 1:
         line = lines[0]
         if line.startswith(b"data:[DONE]"):
             return DONE
-        if line.endswith(b"\r\n"):
-            line = line[:-2] + b"\n"
         return line + b"\n"
     data = [ln for ln in lines if ln.startswith(b"data:")]
     if len(data) > 1:
         joined = b"".join(_strip_data(ln) for ln in data)
-        other = [ln.rstrip(b"\r\n") + b"\n" for ln in lines if not ln.startswith(b"data:")]
+        other = [ln for ln in lines if not ln.startswith(b"data:")]
         return b"".join(other) + b"data: " + joined + b"\n\n"
-    return b"".join(ln.rstrip(b"\r\n") + b"\n" for ln in lines) + b"\n"
+    return b"".join(lines) + b"\n"
 
 
 def _strip_data(line: bytes) -> bytes:
     value = line[5:]
     if value.startswith(b" "):
         value = value[1:]
-    return value.rstrip(b"\r\n")
+    return value.rstrip(b"\n")
 
 
 def event_data(event: bytes) -> bytes | None:

@@ -20,7 +20,7 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Settings
 from gateway.core.pipeline import Stage, build_pipeline
 from gateway.core.routing import Router
-from gateway.http.appkeys import BREAKERS, CLOCK, LOADING, METRICS, ROUTER, SETTINGS, STORE, UPSTREAMS
+from gateway.http.appkeys import BREAKERS, CLOCK, ENDPOINTS, LOADING, METRICS, ROUTER, SETTINGS, STORE, UPSTREAMS
 from gateway.http.handlers import Gateway
 from gateway.http.middleware.auth import auth_middleware
 from gateway.http.middleware.observe import observe_middleware
@@ -37,6 +37,8 @@ from gateway.policies.cache.coalesce import CoalesceStage
 from gateway.policies.cache.key import CachePlanner
 from gateway.policies.cache.response_cache import ResponseCache
 from gateway.policies.cache.stage import CacheStage
+from gateway.policies.endpoints.fleet import EndpointFleet, build_fleet
+from gateway.policies.endpoints.stage import EndpointStage
 from gateway.policies.limits.shaping import ShapingStage
 from gateway.policies.limits.stage import RateLimitStage
 from gateway.policies.resilience.breaker import Breakers
@@ -65,6 +67,7 @@ class Shared:
     breakers: Breakers
     board: LoadingBoard
     cache: ResponseCache
+    endpoints: EndpointFleet
 
 
 def build_stages(shared: Shared) -> list[Stage]:
@@ -85,6 +88,8 @@ def build_stages(shared: Shared) -> list[Stage]:
         ColdStartStage(s.board, s.clock, s.settings.resilience),
         # [retry]      backoff with full jitter, Retry-After honoured, inside the deadline
         RetryStage(s.clock, s.breakers, s.settings.resilience),
+        # [endpoints]  per attempt: a managed endpoint's state decides (wake once, resume, waking, paused)
+        EndpointStage(s.endpoints, s.settings.resilience.retry_after_cap),
         # [shaping]    paces each attempt to the upstream's declared budget
         ShapingStage(s.settings, s.store, s.clock, s.upstreams),
     ]
@@ -121,11 +126,12 @@ def create_app(
     metrics = _metrics(settings, router, upstreams, metrics_dir)
     if store.kind == "redis":
         store = TimedStore(store, metrics.redis_recorder, clock)
+    board = LoadingBoard(store, clock, settings.redis_prefix, settings.resilience)
     shared = Shared(
         settings=settings, clock=clock, store=store, router=router, upstreams=upstreams, metrics=metrics,
-        breakers=Breakers(clock, settings.upstreams),
-        board=LoadingBoard(store, clock, settings.redis_prefix, settings.resilience),
+        breakers=Breakers(clock, settings.upstreams), board=board,
         cache=ResponseCache(store, clock, settings.cache, CachePlanner(settings.cache, settings.redis_prefix)),
+        endpoints=build_fleet(upstreams, router, store, settings.redis_prefix, clock, board, metrics),
     )
 
     # Observe outermost (it sees the status the client got and times the whole request), then errors
@@ -144,6 +150,7 @@ def create_app(
     app[ROUTER] = router
     app[BREAKERS] = shared.breakers
     app[LOADING] = shared.board
+    app[ENDPOINTS] = shared.endpoints
 
     stages = build_stages(shared)
     pipeline = build_pipeline(stages, UpstreamTimer(UpstreamTerminal(clock), metrics, clock))
@@ -153,6 +160,7 @@ def create_app(
         paced=[name for name, cfg in settings.upstreams.items() if cfg.budget is not None],
         breakers=shared.breakers, board=shared.board,
         shaping=next((st for st in stages if isinstance(st, ShapingStage)), None),
+        endpoints=shared.endpoints,
     )
     parser = CallParser(router, clock, settings.max_body_bytes, settings.request_timeout)
     add_ops_routes(app)
@@ -166,7 +174,9 @@ def create_app(
 def _metrics(settings: Settings, router: Router, upstreams: dict[str, Upstream], path: str | None) -> Metrics:
     """The app's Metrics: labels bounded by the configured models, tenants and deployments; pool probes."""
     deployments = {d.id for route in router.routes for d in route.deployments} | set(upstreams)
-    metrics = Metrics(models=router.labels(), tenants=settings.tenants, deployments=deployments, multiprocess_dir=path)
+    endpoints = [name for name, cfg in settings.upstreams.items() if cfg.kind == "endpoint"]
+    metrics = Metrics(models=router.labels(), tenants=settings.tenants, deployments=deployments,
+                      multiprocess_dir=path, endpoints=endpoints)
     for name, up in upstreams.items():
         metrics.register_pool_probe(name, up.pool_stats)  # pools belong to upstreams (deployments share them)
     return metrics
@@ -192,7 +202,9 @@ async def _refresh_every(metrics: Metrics, clock: Clock, seconds: float) -> None
 async def _lifetimes(app: web.Application) -> AsyncIterator[None]:
     for up in app[UPSTREAMS].values():
         await up.start()
+    await app[ENDPOINTS].start()  # after the upstreams: its first readings aim them
     yield
+    await app[ENDPOINTS].close()
     for up in app[UPSTREAMS].values():
         await up.close()
     await app[LOADING].close()

@@ -8,7 +8,8 @@ and rendered by the middleware.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypedDict
 
 import orjson
 from aiohttp import HttpVersion11, web
@@ -29,6 +30,12 @@ _TGI_SUFFIXES = {"/generate": Op.TGI_GENERATE, "/generate_stream": Op.TGI_GENERA
                  "/predict": Op.TEI_PREDICT, "/rerank": Op.TEI_RERANK}
 
 
+class _RouteOptions(TypedDict):
+    """Keyword arguments every inference route is added with (typed, so `**opts` type-checks)."""
+
+    expect_handler: Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+
+
 class Gateway:
     """The inference handlers of one app."""
 
@@ -39,7 +46,7 @@ class Gateway:
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
-        opts = {"expect_handler": self.expect}  # Expect: 100-continue checks the body size first
+        opts: _RouteOptions = {"expect_handler": self.expect}  # Expect: 100-continue checks the body size first
         r.add_post("/v1/chat/completions", self.chat, **opts)
         r.add_post("/v1/completions", self.completions, **opts)
         r.add_post("/v1/embeddings", self.embeddings, **opts)
@@ -95,7 +102,7 @@ class Gateway:
         return await self._model_path(request, request.match_info["rest"])
 
     async def router_model(self, request: web.Request) -> web.StreamResponse:
-        return await self._model_path(request, request.match_info["rest"])
+        return await self._model_path(request, request.match_info["rest"], provider="hf-inference")
 
     async def legacy_pipeline(self, request: web.Request) -> web.StreamResponse:
         task = check_task(request.match_info["task"])
@@ -115,11 +122,12 @@ class Gateway:
                               "deployments": [d.id for d in route.deployments]})
         raise NotFound("only POST is served on a model URL (GET works for /info and /health)")
 
-    async def _model_path(self, request: web.Request, rest: str) -> web.StreamResponse:
+    async def _model_path(self, request: web.Request, rest: str, provider: str | None = None) -> web.StreamResponse:
         """`{id}`, `{id}/pipeline/{task}`, `{id}/v1/chat/completions`, `{id}/generate[_stream]`, `{id}/embed`..."""
         if rest.endswith(_CHAT_SUFFIX):
             model = check_model(rest[: -len(_CHAT_SUFFIX)])
             call = await self.parser.openai(request, Op.CHAT, bound_model=model)
+            call.provider = provider  # InferenceClient's hf-inference chat URL: that provider, not the router's pick
             return await self._run(request, call)
         if "/pipeline/" in rest:
             model, _, task = rest.rpartition("/pipeline/")
@@ -138,8 +146,9 @@ class Gateway:
         answer: Answer = await self.pipeline(call)
         if isinstance(answer, Reply):
             headers = {**answer.headers, **call.reply_headers, "X-Request-Id": call.request_id}
-            return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
-                                headers=headers)
+            # Content-Type as a header: an upstream's own (`audio/flac`, `text/plain; charset=...`) goes as it came.
+            return web.Response(status=answer.status, body=answer.body,
+                                headers={**headers, "Content-Type": answer.content_type})
         return await relay_stream(request, call, answer)
 
 

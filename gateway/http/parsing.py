@@ -6,6 +6,7 @@ behind only ever see well-formed calls.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from typing import Any
@@ -16,7 +17,7 @@ from aiohttp import web
 from gateway.core import tasks
 from gateway.core.call import Call, Dialect, Flags, Op, Route
 from gateway.core.clock import Clock
-from gateway.core.errors import BadRequest, PayloadTooLarge
+from gateway.core.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from gateway.core.model_ids import check_body_id, check_path_id
 from gateway.core.routing import Router
 from gateway.http.appkeys import API_KEY_ID, REQUEST_ID, STARTED, TENANT
@@ -53,13 +54,19 @@ def check_task(task: str) -> str:
     return task
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing early (from Content-Length) when it is over `limit`."""
+async def read_body(request: web.Request, limit: int, seconds: float | None = None) -> bytes:
+    """The whole body, refusing early (from Content-Length) when it is over `limit`; RequestTimeout when
+    it has not all arrived within `seconds` (a body dripped byte by byte would hold a task for ever)."""
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit} bytes")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(seconds):
+            raw = await request.read()
+    except TimeoutError:
+        # What is left of the body cannot be told from the next request: the connection closes.
+        raise RequestTimeout("the request body did not arrive within the request's deadline",
+                             headers={"Connection": "close"}) from None
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"request body is over the limit of {limit} bytes") from exc
     if len(raw) > limit:
@@ -150,7 +157,7 @@ class CallParser:
     async def openai(self, request: web.Request, op: Op, bound_model: str | None = None) -> Call:
         """`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses` (optionally with a
         URL-bound model)."""
-        raw = await read_body(request, self.max_body)
+        raw = await read_body(request, self.max_body, self._body_seconds(request))
         body = parse_json_object(raw)
         _require_openai_fields(op, body)
         model = bound_model or check_body_id(body.get("model"))  # any backend's id: it stays in the body
@@ -162,18 +169,19 @@ class CallParser:
 
     async def hf(self, request: web.Request, model: str, path_task: str | None, op: Op = Op.HF_TASK) -> Call:
         """HF-style task calls: `/models/{id}`, `/pipeline/{task}/{id}`, `/hf-inference/...`, TGI/TEI-native."""
-        raw = await read_body(request, self.max_body)
+        raw = await read_body(request, self.max_body, self._body_seconds(request))
         ctype = request.headers.get("Content-Type", "")
         body: dict[str, Any] | None
         if not raw or ctype.startswith("application/json") or (not ctype and raw[:1] in (b"{", b"[")):
             body = parse_json_object(raw)
-            if op is not Op.TEI_RERANK and "inputs" not in body:
-                raise BadRequest("the request body needs an `inputs` field")
+            if op is not Op.TEI_RERANK and "inputs" not in body and "table" not in body:
+                raise BadRequest("the request body needs an `inputs` field (or `table`, for a tabular task)")
         else:
             body = None  # raw bytes (image/audio tasks): forwarded as they came
         route = self.router.resolve(model)
         accept = request.headers.get("Accept")
-        task = path_task or route.task or tasks.detect_task(body, accept) or _only_task(route, body)
+        agent = request.headers.get("User-Agent")
+        task = path_task or route.task or tasks.detect_task(body, accept, agent) or _only_task(route, body)
         stream = bool(body and body.get("stream") is True) or (op is Op.TGI_GENERATE and path_task == "stream")
         call = self._call(request, Dialect.HF, op, op.value, model, body, raw, stream, task, route=route)
         call.content_type = ctype or None
@@ -181,6 +189,20 @@ class CallParser:
         if path_task and path_task != "stream":
             call.path_task = path_task
         return call
+
+    def _body_seconds(self, request: web.Request) -> float:
+        """What is left of the request's deadline (`request_timeout`, or a shorter valid `X-Gateway-Timeout`)
+        for reading its body; an invalid header is refused later, by `parse_flags`."""
+        timeout = self.default_timeout
+        try:
+            asked = float(request.headers.get("X-Gateway-Timeout", "nan"))
+        except ValueError:
+            asked = float("nan")
+        if 0 < asked < timeout:
+            timeout = asked
+        now = self.clock.monotonic()
+        started: float = request.get(STARTED, now)
+        return max(0.0, timeout - (now - started))
 
     def _call(self, request: web.Request, dialect: Dialect, op: Op, label: str, model: str,
               body: dict[str, Any] | None, raw: bytes, stream: bool, task: str | None, route: Any = None) -> Call:

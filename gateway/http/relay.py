@@ -5,6 +5,10 @@ After that nothing is retried: an upstream failure becomes one in-band error eve
 dialect and the stream ends. A client that goes away stops the loop, and closing the event
 iterator closes the upstream response at once.
 
+Headers: only those fit to relay (`clean_headers`: a token for a name, printable ASCII for a value)
+go out, whatever produced the answer (upstream, cache, coalescing), so a bad header can never make
+`prepare` fail half way through a response.
+
 Time limits on a stream: the upstream's `read_timeout` bounds the silence between two reads
 (enforced in `upstream/http.py`), and the request's deadline (`request_timeout`, or the client's
 shorter `X-Gateway-Timeout`) bounds the whole request, stream included: a stream still running at
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from aiohttp import web
 
@@ -25,6 +29,7 @@ from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError, UpstreamTimeout
 from gateway.core.sse import next_sequence_number, openai_error_event, responses_error_event, tgi_error_event
 from gateway.http.appkeys import CLOCK
+from gateway.upstream.http import clean_headers
 
 log = logging.getLogger("gateway.relay")
 
@@ -33,8 +38,8 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
     """Relay SSE events untouched; flush per event."""
     resp = web.StreamResponse(status=answer.status)
     resp.content_type = answer.content_type
-    resp.headers.update(answer.headers)
-    resp.headers.update(call.reply_headers)
+    resp.headers.update(clean_headers(answer.headers.items()))
+    resp.headers.update(clean_headers(call.reply_headers.items()))
     resp.headers["X-Request-Id"] = call.request_id
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"
@@ -70,7 +75,8 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
     return resp
 
 
-async def _until_deadline(events: AsyncIterator[bytes], call: Call, clock: Clock) -> AsyncIterator[bytes]:
+async def _until_deadline(events: AsyncIterator[bytes], call: Call,
+                          clock: Clock) -> AsyncGenerator[bytes, None]:
     """`events`, each awaited within what is left of the call's deadline; UpstreamTimeout past it."""
     while True:
         remaining = call.deadline - clock.monotonic()

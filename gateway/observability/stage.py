@@ -26,7 +26,7 @@ from functools import partial
 from gateway.core.call import Answer, Call, StreamReply
 from gateway.core.clock import Clock
 from gateway.core.pipeline import Handler
-from gateway.observability.catalogue import CACHE_EVENTS, RATELIMIT_OUTCOMES, RATELIMIT_SCOPES
+from gateway.observability.catalogue import CACHE_EVENTS, RATELIMIT_OUTCOMES, RATELIMIT_SCOPES, in_vocabulary
 from gateway.observability.metrics import Metrics
 from gateway.observability.stream_watch import StreamWatch
 
@@ -56,6 +56,9 @@ class MetricsStage:
         except BaseException:
             self._account(call)
             raise
+        passed = call.resilience.endpoint_passed_over
+        if passed is not None and (call.target is None or call.target.upstream.name != passed):
+            self._m.endpoint_fallback_served(passed)  # answered by another deployment than the endpoint
         if isinstance(answer, StreamReply):
             watch = StreamWatch(answer.rest, partial(self._first_byte, call), answer.first)
             answer.rest = watch
@@ -69,20 +72,20 @@ class MetricsStage:
         call.streaming.ttfb = seconds
         try:
             self._m.stream_first_byte(call.route_label, model_label(self._m, call), seconds)
-        except Exception:  # noqa: BLE001 - metrics never fail a request
+        except Exception:  # metrics never fail a request
             log.exception("recording a stream's first byte failed")
 
     def _stream_closed(self, call: Call, watch: StreamWatch) -> None:
         try:
             watch.settle(call)
-        except Exception:  # noqa: BLE001 - metrics never fail a request
+        except Exception:  # metrics never fail a request
             log.exception("counting a stream's tokens failed")
         self._account(call)
 
     def _account(self, call: Call) -> None:
         try:
             record_call(self._m, call)
-        except Exception:  # noqa: BLE001 - metrics never fail a request
+        except Exception:  # metrics never fail a request
             log.exception("recording a call's metrics failed")
 
 
@@ -94,7 +97,7 @@ def record_call(m: Metrics, call: Call) -> None:
     _record_cache(m, call)
     paced = False
     for scope, outcome in call.limiting.outcomes:
-        if scope in RATELIMIT_SCOPES and outcome in RATELIMIT_OUTCOMES:
+        if in_vocabulary(scope, RATELIMIT_SCOPES) and in_vocabulary(outcome, RATELIMIT_OUTCOMES):
             m.ratelimit_decision(scope, outcome)
             paced = paced or (scope == "outbound" and outcome == "allowed")
     for _ in range(call.resilience.fallbacks):
@@ -108,8 +111,8 @@ def record_call(m: Metrics, call: Call) -> None:
 
 def _record_cache(m: Metrics, call: Call) -> None:
     notes = call.caching
-    if call.cache != "none" and call.cache in CACHE_EVENTS:
-        m.cache_event(call.cache)  # type: ignore[arg-type]
+    if call.cache != "none" and in_vocabulary(call.cache, CACHE_EVENTS):
+        m.cache_event(call.cache)
     if notes.served_bytes and call.cache in ("hit", "coalesced"):
         m.cache_bytes("served", notes.served_bytes)
     stored = notes.store

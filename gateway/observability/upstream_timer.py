@@ -9,6 +9,7 @@ fallback instead, counted by the metrics stage).
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from gateway.core.call import Answer, Call
 from gateway.core.clock import Clock
@@ -55,7 +56,8 @@ class UpstreamTimer:
         last = call.resilience.last_failure
         call.resilience.last_failure = None
         if last is not None and last[0] == dep:
-            self._m.retry(dep, last[1])
+            # Only this class sets last_failure, always to a retry_reason() label (core/ cannot name the type).
+            self._m.retry(dep, cast(RetryReason, last[1]))
         if self._clock.monotonic() >= call.deadline:
             return await self._terminal(call)  # refused before any upstream call: nothing to time
         before = call.upstream_seconds

@@ -86,6 +86,11 @@ class ModelSpec(BaseModel):
         default=None, description="labels of a classifier (text, image, audio or tabular classification)"
     )
     dim: int | None = Field(default=None, ge=1, le=65536, description="embedding dimension")
+    providers: list[str] | None = Field(
+        default=None,
+        description="the Inference Providers serving it on the router, fastest first (providers.py); "
+        "without `hf-inference`, the hf-inference routes refuse it as the router does an LLM",
+    )
 
     @field_validator("faults", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Error bodies as each upstream writes them (PROTOCOL §1.5, §2.4, §3).
+"""Error bodies as each upstream writes them (docs/protocol.md, 'Error bodies: HF, TGI, TEI, OpenAI').
 
 The simulator plays upstreams, so unlike the gateway it must produce *their* error shapes:
 

@@ -27,6 +27,7 @@ from gateway.simulator.openai_objects import (
 )
 from gateway.simulator.openai_params import invalid
 from gateway.simulator.outputs import embedding, text_of
+from gateway.simulator.providers import hf_inference_provider, router_provider, suffix_of
 from gateway.simulator.respond import plain
 from gateway.simulator.responses_render import render_responses
 from gateway.simulator.serve import refuse_unauthorized, serve
@@ -84,31 +85,37 @@ def _target(request: web.Request) -> tuple[str, str, Style]:
     return model, model, Style.OPENAI
 
 
-async def chat(request: web.Request) -> web.StreamResponse:
+def _opened(request: web.Request, task: str, stream: bool | None = None) -> SimCall:
+    """The call of a `/v1` request; on the router's own routes (not an endpoint's), its provider chosen."""
     key, model, style = _target(request)
-    return await serve(open_call(request, style=style, key=key, model=model, task="chat-completion"), render_chat)
+    call = open_call(request, style=style, key=key, model=model, task=task, stream=stream)
+    if request.match_info.get("name") is None:
+        named = call.body.get("model") if isinstance(call.body, dict) else None
+        router_provider(request, model, suffix_of(named if isinstance(named, str) else None), style)
+    return call
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    return await serve(_opened(request, "chat-completion"), render_chat)
 
 
 async def chat_for_model(request: web.Request, model: str) -> web.StreamResponse:
     """Chat on an HF router model URL (`/hf-inference/models/{id}/v1/chat/completions`)."""
     call = open_call(request, style=Style.OPENAI, key=model, model=model, task="chat-completion")
+    hf_inference_provider(request, model, Style.OPENAI)
     return await serve(call, render_chat)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    key, model, style = _target(request)
-    return await serve(open_call(request, style=style, key=key, model=model, task="completion"), render_completion)
+    return await serve(_opened(request, "completion"), render_completion)
 
 
 async def responses(request: web.Request) -> web.StreamResponse:
-    key, model, style = _target(request)
-    return await serve(open_call(request, style=style, key=key, model=model, task="responses"), render_responses)
+    return await serve(_opened(request, "responses"), render_responses)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    key, model, style = _target(request)
-    call = open_call(request, style=style, key=key, model=model, task="feature-extraction", stream=False)
-    return await serve(call, render_embeddings)
+    return await serve(_opened(request, "feature-extraction", stream=False), render_embeddings)
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:

@@ -13,7 +13,7 @@ import json
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 class HeaderDict(dict[str, str]):
@@ -27,13 +27,17 @@ class HeaderDict(dict[str, str]):
         super().__init__(items or {})
         self._folded = {k.lower(): k for k in self}
 
+    @overload
+    def _key(self, key: str) -> str: ...
+    @overload
+    def _key(self, key: object) -> object: ...
     def _key(self, key: object) -> object:
         if isinstance(key, str) and not super().__contains__(key):
             return self._folded.get(key.lower(), key)
         return key
 
     def __getitem__(self, key: str) -> str:
-        return super().__getitem__(self._key(key))  # type: ignore[arg-type]
+        return super().__getitem__(self._key(key))
 
     def __contains__(self, key: object) -> bool:
         return super().__contains__(self._key(key))
@@ -44,7 +48,7 @@ class HeaderDict(dict[str, str]):
 
     def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
         """The header's value whatever the case of `key`."""
-        return super().get(self._key(key), default)  # type: ignore[call-overload,no-any-return]
+        return super().get(self._key(key), default)
 
 
 @dataclass
@@ -58,6 +62,7 @@ class ReceivedRequest:
     at: float
     model: str | None = None
     task: str | None = None
+    provider: str | None = None  # the Inference Provider that served it (router routes; `providers.py`)
     cancelled: bool = False
     counted: bool = field(default=False, repr=False)
 
@@ -89,6 +94,7 @@ class ReceivedRequest:
             "path": self.path,
             "model": self.model,
             "task": self.task,
+            "provider": self.provider,
             "headers": headers,
             "content_type": self.content_type,
             "body": text,

@@ -1,7 +1,7 @@
 """What a simulated answer looks like before it is written: a `Body` or a `StreamBody`, plus framing.
 
 Renderers build these as plain data (so fast mode can cache them and faults can damage them);
-`respond.py` and `sse.py` write them. SSE framing follows PROTOCOL §1.4/§4: one event per
+`respond.py` and `sse.py` write them. SSE framing follows docs/protocol.md, 'SSE framing': one event per
 `data:` line, never split; TGI-native streams use `data:` without a space and end at EOF;
 OpenAI-style streams use `data: ` and end with `data: [DONE]`.
 """

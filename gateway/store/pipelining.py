@@ -102,17 +102,17 @@ class CommandQueue:
         results = await _by_deadline(live, self._execute)
         if results is None:
             return
-        retried = [c for c, r in zip(live, results) if isinstance(r, NoScriptError) and c.script]
+        retried = [c for c, r in zip(live, results, strict=True) if isinstance(r, NoScriptError) and c.script]
         if not retried:
-            _settle(zip(live, results))
+            _settle(zip(live, results, strict=True))
             return
         # Every command answered for good is settled now, so a failed reload below cannot take back an
         # answer that already happened in Redis (a take that paid, a lock that was claimed).
         rerun = {id(c) for c in retried}
-        _settle((c, r) for c, r in zip(live, results) if id(c) not in rerun)
+        _settle((c, r) for c, r in zip(live, results, strict=True) if id(c) not in rerun)
         answers = await _by_deadline(retried, self._reload_scripts)
         if answers is not None:
-            _settle(zip(retried, answers))
+            _settle(zip(retried, answers, strict=True))
 
     async def _reload_scripts(self, again: list[Command]) -> list[Any]:
         """The server lost its scripts (restart, SCRIPT FLUSH): in ONE more round trip, load each script
@@ -149,7 +149,8 @@ async def _one(client: Any, cmd: Command) -> Any:
         return exc  # a command error (wrong type, script error): this command's answer, not the batch's
 
 
-async def _by_deadline(commands: list[Command], run: Callable[[list[Command]], Awaitable[list[Any]]]) -> list[Any] | None:
+async def _by_deadline(commands: list[Command],
+                       run: Callable[[list[Command]], Awaitable[list[Any]]]) -> list[Any] | None:
     """`run(commands)` by the earliest of their deadlines; on failure every one of them fails, and None."""
     try:
         async with asyncio.timeout_at(min(c.deadline for c in commands)):

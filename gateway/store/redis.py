@@ -197,7 +197,7 @@ def _set_args(key: str, value: bytes, ttl: float | None, nx: bool) -> tuple[Any,
     args: tuple[Any, ...] = ("SET", key, value)
     if ttl is not None:
         args += ("PX", max(1, int(ttl * 1000)))
-    return args + ("NX",) if nx else args
+    return (*args, "NX") if nx else args
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

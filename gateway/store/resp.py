@@ -21,19 +21,22 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio.connection import ConnectKwargs
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 try:
     import hiredis
 except ImportError:  # pragma: no cover - a dependency; without it redis-py does the work
-    hiredis = None
+    _HIREDIS = False
+else:
+    _HIREDIS = True
 
 
 class _Batch:
     """One batch in flight: how many replies it expects, those come so far, and the one future they go to."""
 
-    __slots__ = ("expected", "replies", "future")
+    __slots__ = ("expected", "future", "replies")
 
     def __init__(self, expected: int, future: asyncio.Future[list[Any]]) -> None:
         self.expected = expected
@@ -98,9 +101,9 @@ class RespConnection:
         self._proto: _Protocol | None = None
 
     @classmethod
-    def for_url(cls, params: dict[str, Any]) -> RespConnection | None:
+    def for_url(cls, params: ConnectKwargs) -> RespConnection | None:
         """A connection for `redis.asyncio.connection.parse_url(url)`'s result; None when not plain TCP."""
-        if hiredis is None or set(params) - {"host", "port", "db", "username", "password"}:
+        if not _HIREDIS or set(params) - {"host", "port", "db", "username", "password"}:
             return None  # TLS (connection_class), a unix socket (path), or options we do not handle
         return cls(str(params.get("host", "localhost")), int(params.get("port", 6379)), db=int(params.get("db", 0)),
                    username=params.get("username"), password=params.get("password"))

@@ -2,18 +2,26 @@
 
 Understands HF (`{"error": str, "estimated_time"?}` and the list form), TGI/TEI
 (`{"error", "error_type"}`), OpenAI (`{"error": {"message", ...}}`) and TEI's OpenAI route
-(`{"message", "type"}`), plus `Retry-After` (seconds or HTTP date) and `retry-after-ms`.
+(`{"message", "type"}`), plus `Retry-After` and `retry-after-ms`.
 
 Whatever else the upstream's error object holds (OpenAI's `type`, `code`, `param`, a content
 filter's `innererror`, TGI's `error_type`) is kept in `upstream_fields` and relayed to the client
 unchanged (docs/errors.md): clients branch on those codes. The same reading serves an in-band error
 that arrives as a stream's first event (`stream_error`), which becomes an HTTP error with a status
 chosen from what the event says.
+
+`Retry-After` is read as RFC 9110 §10.2.3 defines it: delay-seconds (digits only) or an HTTP-date
+(IMF-fixdate, or the obsolete RFC 850 and asctime forms, all in GMT); anything else (`inf`,
+`1e3`, `-5`, `3.5`) is ignored. OpenAI's `retry-after-ms` is a decimal number of milliseconds.
+Every value is bounded (`retry_after_cap`; never more than a day), so no clock ever sees an
+infinite, negative or 300-digit wait, and no such value is relayed.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,28 +31,31 @@ import orjson
 from gateway.core.errors import ModelLoading, UpstreamStatusError
 
 RELAYED_ERROR_HEADERS = ("x-inference-provider",)
+MAX_RETRY_AFTER = 86400.0  # seconds: the most any upstream hint is believed
+_DIGITS = re.compile(r"[0-9]+")
+_MILLIS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds the upstream asks us to wait, or None. `now` is wall time for HTTP dates."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    ra = headers.get("retry-after")
+def parse_retry_after(headers: Mapping[str, str], now: float, cap: float = MAX_RETRY_AFTER) -> float | None:
+    """Seconds the upstream asks us to wait, in [0, cap], or None. `now` is wall time for HTTP dates."""
+    cap = min(cap, MAX_RETRY_AFTER)
+    ms = headers.get("retry-after-ms", "").strip()
+    if _MILLIS.fullmatch(ms):
+        return min(float(ms) / 1000.0, cap)
+    ra = headers.get("retry-after", "").strip()
     if not ra:
         return None
-    try:
-        return max(0.0, float(ra))
-    except ValueError:
-        pass
+    if _DIGITS.fullmatch(ra):
+        return cap if len(ra) > 9 else min(float(ra), cap)  # (a longer number is years: the cap)
+    if ra[:1].isdigit() or len(ra) > 40:
+        return None  # "1e3", "3.5", "12abc": a number RFC 9110 does not allow, so no hint at all
     try:
         when = email.utils.parsedate_to_datetime(ra)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - now)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)  # HTTP dates are GMT ("-0000" parses naive)
+    return min(max(0.0, when.timestamp() - now), cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +119,7 @@ def status_error(
             body=body,
             retry_after_cap=retry_after_cap,
         )
-    retry_after = parse_retry_after(headers, now)
-    if retry_after is not None:
-        retry_after = min(retry_after, retry_after_cap) if status in (429, 503) else retry_after
+    retry_after = parse_retry_after(headers, now, retry_after_cap)
     return UpstreamStatusError(message, status=status, upstream_headers=relay, body=body,
                                error_type=parts.error_type, retry_after=retry_after, upstream_fields=parts.fields)
 

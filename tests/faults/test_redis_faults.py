@@ -26,6 +26,8 @@ from gateway.core.config import Settings
 from tests.support.redis_server import PrivateRedis
 from tests.support.rig import Rig, Tally, fault_settings, rig
 
+pytestmark = pytest.mark.slow  # real time: Redis killed, frozen and restarted under load
+
 WORKERS = 8
 PROMPTS = 12
 PER_PHASE_CAP = 5000  # requests per phase at most, whatever the machine's speed

@@ -26,6 +26,8 @@ from gateway.core.config import Settings, load_settings
 from tests.support.rig import Tally, report
 from tests.support.thread_stack import Stack, start_stack, stop_stack
 
+pytestmark = pytest.mark.slow  # hypothesis runs hundreds of requests per test
+
 EXAMPLES = 1200  # per property; the three together stay well under 30 s
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -34,6 +34,8 @@ from tests.support.processes import Child, Processes, free_port
 from tests.support.serving import serving
 from tests.support.tools import need
 
+pytestmark = pytest.mark.slow  # a real Prometheus server scraping a two-worker gateway
+
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REQUESTS = 12

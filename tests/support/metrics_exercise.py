@@ -11,11 +11,12 @@ from gateway.observability.metrics import Metrics
 MODELS = ("meta-llama/Llama-3.1-8B-Instruct", "llama")
 TENANTS = ("acme",)
 DEPLOYMENTS = ("hf-router", "tgi-local")
+ENDPOINTS = ("dedicated",)
 
 
 def make_metrics() -> Metrics:
     """A Metrics with a small configured world (models with an alias, one tenant, two deployments)."""
-    return Metrics(models=MODELS, tenants=TENANTS, deployments=DEPLOYMENTS, version="0.0.0-test")
+    return Metrics(models=MODELS, tenants=TENANTS, deployments=DEPLOYMENTS, version="0.0.0-test", endpoints=ENDPOINTS)
 
 
 def exercise_all(m: Metrics) -> None:
@@ -39,5 +40,12 @@ def exercise_all(m: Metrics) -> None:
     m.cache_bytes("served", 512)
     m.set_circuit_state("tgi-local", "half_open")
     m.redis_op("ratelimit", 0.0004)
+    m.malformed_request("framing")
     m.redis_op("cache_get", 0.2, ok=False)
     m.register_pool_probe("hf-router", lambda: (3, 5))
+    m.set_endpoint_state("dedicated", "scaledToZero")
+    m.endpoint_wakeup("dedicated")
+    m.endpoint_ready("dedicated", 95.0)
+    m.endpoint_fallback_served("dedicated")
+    m.endpoint_idle_action("dedicated", "pause")
+    m.endpoint_control_error("dedicated", "unreachable")

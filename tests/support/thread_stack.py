@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.core.clock import Clock
 from gateway.core.config import Settings
 from gateway.http.app import create_app
 from gateway.simulator.app import SIM_STATE, create_simulator_app
@@ -66,8 +67,10 @@ async def _serve(app: web.Application, stack: Stack) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def start_stack(settings_for: Callable[[str], Settings], sim_config: Any = None) -> Stack:
-    """Start the simulator, then a gateway built by `settings_for(sim_url)`, in a daemon thread."""
+def start_stack(settings_for: Callable[[str], Settings], sim_config: Any = None, clock: Clock | None = None) -> Stack:
+    """Start the simulator, then a gateway built by `settings_for(sim_url)`, in a daemon thread.
+
+    `clock`: one clock for both (a FakeClock moved from the test with `stack.call_soon`)."""
     os.environ.setdefault("HF_TOKEN", GATEWAY_TOKEN)
     stack = Stack()
     ready: Future[None] = Future()
@@ -78,9 +81,9 @@ def start_stack(settings_for: Callable[[str], Settings], sim_config: Any = None)
         stack.loop = loop
 
         async def boot() -> None:
-            stack.sim_app = create_simulator_app(sim_config)
+            stack.sim_app = create_simulator_app(sim_config, clock=clock)
             stack.sim_url = await _serve(stack.sim_app, stack)
-            stack.gw_app = create_app(settings_for(stack.sim_url))
+            stack.gw_app = create_app(settings_for(stack.sim_url), clock=clock)
             stack.gw_url = await _serve(stack.gw_app, stack)
 
         try:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.core.call import Call, Dialect, Op
 from gateway.core.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, UpstreamStatusError
@@ -63,10 +64,14 @@ def render_error(request: web.Request, err: GatewayError) -> web.Response:
         if err.error_type and tgi_style:
             body["error_type"] = err.error_type
         body.update(relayed)
-    return web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+    response = web.Response(status=err.status, body=orjson.dumps(body), content_type="application/json",
+                            headers=headers)
+    if headers.get("Connection") == "close":
+        response.force_close()  # (the error says the connection cannot serve another request)
+    return response
 
 
-def error_middleware() -> Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]:
+def error_middleware() -> Middleware:
     """Renders every error (the request id and arrival time come from the observe middleware, outside it)."""
 
     @web.middleware
@@ -84,8 +89,7 @@ def error_middleware() -> Callable[[web.Request, HandlerFn], Awaitable[web.Strea
             return render_error(request, NotFound(f"no route for {request.method} {request.path[:200]}"))
         except web.HTTPException as exc:
             if exc.status >= 400:
-                err = GatewayError(exc.reason or "request failed", status=exc.status)
-                return render_error(request, err)
+                return render_error(request, GatewayError(exc.reason or "request failed", status=exc.status))
             raise
         except Exception:
             log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID)})

@@ -64,8 +64,9 @@ class Envelope:
 
 
 def answer_headers(headers: dict[str, str]) -> dict[str, str]:
-    """The upstream headers worth replaying with a stored answer."""
-    return {k: v for k, v in headers.items() if not k.lower().startswith(_STALE_PREFIXES)}
+    """The upstream headers worth replaying with a stored answer (names as plain `str`: orjson refuses the
+    transport's case-insensitive `istr` keys, and an upstream's `x-inference-provider` is kept)."""
+    return {str(k): v for k, v in headers.items() if not k.lower().startswith(_STALE_PREFIXES)}
 
 
 def encode_reply(reply: Reply, at: float, compress_over: int) -> bytes:

@@ -38,8 +38,9 @@ _MAX_IDENTITIES = 4096
 _IRRELEVANT = frozenset({"stream", "user", "options", "metadata", "store"})
 _IRRELEVANT_COMPLETE = _IRRELEVANT | {"stream_options"}
 _GENERIC_ACCEPT = frozenset({"*/*", "application/json", "text/event-stream"})
-# Tasks whose answer is sampled: cacheable only when the request pins it down.
-SAMPLING_TASKS = frozenset({tasks.TEXT_GENERATION, "chat", "completions", tasks.TEXT_TO_IMAGE, "responses"})
+# Tasks whose answer is sampled: cacheable only when the request pins it down. Generated images and
+# audio are stored as the bytes they are, with their Content-Type, once a seed makes them repeatable.
+SAMPLING_TASKS = frozenset({tasks.TEXT_GENERATION, "chat", "completions", "responses"} | tasks.BINARY_ANSWER_TASKS)
 # Responses API requests that can never be cached: tools call out (an agent's turn, not a lookup),
 # `conversation` names server-side state that changes with every turn.
 _RESPONSES_UNCACHEABLE = ("tools", "conversation")
@@ -77,10 +78,8 @@ def cache_task(call: Call) -> str | None:
 
 
 def is_pinned(task: str | None, body: dict[str, Any] | None) -> bool:
-    """Whether a sampling task's request pins its answer down (temperature 0, do_sample false, seed)."""
-    if task == tasks.TEXT_TO_IMAGE:
-        params = body.get("parameters") if isinstance(body, dict) else None
-        return isinstance(params, dict) and params.get("seed") is not None
+    """Whether a sampling task's request pins its answer down (temperature 0, do_sample false, seed;
+    a seed alone for generated images and audio)."""
     if task == "responses":  # (it has no `seed`: only temperature 0, and nothing stateful or tool-driven)
         if not isinstance(body, dict) or any(body.get(name) for name in _RESPONSES_UNCACHEABLE):
             return False

@@ -124,7 +124,8 @@ class ResponseCache:
         if sent is None or sent.token is None:
             token = token or self.new_token()
             sent = Sent(token, send_claim(self.store, keys, token, self.config.lock_ttl))
-        token = sent.token
+        else:
+            token = sent.token
         got = read_claim(await self._claimed(sent.work, token, plan), token)
         if got.entry is not None:
             got.env = self.usable(plan, got.entry)

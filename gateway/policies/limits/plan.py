@@ -126,7 +126,7 @@ class LimitPlanner:
 
 def denied_scopes(limits: list[Limit], remaining: tuple[float, ...]) -> list[str]:
     """The scopes whose bucket could not pay (from a denied decision's remaining tokens)."""
-    return [lim.scope for lim, left in zip(limits, remaining) if left < lim.bucket.cost]
+    return [lim.scope for lim, left in zip(limits, remaining, strict=True) if left < lim.bucket.cost]
 
 
 def rate_headers(pairs: list[tuple[Limit, float]]) -> dict[str, str]:

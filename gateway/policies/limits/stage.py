@@ -209,7 +209,9 @@ class RateLimitStage:
         outcomes.extend((lim.scope, "allowed") for lim in plan.tenant_group)
         if second.remaining:
             outcomes.extend((lim.scope, "allowed") for lim in plan.model_group)
-        pairs = list(zip(plan.tenant_group, first.remaining)) + list(zip(plan.model_group, second.remaining))
+        # A model group that failed open has no figures (remaining is empty): it adds no headers.
+        pairs = [*zip(plan.tenant_group, first.remaining, strict=True),
+                 *zip(plan.model_group, second.remaining, strict=False)]
         call.reply_headers.update(rate_headers(pairs))
 
     async def _take(self, limits: list[Limit]) -> Decision:
@@ -222,7 +224,7 @@ class RateLimitStage:
         scopes = denied_scopes(group, decision.remaining)
         call.limiting.outcomes.extend((scope, "limited") for scope in scopes)
         ms = max(1, math.ceil(decision.wait * 1000 - 1e-6))  # the exact wait, never rounded down
-        headers = rate_headers(list(zip(group, decision.remaining)))
+        headers = rate_headers(list(zip(group, decision.remaining, strict=True)))
         headers["retry-after-ms"] = str(ms)
         first = next(lim for lim in group if lim.scope == scopes[0]) if scopes else group[0]
         who = f"model {call.route.name!r}" if first.scope == "model" else f"tenant {plan.tenant!r}"

@@ -16,6 +16,7 @@ Nothing here touches the store; `metered` only calls the settle function it is g
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -45,7 +46,8 @@ def completion_ceiling(call: Call, default: int) -> int:
         cap = (call.body or {}).get("max_output_tokens")  # (no `n`: one response per request)
         return cap if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0 else default
     body = call.body or {}
-    params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    nested = body.get("parameters")
+    params: dict[str, Any] = nested if isinstance(nested, dict) else {}
     for value in (body.get("max_completion_tokens"), body.get("max_tokens"), params.get("max_new_tokens")):
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             n = body.get("n")

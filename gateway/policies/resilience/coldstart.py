@@ -272,9 +272,9 @@ def _unknown_state(state: LoadState | None) -> bool:
     return state is None
 
 
-async def _shielded(aw: object) -> None:
+async def _shielded(aw: Awaitable[object]) -> None:
     """Run a clean-up to completion even if our task is cancelled again meanwhile; swallow store errors."""
-    task = asyncio.ensure_future(aw)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(aw)
     try:
         await asyncio.shield(task)
     except (StoreError, GatewayError):

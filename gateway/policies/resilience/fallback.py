@@ -75,6 +75,8 @@ class FallbackStage:
                 ready_at = await self._loading_until(target)
                 if ready_at is not None:
                     loading.append((ready_at, i, dep))
+                    if dep.upstream.kind == "endpoint":  # a managed endpoint waking up: counted as passed over
+                        call.resilience.endpoint_passed_over = dep.upstream.name
                     continue
                 call.target = dep
                 call.resilience.handoff = i < len(deps) - 1 or bool(loading)
@@ -95,7 +97,11 @@ class FallbackStage:
                 break
         if loading:
             return await self._wait_for_first(call, nxt, min(loading)[2])
-        raise last or self._all_open(call, opened)
+        err = last or self._all_open(call, opened)
+        try:
+            raise err
+        finally:
+            del err, last  # no exception -> traceback -> this frame -> exception cycle left for the collector
 
     async def _wait_for_first(self, call: Call, nxt: Handler, dep: Deployment) -> Answer:
         """Every deployment is loading or failing: park on the one expected to be ready first."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
 from gateway.core.call import Answer, Call, Dialect, Op, Reply, StreamReply
@@ -88,7 +88,8 @@ async def commit_when_slow(work: Coroutine[Any, Any, Answer], progress: Progress
     return StreamReply(first=progress.comment(), rest=events, on_close=[close])
 
 
-async def _events(pending: _Pending, progress: Progress, interval: float, call: Call) -> AsyncIterator[bytes]:
+async def _events(pending: _Pending, progress: Progress, interval: float,
+                  call: Call) -> AsyncGenerator[bytes, None]:
     inner: StreamReply | None = None
     try:
         while not await _within(pending.task, interval, progress.clock):

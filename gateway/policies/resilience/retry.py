@@ -68,7 +68,7 @@ def may_retry(exc: BaseException, policy: RetryConfig) -> bool:
 
 def backoff(attempt: int, policy: RetryConfig, rand: Callable[[], float]) -> float:
     """Full-jitter backoff before attempt `attempt + 1` (`attempt` counts from 1)."""
-    ceiling = min(policy.cap, policy.base * 2 ** (attempt - 1))
+    ceiling = min(policy.cap, policy.base * 2.0 ** (attempt - 1))
     return rand() * ceiling
 
 
@@ -94,9 +94,16 @@ class RetryStage:
             except GatewayError as exc:
                 passed = self.clock.monotonic() >= call.deadline
                 self.breakers.record(target, outcome_of(exc, deadline_passed=passed))
+                reason = retry_reason(exc)
+                if reason is None:
+                    raise  # never retried: see the module docstring
                 wait = self._wait_before_next(call, exc, attempt, policy, target)
+                if wait is None:
+                    # A bare `raise`: the error leaves without a frame that names it, so no
+                    # exception -> traceback -> frame cycle keeps it (and what it held) for the collector.
+                    raise
                 call.retries += 1
-                call.resilience.retry_reasons.append(retry_reason(exc))
+                call.resilience.retry_reasons.append(reason)
                 started = self.clock.monotonic()
                 await self.clock.sleep(wait)
                 call.waited_seconds += self.clock.monotonic() - started
@@ -105,19 +112,19 @@ class RetryStage:
             return answer
 
     def _wait_before_next(self, call: Call, exc: GatewayError, attempt: int, policy: RetryConfig,
-                          target: Target) -> float:
-        """Seconds to wait before trying again; raises `exc` when this request must not try again."""
+                          target: Target) -> float | None:
+        """Seconds to wait before trying again; None when this request must not try again."""
         if not may_retry(exc, policy) or attempt >= policy.max_attempts:
-            raise exc
+            return None
         wait = exc.retry_after if exc.retry_after is not None else backoff(attempt, policy, self.rand)
         if can_hand_off(call) and wait > self.cfg.handoff_wait:
-            raise exc  # the next deployment is free now; this one asked for patience
+            return None  # the next deployment is free now; this one asked for patience
         if self.breakers.is_open(target):
-            raise exc
+            return None
         if wait + _MIN_ATTEMPT > call.deadline - self.clock.monotonic():
             if exc.retry_after is None:
                 # Tell the client what we would have waited: it can retry once its own budget allows.
                 exc.retry_after = min(wait, self.cfg.retry_after_cap)
                 exc.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-            raise exc
+            return None
         return wait

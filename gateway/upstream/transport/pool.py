@@ -1,12 +1,18 @@
 """One upstream origin's keep-alive connections: at most `limit` in use, idle ones reused newest first.
 
-`Pool.request` writes a request on a connection (reused or new) and returns the `wire.Response`
+`Pool.request` writes a request on a connection (reused or new) and returns the `Response`
 once its head arrived; the response hands its connection back through `release()` / `close()`.
 
 Invariants:
 - At most `limit` connections are in use; a request beyond that waits for one (FIFO).
 - An idle connection is reused only if it is still open, has nothing unread, and has been idle
-  less than `keepalive` seconds; otherwise it is closed.
+  less than `keepalive` seconds; otherwise it is closed. A byte arriving while it idles closes it
+  at once (logged as a warning naming the origin).
+- Connections are partitioned: one carries the requests of one partition (the caller passes the
+  tenant) for its whole life. HTTP/1.1 matches answers to requests by order alone, so an upstream
+  that sends a stray answer shifts every later answer on that connection by one; partitioning keeps
+  such a shift inside one tenant. At most `limit` connections idle across all partitions (the
+  oldest goes first).
 - A reused connection that closes before a byte of the answer arrived (the upstream dropped it
   while it sat idle) is replaced once by a new one; a new connection that does the same fails.
 - Waiting for a free connection and opening one each count against `connect_timeout` (ConnectTimeout).
@@ -16,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import ssl
 from collections import deque
@@ -30,6 +37,7 @@ from gateway.upstream.transport.connection import (
 )
 from gateway.upstream.transport.response import Response, read_head
 
+log = logging.getLogger("gateway.upstream")
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")
 
 
@@ -53,13 +61,15 @@ class Pool:
         self.read_timeout = read_timeout
         self.keepalive = keepalive
         self._slots = asyncio.Semaphore(limit)
-        self._idle: deque[Connection] = deque()
+        self._idle: dict[str | None, deque[Connection]] = {}  # per partition, oldest first
+        self._idle_count = 0
         self._open: set[Connection] = set()
         self.active = 0
+        self.stray = 0  # connections retired because bytes arrived while they idled
 
     def stats(self) -> tuple[int, int]:
         """(in use, idle) connections."""
-        return self.active, len(self._idle)
+        return self.active, self._idle_count
 
     def target(self, url: str) -> str:
         """The request target (path and query) of `url`, which must be on this pool's origin."""
@@ -74,8 +84,9 @@ class Pool:
             rest = "/" + rest
         return quote(rest, safe="/:@!$&'()*+,;=%?-._~") if _UNSAFE.search(rest) else rest
 
-    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
-        """Send one request; the response once its head arrived (its body still to read)."""
+    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+                      partition: str | None = None) -> Response:
+        """Send one request on a connection of `partition`; the response once its head arrived (body still to read)."""
         data = request_bytes(method, self.target(url), self.host_header, headers, body)
         if self._slots.locked():  # every connection in use: waiting for one counts against the connect timeout
             try:
@@ -88,7 +99,7 @@ class Pool:
             await self._slots.acquire()
         self.active += 1
         try:
-            conn = self._reusable() or await self._connect()
+            conn = self._reusable(partition) or await self._connect(partition)
             try:
                 return await self._exchange(conn, method, data)
             except Disconnected:
@@ -97,7 +108,7 @@ class Pool:
             # A reused connection that closed before a byte of an answer: almost always the upstream
             # closing an idle keep-alive connection just as it was taken (a POST goes again, once, on a
             # new connection; the retry stage would resend it anyway, after a backoff).
-            return await self._exchange(await self._connect(), method, data)
+            return await self._exchange(await self._connect(partition), method, data)
         except BaseException:
             self._give_back(None, False)
             raise
@@ -105,28 +116,33 @@ class Pool:
     async def _exchange(self, conn: Connection, method: str, data: bytes) -> Response:
         try:
             conn.send(data)
-            status, headers, keep_alive = await read_head(conn)
-            return Response(conn, status, headers, keep_alive, method, self._give_back)
+            return Response(conn, await read_head(conn, method), self._give_back)
         except BaseException:
             self._forget(conn)
             raise
 
-    def _reusable(self) -> Connection | None:
-        idle = self._idle
+    def _reusable(self, partition: str | None) -> Connection | None:
+        idle = self._idle.get(partition)
         if not idle:
             return None
         now = asyncio.get_running_loop().time()
         while idle and now - idle[0].idle_since > self.keepalive:  # the oldest first: expired ones go
-            self._forget(idle.popleft())
+            self._forget(self._unidle(idle, oldest=True))
         while idle:
-            conn = idle.pop()  # the newest: the most likely to be open still
+            conn = self._unidle(idle, oldest=False)  # the newest: the most likely to be open still
             if conn.usable():
                 conn.reused = True
                 return conn
             self._forget(conn)
         return None
 
-    async def _connect(self) -> Connection:
+    def _unidle(self, idle: deque[Connection], *, oldest: bool) -> Connection:
+        conn = idle.popleft() if oldest else idle.pop()
+        conn.idle = False
+        self._idle_count -= 1
+        return conn
+
+    async def _connect(self, partition: str | None) -> Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -137,6 +153,8 @@ class Pool:
             raise ConnectTimeout(f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s") from exc
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        conn.partition = partition
+        conn.on_stray = self._stray
         self._open.add(conn)
         return conn
 
@@ -146,11 +164,28 @@ class Pool:
         self._slots.release()
         if conn is None:
             return
-        if reusable:
-            conn.idle_since = asyncio.get_running_loop().time()
-            self._idle.append(conn)
-        else:
+        if not reusable:
             self._forget(conn)
+            return
+        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle = True
+        self._idle.setdefault(conn.partition, deque()).append(conn)
+        self._idle_count += 1
+        if self._idle_count > self.limit:  # partitions must not multiply the idle connections: the oldest goes
+            oldest = min((q for q in self._idle.values() if q), key=lambda q: q[0].idle_since)
+            self._forget(self._unidle(oldest, oldest=True))
+
+    def _stray(self, conn: Connection, size: int) -> None:
+        """Bytes arrived on an idle connection (it closed itself): counted and said once per connection."""
+        self.stray += 1
+        idle = self._idle.get(conn.partition)
+        if idle is not None and conn in idle:
+            idle.remove(conn)
+            conn.idle = False
+            self._idle_count -= 1
+        self._open.discard(conn)
+        log.warning("upstream %s sent %d bytes on an idle keep-alive connection that nobody asked for; "
+                    "the connection is closed", self.origin, size)
 
     def _forget(self, conn: Connection) -> None:
         conn.close()
@@ -161,3 +196,4 @@ class Pool:
         for conn in list(self._open):
             self._forget(conn)
         self._idle.clear()
+        self._idle_count = 0

@@ -1,4 +1,7 @@
-"""Task detection from bodies and the answer adapters of PROTOCOL.md §1.4 / §4."""
+"""Task detection from bodies and the answer adapters.
+
+See docs/protocol.md, 'InferenceClient: task detection' and 'InferenceClient: answer shapes'.
+"""
 
 from __future__ import annotations
 
@@ -83,3 +86,55 @@ def test_plain_text_inputs_is_how_feature_extraction_is_written(body: dict[str, 
 def test_embeddings_to_openai_reports_the_given_prompt_tokens() -> None:
     out = tasks.embeddings_to_openai("m", None, 7)([[0.5, 0.5]])
     assert out["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
+
+
+PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(80)).decode()
+WAV_B64 = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(80)).decode()
+AGENT = "unknown/None; hf_hub/2.4.0; python/3.11.7"
+
+
+@pytest.mark.parametrize(
+    "body, accept, agent, task",
+    [
+        (None, "image/png", None, tasks.IMAGE_TO_IMAGE),  # a raw file with Accept: image/png
+        ({"inputs": PNG_B64, "parameters": {"prompt": "p"}}, "image/png", None, tasks.IMAGE_TO_IMAGE),
+        ({"inputs": PNG_B64, "parameters": {"candidate_labels": ["a"]}}, None, None, tasks.ZERO_SHOT_IMAGE),
+        # a file's `function_to_apply` / `top_k` is audio or image classification, never text classification
+        ({"inputs": WAV_B64, "parameters": {"function_to_apply": "softmax"}}, None, None, None),
+        ({"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": {}}, None, None,
+         tasks.SENTENCE_SIMILARITY),
+        ({"inputs": "hi", "parameters": {"temperature": 0.5, "num_beams": 2}}, None, None, tasks.TEXT_TO_SPEECH),
+        ({"inputs": "hi"}, None, AGENT, tasks.FEATURE_EXTRACTION),  # only feature_extraction omits `parameters`
+        ({"inputs": ["a", "b"]}, None, "unknown/None; hf_hub/1.0.0", tasks.FEATURE_EXTRACTION),
+        ({"inputs": "hi"}, None, "curl/8.5.0", None),  # a legacy caller: the model's own pipeline decides
+        ({"inputs": "hi"}, None, "unknown/None; hf_hub/0.26.5", None),
+        ({"inputs": "hi", "parameters": {}}, None, AGENT, None),
+    ],
+)
+def test_detect_task_from_files_structures_and_the_client(
+    body: dict | None, accept: str | None, agent: str | None, task: str | None
+) -> None:
+    assert tasks.detect_task(body, accept, agent) == task
+
+
+@pytest.mark.parametrize(
+    "inputs, media",
+    [
+        (PNG_B64, True),
+        (WAV_B64, True),
+        (base64.b64encode(b"fLaC" + bytes(60)).decode(), True),
+        (base64.b64encode(b"\x00\x00\x00\x20ftypM4A " + bytes(60)).decode(), True),
+        (base64.b64encode(b"just some text, encoded " * 4).decode(), False),
+        ("I really like this new phone, the battery lasts for days and the screen is great.", False),
+        (PNG_B64[:40], False),  # too short to be a file
+        (["a"], False),
+    ],
+)
+def test_is_media_tells_a_base64_file_from_text(inputs: object, media: bool) -> None:
+    assert tasks.is_media(inputs) is media
+
+
+def test_generated_media_is_deterministic_only_when_seeded() -> None:
+    for task in (tasks.TEXT_TO_SPEECH, tasks.IMAGE_TO_IMAGE, tasks.TEXT_TO_AUDIO):
+        assert not tasks.is_deterministic(task, {"inputs": "x", "parameters": {}})
+        assert tasks.is_deterministic(task, {"inputs": "x", "parameters": {"seed": 3}})

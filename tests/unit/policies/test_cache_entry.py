@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 
 import pytest
+from multidict import CIMultiDict
 
 from gateway.core.call import Reply, StreamReply
 from gateway.core.errors import BadRequest, GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout
@@ -22,6 +23,18 @@ def test_reply_round_trip_keeps_status_type_body_and_useful_headers_only() -> No
     assert isinstance(back, Reply)
     assert (back.status, back.body, back.content_type) == (200, b'{"a":1}', "application/json")
     assert back.headers == {"x-compute-time": "0.2", "Age": "12"}
+
+
+def test_a_binary_answer_with_the_transports_header_names_round_trips() -> None:
+    # The transport's header names are case-insensitive `istr`s, which orjson refuses as keys.
+    upstream = CIMultiDict({"x-inference-provider": "hf-inference", "Content-Type": "audio/wav"})
+    headers = {k: v for k, v in upstream.items() if k.lower().startswith("x-inference")}
+    audio = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(300)
+    env = decode(encode_reply(Reply(200, audio, "audio/wav", headers), at=5.0, compress_over=64))
+    assert env is not None
+    back = env.answer(now=5.0)
+    assert isinstance(back, Reply) and (back.body, back.content_type) == (audio, "audio/wav")
+    assert back.headers == {"x-inference-provider": "hf-inference", "Age": "0"}
 
 
 def test_large_values_are_compressed_and_small_ones_are_not() -> None:

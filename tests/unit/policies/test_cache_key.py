@@ -128,6 +128,14 @@ def test_config_turns_tasks_and_models_off_and_sets_ttls() -> None:
     # enabling a sampling task still needs a pinned answer (a seed for images)
     image = {"inputs": "a cat", "parameters": {"seed": 1}}
     assert planner.plan(make_call(ROUTER, CLOCK, op=Op.HF_TASK, task="text-to-image", body=image)) is not None
+
+
+@pytest.mark.parametrize("task", ["text-to-speech", "image-to-image", "text-to-audio"])
+def test_generated_media_enabled_in_the_config_is_cached_only_when_seeded(task: str) -> None:
+    planner = _planner(tasks={task: {"enabled": True}})
+    unseeded = make_call(ROUTER, CLOCK, op=Op.HF_TASK, task=task, body={"inputs": "hi", "parameters": {}})
+    seeded = make_call(ROUTER, CLOCK, op=Op.HF_TASK, task=task, body={"inputs": "hi", "parameters": {"seed": 2}})
+    assert planner.plan(unseeded) is None and planner.plan(seeded) is not None
     assert planner.plan(make_call(ROUTER, CLOCK, op=Op.HF_TASK, task="text-to-image")) is None
     per_model = _router(models=[
         {"name": EMBED, "cache": {"enabled": False}},

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.upstream.status_errors import read_error_body, status_error, stream_error
+from gateway.upstream.status_errors import parse_retry_after, read_error_body, status_error, stream_error
 
 
 @pytest.mark.parametrize("body, message, fields", [
@@ -49,3 +49,25 @@ def test_a_first_event_error_gets_the_status_it_stands_for(event: dict[str, Any]
     err = stream_error(event)
     assert err.status == status
     assert err.retryable is (status in (429, 502, 503, 504))
+
+
+def test_retry_after_in_every_http_date_form() -> None:
+    """IMF-fixdate, RFC 850 and asctime (RFC 9110 §5.6.7), all GMT: 06 Nov 1994 08:49:37 is 784111777."""
+    for date in ("Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"):
+        assert parse_retry_after({"retry-after": date}, 784111777.0 - 7) == 7.0, date
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e3", "-5", "3.5", "0x10", "soon", "12abc", " "])
+def test_retry_after_that_is_neither_seconds_nor_a_date_is_ignored(value: str) -> None:
+    assert parse_retry_after({"retry-after": value}, 0) is None
+    assert parse_retry_after({"retry-after-ms": value}, 0) is None or value == "3.5"
+
+
+def test_retry_after_is_bounded() -> None:
+    assert parse_retry_after({"retry-after": "9" * 305}, 0) == 86400.0
+    assert parse_retry_after({"retry-after": "9" * 305}, 0, cap=120) == 120
+    assert parse_retry_after({"retry-after": "Thu, 01 Jan 2099 00:00:00 GMT"}, 0, cap=120) == 120
+    assert parse_retry_after({"retry-after": "Thu, 01 Jan 1970 00:00:00 GMT"}, 50) == 0.0
+    assert parse_retry_after({"retry-after-ms": "999999999999"}, 0, cap=120) == 120
+    err = status_error(500, {"retry-after": "9" * 305}, b"{}", now=0, upstream="hf", retry_after_cap=120)
+    assert err.retry_after == 120 and err.headers["Retry-After"] == "120"
