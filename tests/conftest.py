@@ -35,6 +35,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     stop_stand_in()
 
 
+PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's HTTPS_PROXY & co stay out of every test (and the processes it starts): the upstreams
+    here are on loopback, and the tests of the proxy support set the variables themselves."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
 @pytest.fixture
 async def redis_url() -> str:
     """The real Redis URL (a private stand-in when none runs on 6379); skips locally and FAILS in CI

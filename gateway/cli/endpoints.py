@@ -18,6 +18,7 @@ import asyncio
 import sys
 
 from gateway.core.config import Settings, UpstreamConfig
+from gateway.upstream.egress import Egress
 from gateway.upstream.endpoints.control import Action, ControlPlaneClient, ControlPlaneError
 from gateway.upstream.endpoints.engines import dialect_for
 from gateway.upstream.endpoints.info import EndpointInfo
@@ -65,7 +66,7 @@ def cmd_endpoints(args: argparse.Namespace, settings: Settings) -> int:
 
 def _client(cfg: UpstreamConfig) -> ControlPlaneClient:
     token = cfg.token.get_secret_value().strip() if cfg.token else None
-    return ControlPlaneClient(cfg.control_plane_url, token, timeout=cfg.control_timeout)
+    return ControlPlaneClient(cfg.control_plane_url, token, timeout=cfg.control_timeout, egress=Egress.of(cfg))
 
 
 async def _list(configured: dict[str, UpstreamConfig]) -> int:

@@ -3,7 +3,9 @@
 Precedence, highest first: explicit overrides (CLI flags) > environment (`GATEWAY_*`, nested with
 `__`, e.g. `GATEWAY_CACHE__ENABLED=false`) > the YAML file (`--config` / `GATEWAY_CONFIG`) > defaults.
 Upstream credentials are never in the file: each upstream names an environment variable
-(`token_env`, default `HF_TOKEN`) whose value is read here, once, into a `SecretStr`.
+(`token_env`, default `HF_TOKEN`) whose value is read here, once, into a `SecretStr`. The proxy
+variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, either case) are read here too, once,
+into every upstream's `proxy_environment` (`core/proxies.py`).
 
 Invariants after `load_settings` returns:
 - every deployment names a configured upstream;
@@ -18,10 +20,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from gateway.core.endpoint_config import HF_ENDPOINTS_API, Duration, IdleConfig, check_endpoint_fields
+from gateway.core.proxies import ProxyEnvironment, ProxySetting
 
 HF_ROUTER = "https://router.huggingface.co"
 UpstreamKind = Literal["hf", "tgi", "tei", "openai", "endpoint"]
@@ -119,7 +122,7 @@ class UpstreamConfig(BaseModel):
     described in `endpoint_config.py` (docs/endpoints.md).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # (a proxy URL may hold a password)
     kind: UpstreamKind = "hf"
     base_url: str = HF_ROUTER
     token_env: str | None = "HF_TOKEN"
@@ -133,6 +136,12 @@ class UpstreamConfig(BaseModel):
     budget_max_wait: float = Field(30.0, ge=0)  # longest a call queues for the budget; past it: 429 + Retry-After
     breaker_failures: int = Field(5, ge=1)
     breaker_cooldown: float = Field(30.0, gt=0)
+    # Egress (core/proxies.py): a forward proxy URL, or none/false to ignore HTTPS_PROXY & co; unset: the
+    # environment. `ca_file`: the CAs trusted for https (instead of the system's); `verify: false`: none checked.
+    proxy: ProxySetting = None
+    ca_file: str | None = None
+    verify: bool = True
+    _proxy_environment: ProxyEnvironment = PrivateAttr(default_factory=ProxyEnvironment)  # set by Settings
     # kind: endpoint only (endpoint_config.py).
     name: str | None = None  # the endpoint's name on HF
     namespace: str | None = None  # its user or organisation
@@ -154,6 +163,18 @@ class UpstreamConfig(BaseModel):
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"must be an http(s) URL, got {v!r}")
         return v.rstrip("/")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+    @property
+    def proxy_environment(self) -> ProxyEnvironment:
+        """HTTPS_PROXY, HTTP_PROXY, NO_PROXY & co as the settings read them at start (empty when built alone)."""
+        return self._proxy_environment
 
     @model_validator(mode="after")
     def _endpoint_fields(self) -> UpstreamConfig:
@@ -332,7 +353,8 @@ class Settings(BaseSettings):
     """Everything the gateway is told."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid", validate_default=True,
+        hide_input_in_errors=True,  # errors name the key, never quote a value (a proxy password, a Redis URL's)
     )
 
     host: str = "127.0.0.1"
@@ -391,7 +413,9 @@ class Settings(BaseSettings):
         for k in self.keys:
             if k.tenant not in self.tenants:
                 self.tenants[k.tenant] = TenantConfig()
+        proxies = ProxyEnvironment.from_environ(os.environ)  # read once, here (README "Behind a corporate proxy")
         for up in self.upstreams.values():
+            up._proxy_environment = proxies
             if up.token_env and up.token is None:
                 value = os.environ.get(up.token_env)
                 if value:

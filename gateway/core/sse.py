@@ -38,6 +38,7 @@ async def read_events(lines: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None
     buf: list[bytes] = []
     size = 0
     idle = 0  # comment and blank-line bytes since the last event that was not only comments
+    fields = False  # `buf` holds a line that is not a comment (what `is_comment(buf)` would tell)
     count = 0
     async for line in lines:
         count += 1
@@ -50,11 +51,13 @@ async def read_events(lines: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None
                 raise UpstreamProtocolError("upstream sent over 1 MiB of SSE comments and blank lines without an event")
             if not text:
                 if buf:
-                    if not is_comment(buf):
+                    if fields:
                         idle = 0
                     yield _finish(buf)
-                    buf, size = [], 0
+                    buf, size, fields = [], 0, False
                 continue
+        else:
+            fields = True
         size += len(line)
         if size > MAX_EVENT:
             raise UpstreamProtocolError("upstream sent an SSE event over 1 MiB")
@@ -69,16 +72,31 @@ def is_comment(event: bytes | list[bytes]) -> bool:
     return all(line[:1] == b":" for line in lines)
 
 
+class CommentThinner:
+    """`thin_comments`' decision, one event at a time: a relay loop asks `keep` instead of adding a
+    generator stage (one more async generator step for every event of every stream)."""
+
+    __slots__ = ("_clock", "_last")
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = float("-inf")  # when the last event was let through
+
+    def keep(self, event: bytes) -> bool:
+        """False for a comment-only event less than `COMMENT_EVERY` s after the last one let through."""
+        now = self._clock.monotonic()
+        if event[:1] == b":" and now - self._last < COMMENT_EVERY and is_comment(event):
+            return False
+        self._last = now
+        return True
+
+
 async def thin_comments(events: AsyncIterator[bytes], clock: Clock) -> AsyncGenerator[bytes, None]:
     """`events` without the comment-only events that come less than `COMMENT_EVERY` s after the last one relayed."""
-    last = float("-inf")
+    keep = CommentThinner(clock).keep
     async for event in events:
-        now = clock.monotonic()
-        if event[:1] == b":" and is_comment(event):
-            if now - last < COMMENT_EVERY:
-                continue
-        last = now
-        yield event
+        if keep(event):
+            yield event
 
 
 def _finish(lines: list[bytes]) -> bytes:

@@ -61,8 +61,11 @@ async def read_body(request: web.Request, limit: int, seconds: float | None = No
     if length is not None and length > limit:
         raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit} bytes")
     try:
-        async with asyncio.timeout(seconds):
+        if seconds is None:
             raw = await request.read()
+        else:
+            async with asyncio.timeout(seconds):
+                raw = await request.read()
     except TimeoutError:
         # What is left of the body cannot be told from the next request: the connection closes.
         raise RequestTimeout("the request body did not arrive within the request's deadline",
@@ -157,7 +160,7 @@ class CallParser:
     async def openai(self, request: web.Request, op: Op, bound_model: str | None = None) -> Call:
         """`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses` (optionally with a
         URL-bound model)."""
-        raw = await read_body(request, self.max_body, self._body_seconds(request))
+        raw = await read_body(request, self.max_body, self._body_wait(request))
         body = parse_json_object(raw)
         _require_openai_fields(op, body)
         model = bound_model or check_body_id(body.get("model"))  # any backend's id: it stays in the body
@@ -169,7 +172,7 @@ class CallParser:
 
     async def hf(self, request: web.Request, model: str, path_task: str | None, op: Op = Op.HF_TASK) -> Call:
         """HF-style task calls: `/models/{id}`, `/pipeline/{task}/{id}`, `/hf-inference/...`, TGI/TEI-native."""
-        raw = await read_body(request, self.max_body, self._body_seconds(request))
+        raw = await read_body(request, self.max_body, self._body_wait(request))
         ctype = request.headers.get("Content-Type", "")
         body: dict[str, Any] | None
         if not raw or ctype.startswith("application/json") or (not ctype and raw[:1] in (b"{", b"[")):
@@ -189,6 +192,11 @@ class CallParser:
         if path_task and path_task != "stream":
             call.path_task = path_task
         return call
+
+    def _body_wait(self, request: web.Request) -> float | None:
+        """How long reading the body may wait: None when it has all arrived already (a small body comes
+        in the same packets as the head: reading it cannot wait, so no timer is armed), else `_body_seconds`."""
+        return None if request.content.is_eof() else self._body_seconds(request)
 
     def _body_seconds(self, request: web.Request) -> float:
         """What is left of the request's deadline (`request_timeout`, or a shorter valid `X-Gateway-Timeout`)

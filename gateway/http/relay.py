@@ -38,8 +38,10 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
     """Relay SSE events untouched; flush per event."""
     resp = web.StreamResponse(status=answer.status)
     resp.content_type = answer.content_type
-    resp.headers.update(clean_headers(answer.headers.items()))
-    resp.headers.update(clean_headers(call.reply_headers.items()))
+    if answer.headers:
+        resp.headers.update(clean_headers(answer.headers.items()))
+    if call.reply_headers:
+        resp.headers.update(clean_headers(call.reply_headers.items()))
     resp.headers["X-Request-Id"] = call.request_id
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"

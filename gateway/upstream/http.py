@@ -38,7 +38,8 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.core.sse import DONE, MAX_EVENT, error_in, event_data, is_comment, read_events, thin_comments
+from gateway.core.sse import DONE, MAX_EVENT, CommentThinner, error_in, event_data, is_comment, read_events
+from gateway.upstream.egress import Egress
 from gateway.upstream.plan import Plan, Planner, SseStyle
 from gateway.upstream.status_errors import status_error, stream_error
 from gateway.upstream.transport.connection import (
@@ -48,6 +49,7 @@ from gateway.upstream.transport.connection import (
     ConnectTimeout,
     Disconnected,
     LineTooLong,
+    ProxyRefused,
     ReadTimeout,
     Truncated,
     WireError,
@@ -83,8 +85,11 @@ class HttpUpstream:
         # `Accept-Encoding: identity` is sent, so answers come uncompressed: on the networks between a
         # gateway and its upstreams, decompressing costs more than the bytes it saves (bench/PROFILE.md),
         # and without the header RFC 9110 would allow any coding, streams included.
-        self._pool = Pool(self.config.base_url, limit=self.config.pool_size,
-                          connect_timeout=self.config.connect_timeout, read_timeout=self.config.read_timeout)
+        self._pool = Egress.of(self.config).pool(self.config.base_url, limit=self.config.pool_size,
+                                                 connect_timeout=self.config.connect_timeout,
+                                                 read_timeout=self.config.read_timeout)
+        if self._pool.proxy is not None:
+            log.info("upstream %s is reached through the proxy %s", self.name, self._pool.proxy.shown)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -104,6 +109,8 @@ class HttpUpstream:
             raise UpstreamConnectTimeout(f"upstream {self.name} could not be reached in time") from exc
         except ReadTimeout as exc:
             raise UpstreamTimeout(f"upstream {self.name} did not answer in time") from exc
+        except ProxyRefused as exc:
+            raise _proxy_refused(exc, self.name) from exc
         except ConnectFailed as exc:
             raise UpstreamUnreachable(f"upstream {self.name} is unreachable") from exc
         except Disconnected as exc:
@@ -120,8 +127,9 @@ class HttpUpstream:
             if resp.status >= 400:
                 err = await self._status_error(resp)
                 raise plan.explain(err) if plan.explain is not None else err
-            self._check_coding(resp)
-            relayed = {k: v for k, v in clean_headers(resp.headers.items()) if k.lower().startswith(_RELAY_PREFIXES)}
+            if "Content-Encoding" in resp.headers:  # (absent: identity, nothing to check)
+                self._check_coding(resp)
+            relayed = _relayed(resp.headers.items())
             ctype = resp.headers.get("Content-Type", "")
             if plan.stream and not ctype.startswith("application/json"):
                 reply = await self._stream(resp, plan, relayed)
@@ -210,7 +218,7 @@ class HttpUpstream:
         first = b""
         try:
             async for ev in events:
-                if is_comment(ev):
+                if ev[:1] == b":" and is_comment(ev):
                     continue  # nothing is relayed before the first event: comments before it are dropped
                 first += ev
                 if event_data(ev) is not None:
@@ -246,6 +254,17 @@ def _credentials_refused(err: UpstreamStatusError, upstream: str) -> UpstreamErr
     return out
 
 
+def _proxy_refused(exc: ProxyRefused, upstream: str) -> UpstreamError:
+    """The forward proxy's refusal: a 502 naming the upstream and the proxy's status (never the proxy's
+    credentials). A 5xx (the proxy could not reach the upstream) is retried and handed over like a refused
+    connection; a 4xx (407: the credentials, 403: the proxy's policy) is configuration, and stays as it is."""
+    message = f"upstream {upstream} cannot be reached: {exc}"
+    out = UpstreamUnreachable(message) if exc.status >= 500 else UpstreamError(message)
+    out.code = "upstream_proxy_refused"
+    out.retryable = exc.status >= 500
+    return out
+
+
 def _check_first_event(first: bytes, upstream: str) -> None:
     """The peeked event must carry JSON (or `[DONE]`): garbage is a 502 now, not a broken 200 stream."""
     data = event_data(first)
@@ -277,9 +296,11 @@ async def _rest(events: AsyncGenerator[bytes, None], resp: Response, style: SseS
     """The events after the peeked one; `done`: the peeked one was `[DONE]`."""
     finished = False
     last = b""  # the last event that was not a comment
-    thinned = thin_comments(events, clock)
+    keep = CommentThinner(clock).keep  # `thin_comments`, without a generator stage of its own
     try:
-        async for ev in thinned:
+        async for ev in events:
+            if not keep(ev):
+                continue
             if ev == DONE:
                 done = True
             elif ev[:1] != b":":
@@ -291,7 +312,6 @@ async def _rest(events: AsyncGenerator[bytes, None], resp: Response, style: SseS
         if style is SseStyle.OPENAI and not done and error_in(last) is None:
             yield DONE
     finally:
-        await thinned.aclose()
         await events.aclose()
         # A stream abandoned half way (client gone, error) must not go back to the pool.
         if finished:
@@ -308,6 +328,13 @@ def _coding(resp: Response) -> str:
 def clean_headers(headers: Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
     """The headers fit to relay: a token for a name, printable ASCII (at most 1 KiB) for a value."""
     return ((k, v) for k, v in headers if _TOKEN.fullmatch(k) and _CLEAN_VALUE.fullmatch(v))
+
+
+def _relayed(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The upstream's headers worth giving back to the client (`_RELAY_PREFIXES`) that `clean_headers` lets
+    through; the cheap name test first, so the answer's other headers are never matched against the patterns."""
+    return {k: v for k, v in headers
+            if k.lower().startswith(_RELAY_PREFIXES) and _TOKEN.fullmatch(k) and _CLEAN_VALUE.fullmatch(v)}
 
 
 _INVALID = object()

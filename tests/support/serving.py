@@ -7,6 +7,7 @@ is the gateway built by `create_app` behind a `TestClient`, the way most in-proc
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,18 +20,21 @@ from gateway.http.app import create_app
 
 
 @asynccontextmanager
-async def serving(app: web.Application, *, cancel: bool = False) -> AsyncIterator[str]:
+async def serving(app: web.Application, *, cancel: bool = False,
+                  tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
     """`app` listening on 127.0.0.1 (a free port) until the block ends; yields its base URL.
 
     `cancel`: aiohttp's handler cancellation when a client disconnects (`hf-gateway serve` turns it
-    on; `hf-gateway simulate` leaves it off).
+    on; `hf-gateway simulate` leaves it off). `tls`: serve https with this context; the URL then
+    names `localhost` (what the test certificates of `tests/support/tls.py` are for).
     """
     runner = web.AppRunner(app, handler_cancellation=cancel, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        port = runner.addresses[0][1]
+        yield f"https://localhost:{port}" if tls is not None else f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 

@@ -21,6 +21,7 @@ from gateway.policies.endpoints.watch import EndpointWatch
 from gateway.policies.resilience.loading import LoadingBoard
 from gateway.policies.resilience.target import Target, target_of
 from gateway.store.protocol import Store
+from gateway.upstream.egress import Egress
 from gateway.upstream.endpoints.control import ControlPlaneClient
 from gateway.upstream.endpoints.upstream import EndpointUpstream
 
@@ -77,7 +78,8 @@ def build_fleet(upstreams: dict[str, Upstream], router: Router, store: Store, pr
             continue
         cfg = up.config
         token = cfg.token.get_secret_value().strip() if cfg.token else None
-        client = ControlPlaneClient(cfg.control_plane_url, token, timeout=cfg.control_timeout)
+        client = ControlPlaneClient(cfg.control_plane_url, token, timeout=cfg.control_timeout,
+                                    egress=Egress.of(cfg))
         targets = {_target(route_dep) for route in router.routes for route_dep in route.deployments
                    if route_dep.upstream is up}
         board = EndpointBoard(store, prefix, up.label)

@@ -20,8 +20,10 @@ from typing import Literal
 
 import orjson
 
+from gateway.core.proxies import ProxyUrl
+from gateway.upstream.egress import Egress
 from gateway.upstream.endpoints.info import EndpointInfo, parse_endpoint
-from gateway.upstream.transport.connection import ConnectFailed, ConnectTimeout, ReadTimeout, WireError
+from gateway.upstream.transport.connection import ConnectFailed, ConnectTimeout, ProxyRefused, ReadTimeout, WireError
 from gateway.upstream.transport.pool import Pool
 
 Reason = Literal["unreachable", "timeout", "unauthorized", "forbidden", "not_found", "refused", "server_error",
@@ -42,13 +44,15 @@ class ControlPlaneError(Exception):
 
 
 class ControlPlaneClient:
-    """Calls one namespace's endpoints on one control plane, with one token; a pool per origin."""
+    """Calls one namespace's endpoints on one control plane, with one token; a pool per origin and proxy
+    (`egress`: the upstream's proxy and TLS settings, the same as its data plane's)."""
 
-    def __init__(self, base_url: str, token: str | None, *, timeout: float) -> None:
+    def __init__(self, base_url: str, token: str | None, *, timeout: float, egress: Egress | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token or ""
         self._timeout = timeout
-        self._pools: dict[str, Pool] = {}
+        self._egress = egress or Egress()
+        self._pools: dict[tuple[str, ProxyUrl | None], Pool] = {}
 
     def endpoint_url(self, namespace: str, name: str) -> str:
         """Where the control plane keeps this endpoint."""
@@ -104,6 +108,8 @@ class ControlPlaneClient:
             raise ControlPlaneError("timeout", f"no answer from {_origin(url)} within {self._timeout:g} s") from exc
         except (ConnectTimeout, ReadTimeout) as exc:
             raise ControlPlaneError("timeout", f"no answer from {_origin(url)} in time") from exc
+        except ProxyRefused as exc:
+            raise ControlPlaneError("unreachable", f"{_origin(url)} cannot be reached: {exc}") from exc
         except (ConnectFailed, WireError, OSError) as exc:
             raise ControlPlaneError("unreachable", f"{_origin(url)} cannot be reached ({type(exc).__name__})") from exc
         if check and resp.status >= 400:
@@ -112,10 +118,11 @@ class ControlPlaneClient:
 
     def _pool(self, url: str) -> Pool:
         origin = _origin(url)
-        pool = self._pools.get(origin)
+        key = (origin, self._egress.proxy_for(origin))  # a connection to a proxy is no connection to the origin
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[origin] = Pool(origin, limit=8, connect_timeout=self._timeout,
-                                              read_timeout=self._timeout)
+            pool = self._pools[key] = self._egress.pool(origin, limit=8, connect_timeout=self._timeout,
+                                                        read_timeout=self._timeout)
         return pool
 
     def _parse(self, status: int, body: bytes) -> EndpointInfo:

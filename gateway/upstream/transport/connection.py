@@ -2,9 +2,10 @@
 
 Why not aiohttp's client here: on loopback it costs ~75 µs of CPU per request against ~24 µs for this
 (uvloop; bench/client_cost.py, bench/RESULTS.md 2026-12-04), and the upstream call happens on every request. The gateway
-needs little of what a general client does (no cookies, redirects, proxies or multipart; it asks
-for no compression), so `connection` (the socket and the request), `response` (reading an answer,
-parsed by llhttp through httptools) and `pool` (keep-alive reuse) do only what `HttpUpstream` needs.
+needs little of what a general client does (no cookies, redirects or multipart; it asks for no
+compression), so `connection` (the socket and the request), `response` (reading an answer, parsed
+by llhttp through httptools), `pool` (keep-alive reuse) and `tunnel` (a forward proxy's CONNECT or
+absolute-form requests) do only what `HttpUpstream` needs.
 
 Invariants:
 - Every wait for bytes has the read timeout (`ReadTimeout`); none waits forever.
@@ -21,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 
 MAX_HEAD = 64 * 1024  # status line + headers (and, later, chunk-size and trailer lines): more is refused
@@ -34,6 +36,14 @@ class WireError(Exception):
 
 class ConnectFailed(WireError):
     """No connection: refused, unreachable, name not resolved, TLS handshake failed."""
+
+
+class ProxyRefused(ConnectFailed):
+    """The forward proxy answered a CONNECT (or, for a plain-http upstream, a request) with a refusal."""
+
+    def __init__(self, status: int, what: str = "tunnel") -> None:
+        super().__init__(f"the proxy refused the {what} (status {status})")
+        self.status = status
 
 
 class ConnectTimeout(WireError):
@@ -177,6 +187,16 @@ class Connection(asyncio.Protocol):
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(ReadTimeout("no data from the upstream within the read timeout"))
+
+
+def client_context(ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
+    """TLS settings for an https upstream: the system's CAs, or only those of `ca_file`; `verify=False`
+    checks nothing (no certificate, no name)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def request_bytes(method: str, target: str, host: str, headers: dict[str, str], body: bytes | None) -> bytes:

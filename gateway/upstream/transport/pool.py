@@ -1,5 +1,9 @@
 """One upstream origin's keep-alive connections: at most `limit` in use, idle ones reused newest first.
 
+A pool is for one origin reached one way: directly, or through one forward proxy (`tunnel.py`). A
+connection to a proxy is not a connection to the upstream, so whoever keeps pools keys them by
+origin and proxy together, and connections never move between pools.
+
 `Pool.request` writes a request on a connection (reused or new) and returns the `Response`
 once its head arrived; the response hands its connection back through `release()` / `close()`.
 
@@ -17,6 +21,8 @@ Invariants:
   while it sat idle) is replaced once by a new one; a new connection that does the same fails.
 - Waiting for a free connection and opening one each count against `connect_timeout` (ConnectTimeout).
 - Nothing leaks on cancellation: a request cancelled before its head arrived closes its connection.
+- Through a proxy, a plain-http request that the proxy answers with 407 is `ProxyRefused`, never an
+  answer relayed as the upstream's (an https upstream's refusals come from the tunnel: `tunnel.py`).
 """
 
 from __future__ import annotations
@@ -28,14 +34,18 @@ import ssl
 from collections import deque
 from urllib.parse import quote, urlsplit
 
+from gateway.core.proxies import ProxyUrl
 from gateway.upstream.transport.connection import (
     ConnectFailed,
     Connection,
     ConnectTimeout,
     Disconnected,
+    ProxyRefused,
+    client_context,
     request_bytes,
 )
 from gateway.upstream.transport.response import Response, read_head
+from gateway.upstream.transport.tunnel import open_via_proxy
 
 log = logging.getLogger("gateway.upstream")
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")
@@ -45,17 +55,24 @@ class Pool:
     """The connections to one `scheme://host:port`."""
 
     def __init__(self, base_url: str, *, limit: int, connect_timeout: float, read_timeout: float | None,
-                 keepalive: float = 30.0) -> None:
+                 keepalive: float = 30.0, proxy: ProxyUrl | None = None, tls: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self.host = parts.hostname
-        tls = parts.scheme == "https"
-        self.port = parts.port or (443 if tls else 80)
+        https = parts.scheme == "https"
+        self.port = parts.port or (443 if https else 80)
         self.origin = f"{parts.scheme}://{parts.netloc}"
         name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal keeps its brackets
-        self.host_header = name if self.port == (443 if tls else 80) else f"{name}:{self.port}"
-        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if tls else None
+        self.host_header = name if self.port == (443 if https else 80) else f"{name}:{self.port}"
+        self.ssl: ssl.SSLContext | None = (tls or client_context()) if https else None
+        # Through a proxy, an https origin is reached in a CONNECT tunnel; a plain-http one is asked of
+        # the proxy itself, each request naming it in absolute form (tunnel.py).
+        self.proxy = proxy
+        self._absolute = f"http://{self.host_header}" if proxy is not None and not https else ""
+        auth = proxy.authorization if proxy is not None and not https else None
+        self._proxy_headers = {"Proxy-Authorization": auth} if auth else {}
+        self.where = f"{self.host}:{self.port}" + (f" through the proxy {proxy.shown}" if proxy else "")
         self.limit = limit
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -87,13 +104,15 @@ class Pool:
     async def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
                       partition: str | None = None) -> Response:
         """Send one request on a connection of `partition`; the response once its head arrived (body still to read)."""
-        data = request_bytes(method, self.target(url), self.host_header, headers, body)
+        if self._proxy_headers:
+            headers = {**headers, **self._proxy_headers}
+        data = request_bytes(method, self._absolute + self.target(url), self.host_header, headers, body)
         if self._slots.locked():  # every connection in use: waiting for one counts against the connect timeout
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     await self._slots.acquire()
             except TimeoutError as exc:
-                raise ConnectTimeout(f"no free connection to {self.host}:{self.port} within "
+                raise ConnectTimeout(f"no free connection to {self.where} within "
                                      f"{self.connect_timeout:g} s ({self.limit} in use)") from exc
         else:
             await self._slots.acquire()
@@ -116,7 +135,11 @@ class Pool:
     async def _exchange(self, conn: Connection, method: str, data: bytes) -> Response:
         try:
             conn.send(data)
-            return Response(conn, await read_head(conn, method), self._give_back)
+            reader = await read_head(conn, method)
+            if self._absolute and reader.sink.status == 407:  # the proxy's refusal, not the upstream's answer
+                reader.detach()
+                raise ProxyRefused(407, "request")
+            return Response(conn, reader, self._give_back)
         except BaseException:
             self._forget(conn)
             raise
@@ -146,13 +169,16 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: Connection(self.read_timeout), self.host, self.port, ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None)
+                if self.proxy is None:
+                    _, conn = await loop.create_connection(
+                        lambda: Connection(self.read_timeout), self.host, self.port, ssl=self.ssl,
+                        server_hostname=self.host if self.ssl else None)
+                else:
+                    conn = await open_via_proxy(self.proxy, self.host, self.port, self.ssl, self.read_timeout)
         except TimeoutError as exc:
-            raise ConnectTimeout(f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s") from exc
+            raise ConnectTimeout(f"no connection to {self.where} within {self.connect_timeout:g} s") from exc
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            raise ConnectFailed(f"cannot connect to {self.where}: {exc}") from exc
         conn.partition = partition
         conn.on_stray = self._stray
         self._open.add(conn)
@@ -169,7 +195,10 @@ class Pool:
             return
         conn.idle_since = asyncio.get_running_loop().time()
         conn.idle = True
-        self._idle.setdefault(conn.partition, deque()).append(conn)
+        idle = self._idle.get(conn.partition)
+        if idle is None:  # (not `setdefault`: that would make a deque for every answer)
+            idle = self._idle[conn.partition] = deque()
+        idle.append(conn)
         self._idle_count += 1
         if self._idle_count > self.limit:  # partitions must not multiply the idle connections: the oldest goes
             oldest = min((q for q in self._idle.values() if q), key=lambda q: q[0].idle_since)

@@ -50,14 +50,15 @@ class _Sink:
     status code is read at the moment the head ends); `Reader.detach` breaks that cycle. The
     callbacks run for every answer: they do the least they can."""
 
-    __slots__ = ("after", "body", "done", "framing", "head_done", "head_only", "headers", "keep_alive", "parser",
-                 "status", "trailer_bytes", "until_close")
+    __slots__ = ("after", "body", "done", "framing", "head_done", "head_only", "headers", "keep_alive", "length",
+                 "parser", "status", "trailer_bytes", "until_close")
 
     def __init__(self, head_only: bool) -> None:
         self.parser: httptools.HttpResponseParser | None = None
         self.head_only = head_only  # a HEAD request: the answer has no body whatever its head says
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.length: int | None = None  # the final head's Content-Length
         self.keep_alive = False
         self.head_done = False  # the final (non-1xx) head is complete
         self.done = False  # the answer is complete
@@ -103,6 +104,7 @@ class _Sink:
                 codings.append(value)
             elif size == 14 and name.lower() == b"content-length":
                 has_length = True
+                self.length = int(value)  # llhttp let through one field of digits only
         if codings and (len(codings) > 1 or codings[0].strip().lower() != b"chunked"):
             raise BadResponse(f"Transfer-Encoding {b', '.join(codings)[:60]!r}: only chunked can be read")
         if self.head_only:
@@ -197,15 +199,10 @@ class Response:
     def __init__(self, conn: Connection, reader: Reader, on_done: Callable[[Connection, bool], None]) -> None:
         sink = reader.sink
         self.status = sink.status
-        headers: CIMultiDict[str] = CIMultiDict()
-        length: int | None = None
-        for name, value in sink.headers:
-            key = name.decode("latin-1")
-            headers.add(key, value.decode("latin-1").strip(" \t"))
-            if key.lower() == "content-length":
-                length = int(value)  # llhttp let through one field of digits only
+        headers: CIMultiDict[str] = CIMultiDict(
+            [(name.decode("latin-1"), value.decode("latin-1").strip(" \t")) for name, value in sink.headers])
         self.headers = CIMultiDictProxy(headers)
-        self.content_length = 0 if sink.done or sink.status in (204, 304) else length  # as announced
+        self.content_length = 0 if sink.done or sink.status in (204, 304) else sink.length  # as announced
         self._conn = conn
         self._reader = reader
         self._sink = sink
