@@ -34,6 +34,7 @@ class Op(enum.Enum):
     CHAT = "chat"  # OpenAI chat completions
     COMPLETIONS = "completions"  # OpenAI completions
     EMBEDDINGS = "embeddings"  # OpenAI embeddings
+    RESPONSES = "responses"  # OpenAI Responses API (`event:` + `data:` SSE events, no `[DONE]`)
     HF_TASK = "hf_task"  # an HF inference task ({"inputs", "parameters"}), see Call.task
     TGI_GENERATE = "tgi_generate"  # TGI POST /generate (bare object answer)
     TEI_EMBED = "tei_embed"  # TEI POST /embed

@@ -10,6 +10,7 @@
     │   ├── RequestTimeout            408 the body did not arrive within the request's deadline
     │   ├── PayloadTooLarge           413 body over the configured limit
     │   ├── UnsupportedTask           422 the deployment's backend cannot serve this task
+    │   │   └── UnsupportedRoute          a whole API (e.g. /v1/responses) the backend kind does not speak
     │   └── RateLimited               429 a gateway bucket is empty (carries Retry-After)
     ├── ServiceUnavailable            503 the gateway itself cannot take the request now
     │   ├── Overloaded                    in-flight caps reached
@@ -118,6 +119,10 @@ class UnsupportedTask(ClientError):
     status = 422
     code = "unsupported_task"
     error_type = "validation"
+
+
+class UnsupportedRoute(UnsupportedTask):
+    code = "unsupported_route"
 
 
 class RateLimited(ClientError):

@@ -134,7 +134,9 @@ def event_data(event: bytes) -> bytes | None:
 
 
 def error_in(event: bytes) -> dict[str, object] | None:
-    """The parsed error object if this event is an in-band error event (`{"error": ...}`)."""
+    """The parsed error object if this event is an in-band error event: `{"error": ...}`, or a Responses
+    stream's `{"type": "error", "message", "code"}` / `{"type": "response.failed", "response": {"error"}}`
+    (the latter given back as `{"error": <the response's error>}`)."""
     data = event_data(event)
     if not data or b'"error"' not in data:
         return None
@@ -142,14 +144,37 @@ def error_in(event: bytes) -> dict[str, object] | None:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    if isinstance(obj, dict) and obj.get("error"):
+    if not isinstance(obj, dict):
+        return None
+    if obj.get("error") or obj.get("type") == "error":
         return obj
+    if obj.get("type") == "response.failed":
+        response = obj.get("response")
+        failure = response.get("error") if isinstance(response, dict) else None
+        return {"error": failure if isinstance(failure, dict) else {"message": "the response failed"}}
     return None
 
 
 def openai_error_event(message: str, code: str = "upstream_error") -> bytes:
     """An in-band error event for /v1 streams (openai raises APIError(message))."""
     return b"data: " + orjson.dumps({"error": {"message": message, "type": "server_error", "code": code}}) + b"\n\n"
+
+
+def responses_error_event(message: str, sequence_number: int, code: str = "server_error") -> bytes:
+    """An in-band error event for Responses API streams (openai's `ResponseErrorEvent`)."""
+    payload = {"type": "error", "code": code, "message": message, "param": None, "sequence_number": sequence_number}
+    return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def next_sequence_number(event: bytes) -> int:
+    """The `sequence_number` that follows a Responses stream event's own (0 when it has none)."""
+    data = event_data(event)
+    try:
+        obj = orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        return 0
+    seq = obj.get("sequence_number") if isinstance(obj, dict) else None
+    return seq + 1 if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
 
 
 def tgi_error_event(message: str, error_type: str = "generation") -> bytes:

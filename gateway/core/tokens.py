@@ -46,7 +46,39 @@ def prompt_tokens(call: Call) -> int:
         msgs = body.get("messages") or []
         chars = sum(_content_chars(m.get("content")) for m in msgs if isinstance(m, dict))
         return math.ceil(chars / 4) + _PER_MESSAGE * len(msgs)
+    if call.op is Op.RESPONSES:
+        return _responses_tokens(body)
     field = {Op.COMPLETIONS: "prompt", Op.EMBEDDINGS: "input"}.get(call.op, "inputs")
     if call.op is Op.TEI_RERANK:
         return math.ceil((prompt_chars(body.get("query")) + prompt_chars(body.get("texts"))) / 4)
     return math.ceil(prompt_chars(body.get(field)) / 4)
+
+
+def _responses_tokens(body: dict[str, Any]) -> int:
+    """A Responses API prompt: `instructions` plus the `input` string or items (a message's text parts,
+    a tool call's `arguments`, a tool result's `output`), each item framed like a chat message."""
+    chars = prompt_chars(body.get("instructions"))
+    items = body.get("input")
+    if not isinstance(items, list):
+        return math.ceil((chars + prompt_chars(items)) / 4) + (_PER_MESSAGE if items else 0)
+    for item in items:
+        if isinstance(item, dict):
+            chars += _content_chars(item.get("content")) + prompt_chars(item.get("arguments"))
+            chars += _content_chars(item.get("output"))
+    return math.ceil(chars / 4) + _PER_MESSAGE * len(items)
+
+
+_RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def responses_usage(event: Any) -> tuple[int, int] | None:
+    """(input, output) tokens reported by a Responses stream's last event (`response.completed`,
+    `.incomplete` or `.failed`, whose `response.usage` counts them), else None."""
+    if not isinstance(event, dict) or event.get("type") not in _RESPONSE_ENDS:
+        return None
+    response = event.get("response")
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict) or not isinstance(usage.get("output_tokens"), int):
+        return None
+    given = usage.get("input_tokens")
+    return (given if isinstance(given, int) else 0), usage["output_tokens"]

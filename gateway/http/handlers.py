@@ -50,6 +50,7 @@ class Gateway:
         r.add_post("/v1/chat/completions", self.chat, **opts)
         r.add_post("/v1/completions", self.completions, **opts)
         r.add_post("/v1/embeddings", self.embeddings, **opts)
+        r.add_post("/v1/responses", self.responses, **opts)
         r.add_get("/v1/models", self.models, **opts)
         r.add_get("/v1/models/{model_id:.+}", self.model_info, **opts)
         r.add_post("/models/{rest:.+}", self.legacy_model, **opts)
@@ -83,6 +84,10 @@ class Gateway:
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._run(request, await self.parser.openai(request, Op.EMBEDDINGS))
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API, relayed to upstreams that speak it (dialects refuse it with `unsupported_route`)."""
+        return await self._run(request, await self.parser.openai(request, Op.RESPONSES))
 
     async def models(self, request: web.Request) -> web.Response:
         """Configured names and aliases in `data`; `routes` says which patterns (and `*`) serve other ids."""

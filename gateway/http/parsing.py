@@ -31,6 +31,8 @@ MAX_JSON_DEPTH = 128
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 FORWARDED = ("x-hf-bill-to",)
+_OPENAI_TASKS = {Op.CHAT: "chat", Op.COMPLETIONS: "completions", Op.EMBEDDINGS: "embeddings",
+                 Op.RESPONSES: "responses"}
 
 
 def request_id(request: web.Request) -> str:
@@ -156,7 +158,8 @@ class CallParser:
         self.default_timeout = default_timeout
 
     async def openai(self, request: web.Request, op: Op, bound_model: str | None = None) -> Call:
-        """`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` (optionally with a URL-bound model)."""
+        """`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses` (optionally with a
+        URL-bound model)."""
         raw = await read_body(request, self.max_body, self._body_wait(request))
         body = parse_json_object(raw)
         _require_openai_fields(op, body)
@@ -164,7 +167,7 @@ class CallParser:
         stream = body.get("stream") is True
         if op is Op.EMBEDDINGS and stream:
             raise BadRequest("embeddings cannot be streamed")
-        task = {Op.CHAT: "chat", Op.COMPLETIONS: "completions", Op.EMBEDDINGS: "embeddings"}[op]
+        task = _OPENAI_TASKS[op]
         return self._call(request, Dialect.OPENAI, op, op.value, model, body, raw, stream, task)
 
     async def hf(self, request: web.Request, model: str, path_task: str | None, op: Op = Op.HF_TASK) -> Call:
@@ -247,8 +250,28 @@ def _require_openai_fields(op: Op, body: dict[str, Any]) -> None:
         fmt = body.get("encoding_format")
         if fmt not in (None, "float", "base64"):
             raise BadRequest("`encoding_format` must be 'float' or 'base64'")
+    elif op is Op.RESPONSES:
+        _require_responses_fields(body)
     for key in ("max_tokens", "n"):
         if key in body and body[key] is not None and (not isinstance(body[key], int) or isinstance(body[key], bool)):
             raise BadRequest(f"`{key}` must be an integer")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise BadRequest("`stream` must be a boolean")
+
+
+def _require_responses_fields(body: dict[str, Any]) -> None:
+    """The Responses API fields the gateway itself reads (token estimate, stream form), type-checked."""
+    value = body.get("input")
+    if value is not None and not isinstance(value, (str, list)):
+        raise BadRequest("`input` must be a string or a list of input items")
+    if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+        raise BadRequest("each item of `input` must be an object")
+    if body.get("instructions") is not None and not isinstance(body["instructions"], str):
+        raise BadRequest("`instructions` must be a string")
+    cap = body.get("max_output_tokens")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise BadRequest("`max_output_tokens` must be a positive integer")
+    if body.get("background") is True:
+        # A background response is fetched later with GET /v1/responses/{id}, which no model routes.
+        raise BadRequest("`background: true` is not served through this gateway (the response could not be "
+                         "fetched later); send the request without `background`, streamed if it is long")

@@ -24,10 +24,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from aiohttp import web
 
-from gateway.core.call import Call, Dialect, StreamReply
+from gateway.core.call import Call, Dialect, Op, StreamReply
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError, UpstreamTimeout
-from gateway.core.sse import openai_error_event, tgi_error_event
+from gateway.core.sse import next_sequence_number, openai_error_event, responses_error_event, tgi_error_event
 from gateway.http.appkeys import CLOCK
 from gateway.upstream.http import clean_headers
 
@@ -49,18 +49,21 @@ async def relay_stream(request: web.Request, call: Call, answer: StreamReply) ->
     timed = _until_deadline(events, call, request.app[CLOCK])
     try:
         await resp.prepare(request)
+        last = b""  # the last event written: a Responses error event carries the next sequence number
         try:
             async for event in timed:
                 await resp.write(event)
+                if event[:1] != b":":  # (comments carry no sequence number)
+                    last = event
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except GatewayError as exc:
             call.streaming.error = exc.code
-            await resp.write(_error_event(call, exc.message))
+            await resp.write(_error_event(call, exc.message, exc.code, last))
         except Exception as exc:  # an upstream bug must still end the stream cleanly
             log.exception("stream relay failed", extra={"request_id": call.request_id})
             call.streaming.error = type(exc).__name__
-            await resp.write(_error_event(call, "the upstream stream failed"))
+            await resp.write(_error_event(call, "the upstream stream failed", "server_error", last))
         await resp.write_eof()
     except ConnectionResetError:
         call.streaming.client_gone = True
@@ -93,7 +96,10 @@ async def _until_deadline(events: AsyncIterator[bytes], call: Call,
         yield event
 
 
-def _error_event(call: Call, message: str) -> bytes:
+def _error_event(call: Call, message: str, code: str, last: bytes) -> bytes:
+    """The in-band error event of the call's stream form (a Responses stream's is numbered after `last`)."""
+    if call.op is Op.RESPONSES:
+        return responses_error_event(message, next_sequence_number(last), code)
     if call.dialect is Dialect.OPENAI:
         return openai_error_event(message)
     return tgi_error_event(message)

@@ -9,6 +9,7 @@ import orjson
 
 from gateway.core.call import Call
 from gateway.core.sse import DONE, event_data
+from gateway.core.tokens import responses_usage
 from gateway.policies.limits.tokens import prompt_tokens
 
 
@@ -18,8 +19,9 @@ class StreamWatch:
     `on_first` runs when the first of the remaining events is asked for, i.e. right after the
     peeked first event was written (with `skip`, a stream whose peeked event is empty, one event
     later). Tokens: the exact figures when the stream reports them (OpenAI's `usage` chunk,
-    TGI's final `details`), else one completion token per data event, as TGI and OpenAI-style
-    servers send one token per event; the prompt is then estimated from the request.
+    TGI's final `details`, the Responses API's `response.completed`), else one completion token
+    per data event, as TGI and OpenAI-style servers send one token per event; the prompt is then
+    estimated from the request.
     """
 
     __slots__ = ("_inner", "_on_first", "_skip", "events", "tokens_in", "tokens_out")
@@ -49,8 +51,8 @@ class StreamWatch:
         return event
 
     def _see(self, event: bytes) -> None:
-        if event == DONE or not event.startswith(b"data:"):
-            return
+        if event == DONE or (not event.startswith(b"data:") and b"\ndata:" not in event):
+            return  # a comment (a Responses event opens with its `event:` line, then data)
         if b'"usage"' in event or b'"generated_tokens"' in event:
             if self._reported(event):
                 return  # a usage-only chunk carries no token of its own
@@ -63,10 +65,13 @@ class StreamWatch:
             return False
         if not isinstance(obj, dict):
             return False
-        usage, details = obj.get("usage"), obj.get("details")
+        usage, details, final = obj.get("usage"), obj.get("details"), responses_usage(obj)
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             self.tokens_in, self.tokens_out = int(usage.get("prompt_tokens") or 0), usage["completion_tokens"]
             return not obj.get("choices")
+        if final is not None:  # a Responses stream's `response.completed` (or .incomplete / .failed)
+            self.tokens_in, self.tokens_out = final
+            return True
         if isinstance(details, dict) and isinstance(details.get("generated_tokens"), int):
             self.tokens_out = details["generated_tokens"]
             if isinstance(details.get("input_length"), int):

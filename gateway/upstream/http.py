@@ -207,8 +207,8 @@ class HttpUpstream:
         if isinstance(data, dict):
             usage = data.get("usage")
             if isinstance(usage, dict):
-                call.tokens_in = int(usage.get("prompt_tokens") or 0)
-                call.tokens_out = int(usage.get("completion_tokens") or 0)
+                call.tokens_in = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+                call.tokens_out = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
         if plan.adapt is not None:
             body = orjson.dumps(plan.adapt(data))
         return Reply(resp.status, body, "application/json", relayed)

@@ -20,6 +20,7 @@ from gateway.core.errors import UpstreamError
 class SseStyle(enum.Enum):
     OPENAI = "openai"  # `data: {...}` events, must end with `data: [DONE]`
     TGI = "tgi"  # `data:{...}` token events, end at EOF
+    RESPONSES = "responses"  # OpenAI Responses API: `event: <type>` + `data: {...}` events, end at EOF, no [DONE]
 
 
 @dataclass(slots=True)

@@ -90,7 +90,9 @@ def read_error_body(data: Any) -> ErrorBody:
         return ErrorBody("; ".join(str(e) for e in err), etype, est_f, rest)
     msg = data.get("message")
     if isinstance(msg, str):  # bare OpenAI-style object (TEI's /v1 route, older vLLM: {"object": "error", ...})
-        fields = {k: v for k, v in data.items() if k not in ("message", "object")}
+        # (a Responses stream's error event has this shape too: its `type: "error"` and place in the stream go)
+        fields = {k: v for k, v in data.items()
+                  if k not in ("message", "object", "sequence_number") and (k, v) != ("type", "error")}
         return ErrorBody(msg, etype, est_f, fields)
     return ErrorBody(None, etype, est_f, {})
 

@@ -135,6 +135,9 @@ openai_bodies = st.fixed_dictionaries(
         "stream_options": json_values,
         "seed": st.integers(0, 10),
         "tools": json_values,
+        "instructions": st.text(max_size=30) | json_values,
+        "max_output_tokens": st.integers(-5, 50) | json_values,
+        "background": st.booleans() | json_values,
     },
 )
 hf_bodies = st.fixed_dictionaries(
@@ -178,6 +181,7 @@ POST_ROUTES = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/v1/responses",
     "/models/org/gen",
     "/models/oai/chat",
     "/hf-inference/models/org/gen",

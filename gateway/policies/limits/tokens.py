@@ -1,14 +1,15 @@
 """Token accounting for token limits: an estimate before the call, the real count after it.
 
 Before the call the rate limiter reserves `estimate(call)`: the prompt's characters / 4 (the pure
-estimate lives in `core/tokens.py`, which the dialects use too) plus the
-answer's ceiling (`max_tokens`, `max_completion_tokens`, `parameters.max_new_tokens`, times `n`;
-the configured `completion_estimate` when the client sets none). Afterwards it settles the
-difference with what was really used:
+estimate lives in `core/tokens.py`, which the dialects use too; for the Responses API, `instructions`
+and `input`) plus the answer's ceiling (`max_tokens`, `max_completion_tokens`, `max_output_tokens`,
+`parameters.max_new_tokens`, times `n`; the configured `completion_estimate` when the client sets
+none). Afterwards it settles the difference with what was really used:
 - a complete JSON answer: `usage` (set on the Call by the upstream), else TGI's
   `details.generated_tokens`; when neither is there the estimate stands;
 - a stream: `StreamMeter` counts token events and prefers an exact figure when the stream
-  carries one (OpenAI's final `usage` chunk, TGI's last-event `details`).
+  carries one (OpenAI's final `usage` chunk, TGI's last-event `details`, the Responses API's
+  `response.completed` with `response.usage`).
 Nothing here touches the store; `metered` only calls the settle function it is given, once.
 """
 
@@ -21,7 +22,7 @@ import orjson
 
 from gateway.core.call import Call, Op, Reply, StreamReply
 from gateway.core.sse import DONE, event_data
-from gateway.core.tokens import prompt_chars, prompt_tokens
+from gateway.core.tokens import prompt_chars, prompt_tokens, responses_usage
 
 __all__ = ["StreamMeter", "completion_ceiling", "estimate", "generates_text", "metered", "prompt_chars",
            "prompt_tokens", "reply_tokens"]
@@ -32,7 +33,7 @@ _GENERATIVE_TASKS = frozenset({None, "text-generation", "text2text-generation", 
 
 def generates_text(call: Call) -> bool:
     """Whether the answer is generated text (so it costs completion tokens)."""
-    if call.op in (Op.CHAT, Op.COMPLETIONS, Op.TGI_GENERATE):
+    if call.op in (Op.CHAT, Op.COMPLETIONS, Op.TGI_GENERATE, Op.RESPONSES):
         return True
     return call.op is Op.HF_TASK and call.task in _GENERATIVE_TASKS and call.body is not None
 
@@ -41,6 +42,9 @@ def completion_ceiling(call: Call, default: int) -> int:
     """The most tokens the answer may take, as the client capped it (else `default`)."""
     if not generates_text(call):
         return 0
+    if call.op is Op.RESPONSES:
+        cap = (call.body or {}).get("max_output_tokens")  # (no `n`: one response per request)
+        return cap if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0 else default
     body = call.body or {}
     nested = body.get("parameters")
     params: dict[str, Any] = nested if isinstance(nested, dict) else {}
@@ -100,10 +104,13 @@ class StreamMeter:
             return
         if not isinstance(obj, dict):
             return
-        usage, details = obj.get("usage"), obj.get("details")
+        usage, details, final = obj.get("usage"), obj.get("details"), responses_usage(obj)
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             self.exact = int(usage.get("prompt_tokens") or 0) + int(usage["completion_tokens"])
             self.events -= 1  # the usage chunk carries no token of its own
+        elif final is not None:  # a Responses stream's `response.completed` (or .incomplete / .failed)
+            self.exact = final[0] + final[1]
+            self.events -= 1
         elif isinstance(details, dict) and isinstance(details.get("generated_tokens"), int):
             self.exact = self.prompt + int(details["generated_tokens"])
 

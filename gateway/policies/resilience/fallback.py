@@ -6,7 +6,9 @@ First pass, in configured order, each deployment is:
   wait for); when a probe is due, this request may be the one that probes it;
 - otherwise called, with `call.resilience.handoff` set when another deployment could still take the request, so
   the cold-start stage refuses to park and the retry stage refuses long waits: a loading model, a
-  retryable failure (429, 502/503/504, connection failure) or an open circuit move the request on.
+  retryable failure (429, 502/503/504, connection failure) or an open circuit move the request on,
+  and so does a deployment whose kind cannot serve the request at all (`UnsupportedTask`, e.g. a
+  TGI server asked for `/v1/responses`: refused by its planner before anything was sent).
 A non-retryable error (a 4xx, a read timeout, a garbled answer) is answered as it is: another
 deployment would most likely say the same, and the work may already have been billed.
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from gateway.core.call import Answer, Call, Deployment
 from gateway.core.clock import Clock
-from gateway.core.errors import GatewayError, ModelLoading, ServiceUnavailable
+from gateway.core.errors import GatewayError, ModelLoading, ServiceUnavailable, UnsupportedTask
 from gateway.core.pipeline import Handler
 from gateway.policies.resilience.breaker import Breakers
 from gateway.policies.resilience.loading import LoadingBoard
@@ -86,7 +88,7 @@ class FallbackStage:
                     loading.append((self.clock.time() + exc.estimated_time, i, dep))
                     last = exc
                 except GatewayError as exc:
-                    if not exc.retryable or not call.resilience.handoff:
+                    if not (exc.retryable or isinstance(exc, UnsupportedTask)) or not call.resilience.handoff:
                         raise
                     last = exc
             finally:

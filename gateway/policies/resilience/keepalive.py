@@ -24,7 +24,7 @@ import math
 from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
-from gateway.core.call import Answer, Call, Dialect, Reply, StreamReply
+from gateway.core.call import Answer, Call, Dialect, Op, Reply, StreamReply
 from gateway.core.clock import Clock
 from gateway.core.sse import DONE, keepalive_comment
 
@@ -99,7 +99,7 @@ async def _events(pending: _Pending, progress: Progress, interval: float,
         if isinstance(answer, Reply):
             # A JSON answer to a stream request (rare): one data event, so the client still parses it.
             yield b"data: " + answer.body.strip() + b"\n\n"
-            if call.dialect is Dialect.OPENAI:
+            if call.dialect is Dialect.OPENAI and call.op is not Op.RESPONSES:  # (Responses streams have no [DONE])
                 yield DONE
             return
         inner = answer

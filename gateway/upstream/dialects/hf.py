@@ -22,12 +22,14 @@ from gateway.core.call import Call, Op
 from gateway.core.errors import BadRequest
 from gateway.core.model_ids import HF_INFERENCE, POLICIES, is_path_id, other_provider, split_provider
 from gateway.core.tokens import prompt_tokens
-from gateway.upstream.dialects.bodies import dump, hf_body, unsupported, with_model
+from gateway.upstream.dialects.bodies import dump, hf_body, unsupported, unsupported_responses, with_model
 from gateway.upstream.dialects.generation import explain_not_served, generation_plan, via_chat
 from gateway.upstream.plan import Plan, SseStyle
 
 # The tasks the client sends to `/pipeline/{task}` (hf_inference.py `_prepare_url`): models serving several.
 _PIPELINE_TASKS = (tasks.FEATURE_EXTRACTION, tasks.SENTENCE_SIMILARITY)
+# Route tasks the HF router can answer as a chat model (and so through its Responses API).
+_CHAT_TASKS = frozenset({None, tasks.TEXT_GENERATION, "chat", "conversational", "image-text-to-text"})
 
 
 def plan(call: Call, model: str, base_url: str) -> Plan:
@@ -42,6 +44,8 @@ def _plan(call: Call, model: str, base_url: str) -> Plan:
         return _chat(call, model, base_url)
     if op is Op.COMPLETIONS:
         return Plan(f"{base_url}/v1/completions", with_model(call, model), stream=call.stream)
+    if op is Op.RESPONSES:
+        return _responses(call, model, base_url)
     if op in (Op.HF_TASK, Op.TGI_GENERATE) and via_chat(call, model):
         return generation_plan(call, model, base_url)
     # Here the id becomes part of the URL path: only a strict id may (core/model_ids.py).
@@ -67,6 +71,16 @@ def _plan(call: Call, model: str, base_url: str) -> Plan:
     if op is Op.TEI_PREDICT:
         return Plan(f"{model_url}/pipeline/text-classification", hf_body(call), adapt=tasks.flat_classification)
     raise unsupported(call, "hf")
+
+
+def _responses(call: Call, model: str, base_url: str) -> Plan:
+    """The HF router serves `/v1/responses` for its chat models (Inference Providers, beta); a route
+    pinned to another HF task (embeddings, classification, ...) is served by hf-inference task
+    pipelines, which have no Responses API."""
+    task = call.route.task
+    if task not in _CHAT_TASKS:
+        raise unsupported_responses(call, f"an 'hf' upstream for the HF task {task!r} (the route's `task:`)")
+    return Plan(f"{base_url}/v1/responses", with_model(call, model), stream=call.stream, sse=SseStyle.RESPONSES)
 
 
 def _task(call: Call, model: str, model_url: str) -> Plan:
