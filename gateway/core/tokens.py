@@ -1,7 +1,7 @@
 """The prompt's size in tokens, estimated from its characters (about 4 per token), before any tokenizer.
 
 Pure functions of a `Call`, shared by the rate limiter (which reserves tokens before the call,
-`policies/limits/tokens.py`) and the dialects that must report a `usage` their upstream does not
+`policies/limits/token_accounting.py`) and the dialects that must report a `usage` their upstream does not
 give (OpenAI embeddings served by an HF feature-extraction backend, `upstream/dialects/hf.py`).
 """
 

@@ -10,7 +10,7 @@ import orjson
 from gateway.core.call import Call
 from gateway.core.sse import DONE, event_data
 from gateway.core.tokens import responses_usage
-from gateway.policies.limits.tokens import prompt_tokens
+from gateway.policies.limits.token_accounting import prompt_tokens
 
 
 class StreamWatch:

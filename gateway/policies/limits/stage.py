@@ -5,7 +5,7 @@ tag (`buckets.py`; on Redis both calls travel in one round trip, queued by `prep
 with the cache lookup; a call that never gets here has them refunded by `abandon`), answer 429
 `RateLimited` with the exact wait when a bucket is empty, and put `x-ratelimit-*` headers on
 every answer. Token buckets are charged an estimate up front and
-settled with the real count afterwards (`tokens.py`): right after a complete answer, or when a
+settled with the real count afterwards (`token_accounting.py`): right after a complete answer, or when a
 stream ends; a call that fails upstream gives its whole token reservation back. On Redis the
 settlement is queued without waiting for its answer: it costs the response no round trip, and
 the command queue still runs it before any later command of this process.
@@ -33,8 +33,8 @@ from gateway.core.config import Settings
 from gateway.core.errors import GatewayError, RateLimited, StoreUnavailable
 from gateway.core.pipeline import Handler
 from gateway.policies.limits.buckets import Bucket, Decision, decide, parse_reply, send_decision
-from gateway.policies.limits.plan import Limit, LimitPlan, LimitPlanner, denied_scopes, rate_headers
-from gateway.policies.limits.tokens import StreamMeter, estimate, metered, prompt_tokens, reply_tokens
+from gateway.policies.limits.limit_plan import Limit, LimitPlan, LimitPlanner, denied_scopes, rate_headers
+from gateway.policies.limits.token_accounting import StreamMeter, estimate, metered, prompt_tokens, reply_tokens
 from gateway.store.guard import StoreGuard, Undo
 from gateway.store.ordered import forget, in_background, pipelined
 from gateway.store.protocol import Store, StoreError

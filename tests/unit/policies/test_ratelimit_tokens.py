@@ -12,8 +12,8 @@ from gateway.core.call import Call, Dialect, Op, Reply
 from gateway.core.clock import FakeClock
 from gateway.core.config import RetryConfig, UpstreamConfig
 from gateway.core.errors import UpstreamUnreachable
-from gateway.policies.limits.plan import format_duration
-from gateway.policies.limits.tokens import StreamMeter, estimate, prompt_tokens, reply_tokens
+from gateway.policies.limits.limit_plan import format_duration
+from gateway.policies.limits.token_accounting import StreamMeter, estimate, prompt_tokens, reply_tokens
 from gateway.store.memory import MemoryStore
 from gateway.upstream.fake import FakeUpstream
 from tests.support.limits_kit import A, chat, openai_chunks, settings, sse_stream, with_usage

@@ -12,7 +12,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.routing import Router
 from gateway.observability.stream_watch import StreamWatch
 from gateway.policies.cache.key import CachePlanner
-from gateway.policies.limits.tokens import StreamMeter, estimate
+from gateway.policies.limits.token_accounting import StreamMeter, estimate
 from gateway.upstream.fake import FakeUpstream
 from tests.support.cache_kit import settings
 
