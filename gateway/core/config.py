@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gateway.core.endpoint_config import HF_ENDPOINTS_API, Duration, IdleConfig, check_endpoint_fields
 from gateway.core.proxies import ProxyEnvironment, ProxySetting
 from gateway.core.rates import Rate, check_limit_names
+from gateway.core.redis_url import SUPPORTED_MODES, parse_redis_url
 
 HF_ROUTER = "https://router.huggingface.co"
 UpstreamKind = Literal["hf", "tgi", "tei", "openai", "endpoint"]
@@ -38,6 +39,15 @@ TENANT_RE = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 RetryOn = int | Literal["connect"]
 DEFAULT_RETRY_ON: tuple[RetryOn, ...] = (429, 502, 503, 504, "connect")
+
+
+def check_redis_url(url: str | None) -> str | None:
+    """Refuse a Redis URL the store cannot use, saying why (never quoting the URL: it may hold a password)."""
+    if url:
+        mode = parse_redis_url(url).mode
+        if mode not in SUPPORTED_MODES:
+            raise ValueError(f"{mode} Redis URLs are not supported (docs/redis.md)")
+    return url or None
 
 
 class RetryConfig(BaseModel):
@@ -231,7 +241,10 @@ class RateLimitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     on_store_error: Literal["fail_open", "fail_closed"] = "fail_open"  # Redis down: admit (counted) or 503
-    store_timeout: float = Field(0.05, gt=0)  # seconds one bucket decision may take before it counts as a store error
+    # Seconds Redis may stay silent while it owes answers before its connection counts as lost (then
+    # `on_store_error` applies, and calls fail fast until Redis answers again). A merely slow answer is
+    # waited for, within the request's deadline: it is never admitted unpaid (docs/redis.md).
+    store_timeout: float = Field(1.0, gt=0)
     store_retry_after: float = Field(1.0, gt=0)  # Retry-After of the 503 answered under fail_closed
     default: dict[str, Rate] = Field(default_factory=dict)  # limits of tenants without their own (and of anonymous)
     completion_estimate: int = Field(256, ge=0)  # tokens reserved for the answer when no max_tokens is sent
@@ -273,9 +286,20 @@ class CacheConfig(BaseModel):
     local_ttl: float = Field(0.0, ge=0)
     local_max_entries: int = Field(1000, ge=0)
     local_max_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    # The cache on its own Redis (best with maxmemory-policy allkeys-lru): it can then never fill the
+    # limiter's. None: the cache shares `redis_url` and stops writing once Redis is `redis_max_fill`
+    # of its maxmemory (sampled with INFO memory every `redis_memory_check` seconds; docs/redis.md).
+    redis_url: str | None = None
+    redis_max_fill: float = Field(0.8, gt=0, le=1)
+    redis_memory_check: float = Field(5.0, gt=0)
     # Per-task overrides of the built-in defaults (policies/cache/key.py DEFAULT_TASKS), e.g.
     # {"chat": {"enabled": false}, "feature-extraction": {"ttl": 86400}}.
     tasks: dict[str, TaskCacheConfig] = Field(default_factory=dict)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        return check_redis_url(v)
 
 
 class ResilienceConfig(BaseModel):
@@ -338,6 +362,11 @@ class Settings(BaseSettings):
         if yaml_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
         return tuple(sources)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        return check_redis_url(v)
 
     @model_validator(mode="after")
     def _complete(self) -> Settings:

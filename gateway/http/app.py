@@ -20,7 +20,19 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Settings
 from gateway.core.pipeline import Stage, build_pipeline
 from gateway.core.routing import Router
-from gateway.http.appkeys import BREAKERS, CLOCK, ENDPOINTS, LOADING, METRICS, ROUTER, SETTINGS, STORE, UPSTREAMS
+from gateway.http.appkeys import (
+    BREAKERS,
+    CLOCK,
+    ENDPOINTS,
+    LOADING,
+    METRICS,
+    READINESS,
+    ROUTER,
+    SETTINGS,
+    STORE,
+    STORES,
+    UPSTREAMS,
+)
 from gateway.http.handlers import Gateway
 from gateway.http.middleware.auth import auth_middleware
 from gateway.http.middleware.observe import observe_middleware
@@ -28,6 +40,7 @@ from gateway.http.middleware.overload import overload_middleware
 from gateway.http.middleware.render import error_middleware
 from gateway.http.ops import add_ops_routes
 from gateway.http.parsing import CallParser
+from gateway.http.readiness import Readiness
 from gateway.http.status import add_status_route
 from gateway.observability.metrics import Metrics
 from gateway.observability.readouts import watch_policies
@@ -49,6 +62,7 @@ from gateway.policies.resilience.retry import RetryStage
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import Store
 from gateway.store.redis import RedisStore
+from gateway.store.room import CacheRoom
 from gateway.store.timed import TimedStore
 from gateway.upstream.factory import build_upstreams
 from gateway.upstream.terminal import UpstreamTerminal
@@ -60,13 +74,13 @@ class Shared:
 
     settings: Settings
     clock: Clock
-    store: Store
+    store: Store  # redis_url (or memory): limits, cold-start state, keys
     router: Router
     upstreams: dict[str, Upstream]
     metrics: Metrics
     breakers: Breakers
     board: LoadingBoard
-    cache: ResponseCache
+    cache: ResponseCache  # on cache.redis_url when set, else on `store`
     endpoints: EndpointFleet
 
 
@@ -81,7 +95,7 @@ def build_stages(shared: Shared) -> list[Stage]:
         # [coalesce]   identical in-flight requests share one leader's upstream call
         CoalesceStage(s.cache),
         # [ratelimit]  tenant/model buckets; settles token estimates with the real usage
-        RateLimitStage(s.settings, s.store, s.clock),
+        limiter(s),
         # [fallback]   tries the route's deployments in order, skipping open circuits
         FallbackStage(s.breakers, s.board, s.clock),
         # [coldstart]  parks behind one probe while a deployment's model loads
@@ -98,6 +112,11 @@ def build_stages(shared: Shared) -> list[Stage]:
     return [stage for stage in stages if _active(stage)]
 
 
+def limiter(shared: Shared) -> RateLimitStage:
+    """The rate-limit stage (one per app: `build_stages` and `/readyz` share it)."""
+    return RateLimitStage(shared.settings, shared.store, shared.clock)
+
+
 def _active(stage: Stage) -> bool:
     active = getattr(stage, "active", True)
     return bool(active() if callable(active) else active)
@@ -110,27 +129,28 @@ def create_app(
     store: Store | None = None,
     upstreams: dict[str, Upstream] | None = None,
     metrics_dir: str | None = None,
+    cache_store: Store | None = None,
 ) -> web.Application:
-    """The gateway application. Tests inject a FakeClock, a store, or fake upstreams.
+    """The gateway application. Tests inject a FakeClock, a store (and the cache's), or fake upstreams.
 
     `metrics_dir`: the multiprocess metrics directory shared by `--workers N` (see gateway/cli/serve.py).
     """
     clock = clock or SystemClock()
-    if store is None:
-        if settings.redis_url:
-            store = RedisStore.from_url(settings.redis_url, timeout=settings.ratelimit.store_timeout * 5)
-        else:
-            store = MemoryStore(clock)
     upstreams = upstreams if upstreams is not None else build_upstreams(settings, clock)
     router = Router(settings.models, upstreams)
     metrics = _metrics(settings, router, upstreams, metrics_dir)
-    if store.kind == "redis":
-        store = TimedStore(store, metrics.redis_recorder, clock)
+    store, cache_store = _stores(settings, clock, metrics, store, cache_store)
+    room = None
+    if cache_store is store and store.kind == "redis":  # the cache must leave the limiter its memory
+        cfg = settings.cache
+        room = CacheRoom(lambda: store.info("memory"), clock,  # type: ignore[attr-defined]
+                         max_fill=cfg.redis_max_fill, interval=cfg.redis_memory_check)
     board = LoadingBoard(store, clock, settings.redis_prefix, settings.resilience)
     shared = Shared(
         settings=settings, clock=clock, store=store, router=router, upstreams=upstreams, metrics=metrics,
         breakers=Breakers(clock, settings.upstreams), board=board,
-        cache=ResponseCache(store, clock, settings.cache, CachePlanner(settings.cache, settings.redis_prefix)),
+        cache=ResponseCache(cache_store, clock, settings.cache, CachePlanner(settings.cache, settings.redis_prefix),
+                            room=room),
         endpoints=build_fleet(upstreams, router, store, settings.redis_prefix, clock, board, metrics),
     )
 
@@ -153,6 +173,9 @@ def create_app(
     app[ENDPOINTS] = shared.endpoints
 
     stages = build_stages(shared)
+    rate = next((st for st in stages if isinstance(st, RateLimitStage)), None)
+    app[READINESS] = Readiness(store, cache_store, rate.check if rate is not None else None)
+    app[STORES] = [st for st in {id(store): store, id(cache_store): cache_store}.values()]
     pipeline = build_pipeline(stages, UpstreamTimer(UpstreamTerminal(clock), metrics, clock))
     watch_policies(  # circuits, loading models, outbound queues: read at scrape time
         metrics,
@@ -168,7 +191,29 @@ def create_app(
     Gateway(parser, router, pipeline).add_routes(app)
     app.cleanup_ctx.append(_lifetimes)
     app.cleanup_ctx.append(_metrics_refresh)
+    if room is not None:
+        app.on_startup.append(lambda _app: _start(room))
+        app.on_cleanup.append(lambda _app: room.close())
     return app
+
+
+def _stores(settings: Settings, clock: Clock, metrics: Metrics, store: Store | None,
+            cache_store: Store | None) -> tuple[Store, Store]:
+    """The main store (redis_url, else memory) and the cache's (cache.redis_url, else the main one),
+    each Redis one timed and counted under its own name."""
+    stall = settings.ratelimit.store_timeout
+    if store is None:
+        store = RedisStore.from_url(settings.redis_url, stall=stall) if settings.redis_url else MemoryStore(clock)
+    if cache_store is None and settings.cache.redis_url:
+        cache_store = RedisStore.from_url(settings.cache.redis_url, stall=stall, name="cache")
+    main = _timed(store, "main", clock, metrics)
+    return main, (main if cache_store is None or cache_store is store else _timed(cache_store, "cache", clock, metrics))
+
+
+def _timed(store: Store, name: str, clock: Clock, metrics: Metrics) -> Store:
+    if store.kind != "redis":
+        return store
+    return TimedStore(store, metrics.redis_recorder, clock, metrics.store_failure_recorder(name))
 
 
 def _metrics(settings: Settings, router: Router, upstreams: dict[str, Upstream], path: str | None) -> Metrics:
@@ -199,6 +244,10 @@ async def _refresh_every(metrics: Metrics, clock: Clock, seconds: float) -> None
         await clock.sleep(seconds)
 
 
+async def _start(room: CacheRoom) -> None:
+    room.start()
+
+
 async def _lifetimes(app: web.Application) -> AsyncIterator[None]:
     for up in app[UPSTREAMS].values():
         await up.start()
@@ -208,4 +257,5 @@ async def _lifetimes(app: web.Application) -> AsyncIterator[None]:
     for up in app[UPSTREAMS].values():
         await up.close()
     await app[LOADING].close()
-    await app[STORE].close()
+    for store in app[STORES]:
+        await store.close()

@@ -12,6 +12,7 @@ from gateway.core.call import Call, Upstream
 from gateway.core.clock import Clock
 from gateway.core.config import Settings
 from gateway.core.routing import Router
+from gateway.http.readiness import Readiness
 from gateway.observability.metrics import Metrics
 from gateway.policies.endpoints.fleet import EndpointFleet
 from gateway.policies.resilience.breaker import Breakers
@@ -27,6 +28,8 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 BREAKERS: web.AppKey[Breakers] = web.AppKey("breakers", Breakers)
 LOADING: web.AppKey[LoadingBoard] = web.AppKey("loading_board", LoadingBoard)
 ENDPOINTS: web.AppKey[EndpointFleet] = web.AppKey("endpoints", EndpointFleet)
+READINESS: web.AppKey[Readiness] = web.AppKey("readiness", Readiness)
+STORES: web.AppKey[list[Store]] = web.AppKey("stores", list)  # every store the app opened (closed at exit)
 
 # Per-request storage.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)

@@ -1,11 +1,12 @@
-"""Operational endpoints: `/healthz` (alive), `/readyz` (config loaded, store reachable), `/metrics`."""
+"""Operational endpoints: `/healthz` (alive), `/readyz` (the store answers and the limiter can run: readiness.py),
+`/metrics`."""
 
 from __future__ import annotations
 
 import orjson
 from aiohttp import web
 
-from gateway.http.appkeys import METRICS, STORE
+from gateway.http.appkeys import METRICS, READINESS
 
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})  # always open, never refused for load
 OPS_PATHS = PROBE_PATHS | {"/metrics"}  # not traffic: never counted as requests nor held to in-flight caps
@@ -16,10 +17,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    ok = await store.ping()
-    body = {"status": "ready" if ok else "unready", "store": store.kind, "store_ok": ok}
-    return web.Response(status=200 if ok else 503, body=orjson.dumps(body), content_type="application/json")
+    ok, body = await request.app[READINESS].check()
+    return web.Response(status=200 if ok else 503, body=orjson.dumps(body), content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
 
 
 async def metrics(request: web.Request) -> web.Response:

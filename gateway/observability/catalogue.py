@@ -14,6 +14,7 @@ from typing import Generic, Literal, TypeGuard, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from gateway.store.causes import CAUSES
 from gateway.upstream.endpoints.control import REASONS as CONTROL_ERROR_REASONS
 from gateway.upstream.endpoints.info import STATES
 
@@ -46,6 +47,7 @@ MALFORMED_KINDS: frozenset[MalformedKind] = frozenset(("framing", "header", "req
 POOL_STATES = frozenset(("active", "idle"))
 ENDPOINT_STATES = frozenset(STATES) | {UNKNOWN_STATE}
 IDLE_ACTIONS = frozenset(("pause", "scale_to_zero"))
+STORES = frozenset(("main", "cache"))  # the Redis behind redis_url, and the one behind cache.redis_url
 POOL_HELP = "Upstream connections per deployment, by state (active or idle)."
 
 # Whole requests: 1 ms (a cache hit) .. 120 s (a long generation after a cold start).
@@ -275,6 +277,10 @@ class Catalogue:
         self.redis_errors = self._counter(
             "gateway_redis_errors_total", "Failed Redis operations, by operation.", ("op",), (None,)
         )
+        self.store_failures = self._counter(
+            "gateway_store_failures_total", "Failed Redis operations, by store (main or cache) and cause.",
+            ("store", "cause"), (STORES, CAUSES),
+        )  # fmt: skip
         self.redis_duration = self._histogram(
             "gateway_redis_duration_seconds", "Redis operation latency, by operation.", ("op",), REDIS_BUCKETS
         )

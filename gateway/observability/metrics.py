@@ -294,6 +294,14 @@ class Metrics:
         """A Redis operation failed before it could be timed (e.g. reported by a policy)."""
         self._c.redis_errors.get((op,)).inc()
 
+    def store_failure(self, store: str, cause: str) -> None:
+        """A Redis operation of `store` ("main" or "cache") failed with `cause` (store/causes.py)."""
+        self._c.store_failures.get((store, cause)).inc()
+
+    def store_failure_recorder(self, store: str) -> Callable[[str], None]:
+        """`store_failure` for one store, for its TimedStore."""
+        return lambda cause: self.store_failure(store, cause)
+
     def redis_op(self, op: str, seconds: float, ok: bool = True) -> None:
         """One Redis operation (a static name such as "ratelimit") took `seconds`; count failures."""
         self.redis_recorder(op)(seconds, ok)

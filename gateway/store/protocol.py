@@ -20,7 +20,16 @@ KEY_VERSION = "v1"
 
 
 class StoreError(Exception):
-    """The store could not answer (connection refused, timeout, script error)."""
+    """The store could not answer (connection refused, stalled, an error reply).
+
+    `cause` is one of `store/causes.py`'s names ("refused", "noperm", "oom", ...): what logs,
+    /readyz, /status and metrics say. The message may carry the server's own words, never a
+    password or a URL.
+    """
+
+    def __init__(self, message: str, cause: str = "error") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def key(prefix: str, kind: str, tag: str, *rest: str) -> str:

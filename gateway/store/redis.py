@@ -1,10 +1,11 @@
 """The Redis store: shared by every replica. The one place redis exceptions become `StoreError`.
 
-Commands are pipelined automatically and run in the order they were issued (`pipelining.py`):
-`send_script` / `send_get` queue a command without waiting, for work done after the response.
-Scripts run as EVALSHA (loaded again on NOSCRIPT). Notifications use
-one pub/sub connection per process with a single reader task that wakes local waiters; a lost
-connection is re-established on the next wait, so Redis coming back needs no restart.
+Commands are pipelined automatically and run in the order they were issued (`pipelining.py`), on
+our own connection (`resp.py`: TCP, TLS or a unix socket): `send_script` / `send_get` queue a
+command without waiting, for work done after the response. Scripts run as EVALSHA (loaded again
+on NOSCRIPT). Every failure is a `StoreError` with its cause, reported to the store's
+`StoreHealth` (`health.py`: the breaker, the log line once per change). Notifications use one
+pub/sub connection per process (`notifications.py`).
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
-from redis.asyncio.connection import parse_url
-from redis.exceptions import RedisError
 
+from gateway.core.redis_url import parse_redis_url
+from gateway.store.health import StoreHealth
+from gateway.store.notifications import Notifications
 from gateway.store.ordered import forget
-from gateway.store.pipelining import CommandQueue
+from gateway.store.pipelining import CommandQueue, Connection
 from gateway.store.protocol import StoreError
-from gateway.store.resp import RespConnection
+from gateway.store.resp import DEFAULT_STALL, RespConnection
 from gateway.store.scripts import lua_source
 
 log = logging.getLogger("gateway.store")
@@ -37,37 +37,36 @@ class RedisStore:
     kind = "redis"
     pipelined = True  # send_script / send_get exist: queued in order, answered later (see ordered.py)
 
-    def __init__(self, client: aioredis.Redis, *, timeout: float = 0.25, raw: RespConnection | None = None) -> None:
+    def __init__(self, client: aioredis.Redis, *, timeout: float = 0.25, raw: Connection | None = None,
+                 health: StoreHealth | None = None) -> None:
         self.client = client
         self.timeout = timeout
-        # Commands go through one FIFO pipeline (pipelining.py), on a plain hiredis connection when
-        # the URL allows (resp.py); pub/sub keeps redis-py's own connection.
-        self.queue = CommandQueue(client, timeout * 4, raw)
+        self.health = health or StoreHealth()
+        # Commands go through one FIFO pipeline (pipelining.py), on our own connection (resp.py);
+        # pub/sub keeps redis-py's own connection.
+        self.queue = CommandQueue(client, timeout * 4, raw, self.health)
         self._shas: dict[str, tuple[str, Callable[[], str]]] = {}  # script -> (sha1, its source on demand)
-        self._waiters: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
         pool_kwargs = dict(client.connection_pool.connection_kwargs, health_check_interval=0)
         self._pubsub_pool = client.connection_pool.__class__(
             connection_class=client.connection_pool.connection_class, max_connections=64, **pool_kwargs)
         self._pubsub_client = aioredis.Redis(connection_pool=self._pubsub_pool)
-        self._ps_lock = asyncio.Lock()
+        self.notifications = Notifications(self._pubsub_client, timeout * 4)
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 0.25, max_connections: int = 200) -> RedisStore:
+    def from_url(cls, url: str, *, stall: float = DEFAULT_STALL, name: str = "main",
+                 max_connections: int = 64) -> RedisStore:
+        """A store on one server (redis://, rediss://, unix://). `stall`: seconds Redis may stay silent
+        while it owes answers before the connection counts as lost (resp.py)."""
+        parsed = parse_redis_url(url)
+        if parsed.mode != "single":
+            raise ValueError(f"RedisStore.from_url takes one server, not a {parsed.mode} URL")
+        # redis-py serves pub/sub only; its timeouts bound a (un)subscribe, never a command.
         client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=max_connections,
-            health_check_interval=30, retry_on_timeout=False,
+            url, socket_timeout=max(stall, 1.0), socket_connect_timeout=max(stall, 1.0),
+            max_connections=max_connections, health_check_interval=30, retry_on_timeout=False,
         )
-        return cls(client, timeout=timeout, raw=RespConnection.for_url(parse_url(url)))
-
-    async def _do(self, coro: Any) -> Any:
-        """A direct call outside the command queue (pub/sub); bounded without spawning a task."""
-        try:
-            async with asyncio.timeout(self.timeout * 4):
-                return await coro
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreError(f"redis: {type(exc).__name__}") from exc
+        return cls(client, timeout=stall, raw=RespConnection.for_url(url, stall=stall),
+                   health=StoreHealth(name))
 
     async def get(self, key: str) -> bytes | None:
         return await self.queue.submit("GET", key)  # type: ignore[no-any-return]  # bytes (no decoding)
@@ -105,72 +104,12 @@ class RedisStore:
         await self.queue.submit("PUBLISH", channel, message)
 
     async def wait_for(self, channel: str, timeout: float) -> bytes | None:
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        first = not self._waiters.get(channel)
-        self._waiters[channel].append(fut)
-        try:
-            self._ensure_reader()
-            if first and self._pubsub is not None:
-                await self._shielded(self._pubsub.subscribe, channel)
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            return None
-        finally:
-            waiters = self._waiters.get(channel)
-            if waiters and fut in waiters:
-                waiters.remove(fut)
-            if not self._waiters.get(channel):
-                self._waiters.pop(channel, None)
-                if self._pubsub is not None:
-                    try:
-                        await self._shielded(self._pubsub.unsubscribe, channel)
-                    except (StoreError, asyncio.CancelledError):
-                        pass
+        """The next message on `channel`, or b"" when its subscription starts (notifications.py)."""
+        return await self.notifications.wait_for(channel, timeout)
 
-    def _ensure_reader(self) -> None:
-        """One pub/sub connection and one reader per process; synchronous, so concurrent waiters never race
-        into creating several."""
-        if self._reader is not None and not self._reader.done():
-            return
-        # Health checks off on the pub/sub connection: a health-check PING issued by SUBSCRIBE would read the
-        # socket while the reader task is inside get_message ("readuntil() called while another coroutine...").
-        self._pubsub = self._pubsub_client.pubsub(ignore_subscribe_messages=True)
-        self._reader = asyncio.get_running_loop().create_task(self._read(self._pubsub, list(self._waiters)))
-
-    def _shielded(self, op: Callable[..., Any], *channels: str) -> asyncio.Future[Any]:
-        """Run a pub/sub (un)subscribe to its end even if the caller is cancelled (never leave the socket
-        mid-frame), one at a time (redis-py's PubSub would open a connection per concurrent first command)."""
-
-        async def run() -> Any:
-            async with self._ps_lock:
-                return await self._do(op(*channels))
-
-        task = asyncio.get_running_loop().create_task(run())
-        task.add_done_callback(_retrieve)
-        return asyncio.shield(task)
-
-    async def _read(self, pubsub: PubSub, initial: list[str]) -> None:
-        try:
-            if initial:
-                await self._shielded(pubsub.subscribe, *initial)
-            while True:
-                if not pubsub.subscribed:
-                    await asyncio.sleep(0.01)
-                    continue
-                msg = await pubsub.get_message(timeout=1.0)
-                if msg is None or msg.get("type") != "message":
-                    continue
-                channel = msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
-                for fut in self._waiters.get(channel, []):
-                    if not fut.done():
-                        fut.set_result(bytes(msg["data"]))
-        except (RedisError, OSError, StoreError) as exc:
-            log.warning("redis pub/sub reader stopped: %s", type(exc).__name__)
-        finally:
-            try:
-                await pubsub.aclose()
-            except (RedisError, OSError):
-                pass
+    async def info(self, section: str) -> bytes:
+        """The text of `INFO <section>` (StoreError when refused)."""
+        return await self.queue.submit("INFO", section)  # type: ignore[no-any-return]
 
     async def ping(self) -> bool:
         try:
@@ -179,13 +118,9 @@ class RedisStore:
             return False
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            try:
-                await self._reader
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.notifications.close()
         await self.queue.drain()  # what was sent after a response (settlements, cache writes) still lands
+        await self.queue.close()
         if self.queue.raw is not None:
             self.queue.raw.close()
         await self._pubsub_client.aclose()
@@ -198,9 +133,3 @@ def _set_args(key: str, value: bytes, ttl: float | None, nx: bool) -> tuple[Any,
     if ttl is not None:
         args += ("PX", max(1, int(ttl * 1000)))
     return (*args, "NX") if nx else args
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a shielded command's failure as seen (its caller may be gone); the waiter's polling covers it."""
-    if not task.cancelled():
-        task.exception()

@@ -5,6 +5,9 @@
 metrics. The `op` label is the method name (`get`, `set`, `delete`, `ttl`, `publish`, `ping`,
 `wait_for`) or, for `run_script`, the script's name (bounded: the files in `gateway/store/scripts/`).
 
+Every failure is also counted by its cause (`causes.py`) through `on_failure`
+(`gateway_store_failures_total{store, cause}`).
+
 Invariants: behaviour is the inner store's, unchanged (same results, same `StoreError`s); a
 `wait_for` is a deliberate wait, so only its failures are counted, never its duration.
 """
@@ -19,13 +22,16 @@ from gateway.core.clock import Clock
 from gateway.store.protocol import Store, StoreError
 
 Recorder = Callable[[float, bool], None]  # (seconds, ok): one operation's duration and outcome
+OnFailure = Callable[[str], None]  # the cause of one failed operation
 
 
 class TimedStore:
     """Store protocol around another store, recording latency and errors per operation."""
 
-    def __init__(self, inner: Store, recorder: Callable[[str], Recorder], clock: Clock) -> None:
+    def __init__(self, inner: Store, recorder: Callable[[str], Recorder], clock: Clock,
+                 on_failure: OnFailure | None = None) -> None:
         self.inner = inner
+        self._on_failure = on_failure
         self.kind = inner.kind
         self.pipelined = bool(getattr(inner, "pipelined", False))
         self._recorder_for = recorder  # op -> its recording function (Metrics.redis_recorder)
@@ -43,11 +49,16 @@ class TimedStore:
         start = self._clock.monotonic()
         try:
             result = await aw
-        except StoreError:
+        except StoreError as exc:
             record(self._clock.monotonic() - start, False)
+            self._failed(exc)
             raise
         record(self._clock.monotonic() - start, True)
         return result
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._on_failure is not None:
+            self._on_failure(exc.cause if isinstance(exc, StoreError) else "error")
 
     async def get(self, key: str) -> bytes | None:
         result: bytes | None = await self._timed("get", self.inner.get(key))
@@ -78,7 +89,10 @@ class TimedStore:
         start = self._clock.monotonic()
 
         def done(f: asyncio.Future[Any]) -> None:
-            record(self._clock.monotonic() - start, not f.cancelled() and f.exception() is None)
+            failure = None if f.cancelled() else f.exception()
+            record(self._clock.monotonic() - start, not f.cancelled() and failure is None)
+            if failure is not None:
+                self._failed(failure)
 
         fut.add_done_callback(done)
         return fut
@@ -89,14 +103,15 @@ class TimedStore:
     async def wait_for(self, channel: str, timeout: float) -> bytes | None:
         try:
             return await self.inner.wait_for(channel, timeout)
-        except StoreError:
-            self._m.redis_error("wait_for")
+        except StoreError as exc:
+            self._recorder("wait_for")(0.0, False)
+            self._failed(exc)
             raise
 
     async def ping(self) -> bool:
         start = self._clock.monotonic()
         ok = await self.inner.ping()  # answers False rather than raising when Redis is down
-        self._m.redis_op("ping", self._clock.monotonic() - start, ok=ok)
+        self._recorder("ping")(self._clock.monotonic() - start, ok)
         return ok
 
     async def close(self) -> None:

@@ -32,7 +32,7 @@ async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterato
     if request.param == "fakeredis":
         s = RedisStore(fakeredis.FakeAsyncRedis(), timeout=1.0)
     else:
-        s = RedisStore.from_url(await shared_redis_url(), timeout=1.0)
+        s = RedisStore.from_url(await shared_redis_url(), stall=1.0)
     yield s
     if request.param == "redis":
         async for k in s.client.scan_iter(match=f"{key_prefix}*", count=500):
@@ -167,7 +167,7 @@ def _random_ops(rng: random.Random) -> list[tuple[float, str, list[tuple[int, fl
 async def test_every_store_answers_the_same(key_prefix: str, redis_url: str, real_redis: object) -> None:
     """Random sequences of takes, settlements and clock jumps: memory == fakeredis == Redis, exactly."""
     stores: list[Store] = [MemoryStore(FakeClock(start=T0)), RedisStore(fakeredis.FakeAsyncRedis(), timeout=1.0),
-                           RedisStore.from_url(redis_url, timeout=1.0)]
+                           RedisStore.from_url(redis_url, stall=1.0)]
     rng = random.Random(20240604)
     try:
         for round_no in range(60):

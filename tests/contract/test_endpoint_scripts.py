@@ -25,7 +25,7 @@ async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterato
     if request.param == "fakeredis":
         s = RedisStore(fakeredis.FakeAsyncRedis(), timeout=1.0)
     else:
-        s = RedisStore.from_url(await shared_redis_url(), timeout=1.0)
+        s = RedisStore.from_url(await shared_redis_url(), stall=1.0)
     yield s
     if request.param == "redis":
         async for k in s.client.scan_iter(match=f"{key_prefix}*", count=500):

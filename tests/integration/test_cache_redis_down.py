@@ -6,6 +6,8 @@ killed and restarted by the test.
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.core.config import load_settings
 from tests.support.cache_kit import EMBED, GatedUpstream
 from tests.support.redis_server import PrivateRedis
@@ -32,6 +34,10 @@ async def test_redis_down_bypasses_the_cache_and_requests_are_still_served(priva
         assert len(up.calls) == 4  # served by the upstream, every time
 
         private_redis.start()  # empty again: no persistence
+        for _ in range(200):  # the store's probe finds it back within half a second (store/health.py)
+            if (await client.get("/readyz")).status == 200:
+                break
+            await asyncio.sleep(0.01)
         back = [await client.post("/v1/embeddings", json=BODY) for _ in range(2)]
         assert [r.headers["X-Cache"] for r in back] == ["MISS", "HIT"]
         assert len(up.calls) == 5

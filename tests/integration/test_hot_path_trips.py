@@ -53,7 +53,7 @@ def redis_at(request: pytest.FixtureRequest) -> str | None:
 @pytest.fixture
 async def store(redis_at: str | None) -> AsyncIterator[RedisStore]:
     made = RedisStore(fakeredis.FakeAsyncRedis(), timeout=1.0) if redis_at is None else RedisStore.from_url(
-        redis_at, timeout=1.0)
+        redis_at, stall=1.0)
     yield made
     await made.close()
 

@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.connection import parse_url
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.policies.cache.claims import FlightKeys, read_claim, send_claim
 from gateway.policies.limits.buckets import Bucket, parse_reply, send_decision
@@ -38,7 +36,7 @@ class CountingConnection(RespConnection):
 async def test_a_batch_after_a_script_flush_reloads_each_script_once_in_one_extra_round_trip(
     private_redis: PrivateRedis,
 ) -> None:
-    raw = CountingConnection.for_url(parse_url(private_redis.url))
+    raw = CountingConnection.for_url(private_redis.url)
     assert isinstance(raw, CountingConnection)
     store = RedisStore(aioredis.Redis.from_url(private_redis.url), timeout=1.0, raw=raw)
     admin = aioredis.Redis.from_url(private_redis.url)
@@ -77,12 +75,12 @@ class ReloadFails(RespConnection):
 
     async def execute(self, commands: Any) -> list[Any]:
         if self.fail_loads and any(c[0] == "SCRIPT" for c in commands):
-            raise RedisConnectionError("lost during the reload")
+            raise StoreError("redis: lost during the reload", "lost")
         return await super().execute(commands)
 
 
 async def test_a_reload_that_fails_keeps_the_answers_the_batch_already_had(private_redis: PrivateRedis) -> None:
-    raw = ReloadFails.for_url(parse_url(private_redis.url))
+    raw = ReloadFails.for_url(private_redis.url)
     assert isinstance(raw, ReloadFails)
     store = RedisStore(aioredis.Redis.from_url(private_redis.url), timeout=1.0, raw=raw)
     admin = aioredis.Redis.from_url(private_redis.url)

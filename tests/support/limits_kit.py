@@ -65,10 +65,11 @@ class BrokenStore(MemoryStore):
         super().__init__(clock)
         self.hang = hang
         self.broken = True
+        self.error = StoreError("redis: the connection was closed", "lost")
 
     async def run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         if not self.broken or name != "token_bucket":
             return await super().run_script(name, keys, args)
         if self.hang:
             await asyncio.Event().wait()
-        raise StoreError("redis: ConnectionError")
+        raise StoreError(str(self.error), self.error.cause)

@@ -20,8 +20,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -84,22 +86,64 @@ def stop_stand_in() -> None:
         _STAND_IN.server = None
 
 
-class PrivateRedis:
-    """One redis-server process; `kill()` then `start()` again keeps the same port."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1 / localhost (obviously fake, made per test)."""
 
-    def __init__(self, binary: str) -> None:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Create a CA and a server certificate signed by it in `directory` (openssl; skips when missing)."""
+    if shutil.which("openssl") is None:
+        unavailable("openssl is not installed")
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n", encoding="utf-8")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fake test CA",
+        "-keyout", str(ca_key), "-out", str(ca))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
+        "-extfile", str(ext), "-out", str(cert))
+    return TlsFiles(ca, cert, key)
+
+
+class PrivateRedis:
+    """One redis-server process; `kill()` then `start()` again keeps the same port.
+
+    `tls`: it listens over TLS only (no plain port) and `url` is a rediss:// URL trusting its CA.
+    `extra`: more redis-server arguments (e.g. `--maxmemory 8mb`).
+    """
+
+    def __init__(self, binary: str, *, tls: TlsFiles | None = None, extra: Sequence[str] = ()) -> None:
         self.binary = binary
         self.port = free_port()
+        self.tls = tls
+        self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls.ca}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
+                      "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca),
+                      "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--enable-debug-command", "yes"],
+            [self.binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--enable-debug-command", "yes", *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not self.accepting():
@@ -121,12 +165,12 @@ class PrivateRedis:
 
 
 @contextmanager
-def running_private_redis() -> Iterator[PrivateRedis]:
+def running_private_redis(*, tls: TlsFiles | None = None, extra: Sequence[str] = ()) -> Iterator[PrivateRedis]:
     """A started PrivateRedis, killed on exit (the `private_redis` fixture's body)."""
     binary = shutil.which("redis-server")
     if binary is None:
         unavailable("redis-server is not installed")
-    server = PrivateRedis(binary)
+    server = PrivateRedis(binary, tls=tls, extra=extra)
     try:
         server.start()
         yield server

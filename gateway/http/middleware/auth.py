@@ -73,8 +73,8 @@ class KeyRing:
     """The configured key hashes, plus (optionally) keys kept in the store."""
 
     def __init__(self, keys: list[KeyConfig], store: Store | None = None, *, prefix: str = "gw",
-                 in_store: bool = False, clock: Clock | None = None, timeout: float = 0.25) -> None:
-        self._guard = StoreGuard(timeout, "API key lookup")
+                 in_store: bool = False, clock: Clock | None = None, timeout: float | None = None) -> None:
+        self._guard = StoreGuard("API key lookup", timeout)  # a late answer is waited for, up to `timeout`
         self._by_hash = {k.sha256: k for k in keys}
         self._identities = {k.sha256: Identity(k.tenant, k.name or k.sha256[:12]) for k in keys}  # made once
         self._store = store if in_store else None
@@ -125,7 +125,7 @@ def open_paths(settings: Settings) -> frozenset[str]:
 def auth_middleware(settings: Settings, store: Store, clock: Clock) -> Middleware:
     """Sets `request[TENANT]` / `request[API_KEY_ID]` from a valid key; 401 without one."""
     ring = KeyRing(settings.keys, store, prefix=settings.redis_prefix, in_store=settings.ratelimit.keys_in_store,
-                   clock=clock, timeout=settings.ratelimit.store_timeout)
+                   clock=clock, timeout=settings.request_timeout)
     unguarded = open_paths(settings)
 
     @web.middleware

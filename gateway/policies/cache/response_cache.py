@@ -28,6 +28,7 @@ from gateway.policies.cache.key import CachePlan, CachePlanner
 from gateway.policies.cache.local import LocalEntries
 from gateway.store import Store, StoreError
 from gateway.store.ordered import forget, in_background, send_get
+from gateway.store.room import CacheRoom
 
 log = logging.getLogger("gateway.cache")
 
@@ -51,8 +52,10 @@ def mark(call: Call, outcome: str) -> None:
 class ResponseCache:
     """Entries in the store: lookups, writes (replies now, streams when they end), failure accounting."""
 
-    def __init__(self, store: Store, clock: Clock, config: CacheConfig, planner: CachePlanner) -> None:
+    def __init__(self, store: Store, clock: Clock, config: CacheConfig, planner: CachePlanner,
+                 room: CacheRoom | None = None) -> None:
         self.store = store
+        self.room = room  # a Redis shared with the limiter: no writes once it is nearly full (store/room.py)
         self.clock = clock
         self.config = config
         self.planner = planner
@@ -77,6 +80,8 @@ class ResponseCache:
     def failed(self, call: Call, exc: StoreError) -> None:
         """Count a store failure and bypass the cache for `store_cooldown` seconds."""
         call.caching.store_errors += 1
+        if self.room is not None and exc.cause == "oom":
+            self.room.refused()
         if self.available():
             log.warning("cache store failed (%s); bypassing the cache for %.1fs", exc, self.config.store_cooldown,
                         extra={"request_id": call.request_id})
@@ -182,7 +187,8 @@ class ResponseCache:
 
     def entry_for(self, call: Call, plan: CachePlan, reply: Reply) -> bytes | None:
         """The entry to store for a complete answer; None (and `store_skipped`) when it does not qualify."""
-        if not 200 <= reply.status < 300 or len(reply.body) > self.config.max_entry_bytes or not self.available():
+        if (not 200 <= reply.status < 300 or len(reply.body) > self.config.max_entry_bytes or not self.available()
+                or not self.has_room(len(reply.body))):
             call.caching.store = "store_skipped"
             return None
         try:
@@ -230,8 +236,12 @@ class ResponseCache:
         raw = encode_stream(events, answer, self.clock.time(), self.config.compress_over_bytes)
         await self._put(call, plan, raw)
 
+    def has_room(self, nbytes: int) -> bool:
+        """Whether the store has room for an entry of about `nbytes` (yes, unless a shared Redis is nearly full)."""
+        return self.room is None or self.room.allows(nbytes)
+
     async def _put(self, call: Call, plan: CachePlan, raw: bytes) -> bool:
-        if not self.available():
+        if not self.available() or not self.has_room(len(raw)):
             call.caching.store = "store_skipped"
             return False
         try:
@@ -247,6 +257,8 @@ class ResponseCache:
         """Account for an entry of `size` bytes written (or, on Redis, queued) under `plan.key`."""
         call.caching.store = "store"
         call.caching.stored_bytes = size
+        if self.room is not None:
+            self.room.wrote(len(plan.key) + size)
         if self._sizes is not None:
             await self._bound_memory(plan.key, size)
 

@@ -43,7 +43,7 @@ class ShapingStage:
         self.prefix = settings.redis_prefix
         self.store = store
         self.clock = clock
-        self.guard = StoreGuard(self.cfg.store_timeout, "outbound shaping")
+        self.guard = StoreGuard("outbound shaping", settings.request_timeout)  # late answers waited for
         self._server_time = isinstance(clock, SystemClock)
         self.waiting: dict[str, int] = {}  # upstream -> calls queued now; read at scrape time
 
@@ -61,7 +61,8 @@ class ShapingStage:
         slot = _bucket(key(self.prefix, "shape", dep.upstream.name), budget, max_wait)
         outcomes = call.limiting.outcomes
         try:
-            decision = await self.guard.run(decide(self.store, [slot], now=self._now()))
+            decision = await self.guard.run(decide(self.store, [slot], now=self._now()),
+                                            within=call.deadline - self.clock.monotonic())
         except StoreError:
             return await self._store_failed(call, nxt)
         if not decision.allowed:

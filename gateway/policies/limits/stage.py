@@ -37,7 +37,7 @@ from gateway.policies.limits.limit_plan import Limit, LimitPlan, LimitPlanner, d
 from gateway.policies.limits.token_accounting import StreamMeter, estimate, metered, prompt_tokens, reply_tokens
 from gateway.store.guard import StoreGuard, Undo
 from gateway.store.ordered import forget, in_background, pipelined
-from gateway.store.protocol import Store, StoreError
+from gateway.store.protocol import Store, StoreError, key
 
 _FREE = Decision(True, 0.0, ())  # an empty group pays nothing
 
@@ -59,7 +59,7 @@ class RateLimitStage:
         self.planner = LimitPlanner(settings)
         self.store = store
         self.clock = clock
-        self.guard = StoreGuard(self.cfg.store_timeout, "rate limiter")
+        self.guard = StoreGuard("rate limiter", settings.request_timeout)  # waits for late answers: store/guard.py
         self._server_time = isinstance(clock, SystemClock)
 
     @property
@@ -68,6 +68,21 @@ class RateLimitStage:
         s = self.planner.settings
         tenants = any(t.limits or t.model_limits for t in s.tenants.values())
         return self.cfg.enabled and bool(s.ratelimit.default or tenants or any(m.limits for m in s.models))
+
+    async def check(self) -> StoreError | None:
+        """Whether the limiter can run right now: one zero-cost decision on a probe bucket, exactly as a
+        request's (the script, TIME, the writes), bounded by `store_timeout`. The failure, else None."""
+        if not self.cfg.enabled or self.store.kind == "memory":
+            return None
+        probe = Bucket(key(self.planner.settings.redis_prefix, "rl", "readyz", "probe"), 1.0, 1.0, 0.0)
+        try:
+            async with asyncio.timeout(self.cfg.store_timeout * 2):
+                await decide(self.store, [probe], now=self._now())
+        except StoreError as exc:
+            return exc
+        except TimeoutError:
+            return StoreError("redis: no answer to the readiness probe", "stalled")
+        return None
 
     def prepare(self, call: Call) -> None:
         """On Redis: queue the take now, in the same round trip as the cache lookup (core/pipeline.py).
@@ -137,7 +152,7 @@ class RateLimitStage:
     async def _admit(self, call: Call, plan: LimitPlan) -> bool:
         """Pay every bucket or raise; False when the store failed open before anything was reserved."""
         try:
-            first = await self._take(plan.tenant_group)
+            first = await self._take(plan.tenant_group, call)
         except StoreError:
             self._store_failed(call, plan.limits)
             return False
@@ -146,7 +161,7 @@ class RateLimitStage:
         second = Decision(True, 0.0, ())
         if plan.model_group:
             try:
-                second = await self._take(plan.model_group)
+                second = await self._take(plan.model_group, call)
             except StoreError:
                 if self.cfg.on_store_error == "fail_closed":
                     await self._refund(plan.tenant_group)
@@ -161,18 +176,18 @@ class RateLimitStage:
                               second_sent: Awaitable[Any] | None) -> bool:
         """Both groups sent at once (one round trip); all-or-nothing by refunding the group that paid."""
         try:
-            first = await self._decided(first_sent, plan.tenant_group)
+            first = await self._decided(first_sent, plan.tenant_group, call)
         except StoreError:
-            paid = await self._answer_of(second_sent, plan.model_group)
-            if paid is not None and paid.allowed:
-                await self._refund(plan.model_group)
+            paid = await self._answer_of(second_sent, plan.model_group, call)
+            if paid is not None and paid.allowed and self.cfg.on_store_error == "fail_closed":
+                await self._refund(plan.model_group)  # refused: what it paid goes back; admitted, it stays paid
             self._store_failed(call, plan.limits)
             return False
         except asyncio.CancelledError:
             self._refund_when_answered(second_sent, plan.model_group)  # never to be read now
             raise
         try:
-            second = await self._decided(second_sent, plan.model_group)
+            second = await self._decided(second_sent, plan.model_group, call)
         except StoreError:
             if not first.allowed:
                 self._deny(call, plan, plan.tenant_group, first)
@@ -190,17 +205,19 @@ class RateLimitStage:
         self._admitted(call, plan, first, second)
         return True
 
-    async def _decided(self, sent: Awaitable[Any] | None, group: list[Limit]) -> Decision:
-        """A sent take's decision (StoreError on failure); given up on, what it paid goes back once answered."""
+    async def _decided(self, sent: Awaitable[Any] | None, group: list[Limit], call: Call) -> Decision:
+        """A sent take's decision, however late, within the call's deadline (StoreError on failure);
+        given up on (the deadline, the client left), what it paid goes back once answered."""
         if sent is None:
             return _FREE
-        return parse_reply(await self.guard.run(sent, self._undo(group)))
+        within = call.deadline - self.clock.monotonic()
+        return parse_reply(await self.guard.run(sent, self._undo(group), within))
 
-    async def _answer_of(self, sent: Awaitable[Any] | None, group: list[Limit]) -> Decision | None:
+    async def _answer_of(self, sent: Awaitable[Any] | None, group: list[Limit], call: Call) -> Decision | None:
         if sent is None:
             return None
         try:
-            return await self._decided(sent, group)
+            return await self._decided(sent, group, call)
         except StoreError:
             return None
 
@@ -214,8 +231,8 @@ class RateLimitStage:
                  *zip(plan.model_group, second.remaining, strict=False)]
         call.reply_headers.update(rate_headers(pairs))
 
-    async def _take(self, limits: list[Limit]) -> Decision:
-        return await self._decided(self._send(limits), limits)
+    async def _take(self, limits: list[Limit], call: Call) -> Decision:
+        return await self._decided(self._send(limits), limits, call)
 
     def _now(self) -> float | None:
         return None if self._server_time else self.clock.time()

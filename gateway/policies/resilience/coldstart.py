@@ -35,7 +35,7 @@ from gateway.core.config import ResilienceConfig
 from gateway.core.errors import GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout
 from gateway.core.pipeline import Handler
 from gateway.policies.resilience.keepalive import Progress, commit_when_slow
-from gateway.policies.resilience.loading import LoadingBoard, LoadState
+from gateway.policies.resilience.loading import LoadingBoard, LoadState, Watch
 from gateway.policies.resilience.target import Target, can_hand_off, deployment_of, target_of
 from gateway.store.protocol import StoreError
 
@@ -55,6 +55,7 @@ class _Visit:
     target: Target
     progress: Progress
     wait_end: float  # monotonic: min(deadline, arrival + max_model_wait)
+    watch: Watch | None = None  # the target's wake-ups, armed before the first look at the state
 
 
 class ColdStartStage:
@@ -90,6 +91,10 @@ class ColdStartStage:
 
     async def _serve(self, v: _Visit) -> Answer:
         """Wait for this request's turn and make its call."""
+        with self.board.watching(v.target) as v.watch:
+            return await self._turns(v)
+
+    async def _turns(self, v: _Visit) -> Answer:
         try:
             while True:
                 state = await self._shared(self.board.read(v.target))
@@ -224,7 +229,8 @@ class ColdStartStage:
                                       "whether the model is loaded")
             raise self._still_loading(v.target, max(0.0, v.progress.ready_at - self.clock.time()))
         v.call.resilience.coldstart = v.call.resilience.coldstart or "parked"
-        await self.board.wait(v.target, min(end - now, self.cfg.recheck_interval))
+        assert v.watch is not None  # set by _serve, around every park
+        await self.board.wait(v.watch, min(end - now, self.cfg.recheck_interval))
         waited = self.clock.monotonic() - now
         v.call.waited_seconds += waited
         v.call.resilience.coldstart_wait += waited

@@ -9,6 +9,12 @@ Per target, three store keys share one hash tag:
 - `events`: a channel that hears a message after every state change, so parked requests re-read
   at once instead of at their next re-check.
 
+Wake-ups are never missed: a request watches its target (`watching`) from before its first look
+at the state until it is done, so a change notified while it is between a look and parking (a
+failed lock, then reading the lock's age) makes its next park return at once. Across replicas the
+store's pub/sub keeps the subscription while anyone listens and hands a message that came between
+two waits to the next one (store/redis.py).
+
 A late "loading" answer (sent before a probe saw the model up) never overwrites the newer "up"
 (`coldstart_mark.lua`). With the memory store all of it lives in this process; with Redis every
 replica shares it. This process also remembers, without the store, which targets answered
@@ -24,6 +30,7 @@ import contextlib
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +83,7 @@ class LoadState:
 
 
 class _Listener:
-    """The requests of this process parked on one target, and how they are woken."""
+    """The requests of this process watching one target, and how they are woken."""
 
     def __init__(self) -> None:
         self.waiters = 0
@@ -84,10 +91,29 @@ class _Listener:
         self.task: asyncio.Task[None] | None = None
 
     def fire(self) -> None:
-        """Wake everyone waiting now; later waiters wait for the next change."""
+        """Wake every watch armed now; each re-arms on the next change once it has looked again."""
         if not self.fired.done():
             self.fired.set_result(None)
         self.fired = asyncio.get_running_loop().create_future()
+
+
+class Watch:
+    """One request's claim on its target's wake-ups: armed from the moment it is taken, so a change
+    notified before the request parks is not lost (its next `LoadingBoard.wait` returns at once)."""
+
+    __slots__ = ("listener", "seen", "target")
+
+    def __init__(self, target: Target, listener: _Listener) -> None:
+        self.target = target
+        self.listener = listener
+        self.seen = listener.fired  # resolved by the first change after this point
+
+    def rearm(self) -> bool:
+        """Whether a change was notified since the last look; re-armed for the next one either way."""
+        fired = self.seen.done()
+        if fired:
+            self.seen = self.listener.fired
+        return fired
 
 
 class LoadingBoard:
@@ -213,11 +239,9 @@ class LoadingBoard:
             listener.fire()
         await self._guard(self.store.publish(self._key(target, "events"), b"changed"))
 
-    async def wait(self, target: Target, seconds: float) -> None:
-        """Return after `seconds` (on the injected clock) or on a state change, whichever is first."""
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
+    @contextlib.contextmanager
+    def watching(self, target: Target) -> Iterator[Watch]:
+        """Watch `target`'s changes for as long as the block runs (take it before the first look at the state)."""
         listener = self._listeners.get(target)
         if listener is None:
             listener = self._listeners[target] = _Listener()
@@ -225,16 +249,27 @@ class LoadingBoard:
         if self.store.kind != "memory" and (listener.task is None or listener.task.done()):
             # Other replicas speak through the store; in the embedded store every notify is local.
             listener.task = asyncio.get_running_loop().create_task(self._listen(target, listener))
+        try:
+            yield Watch(target, listener)
+        finally:
+            listener.waiters -= 1
+            if not listener.waiters and (listener.task is None or listener.task.done()):
+                self._drop(target, listener)
+
+    async def wait(self, watch: Watch, seconds: float) -> None:
+        """Return after `seconds` (on the injected clock) or on a state change since the watch last looked,
+        whichever is first (at once if one came already)."""
+        if watch.rearm() or seconds <= 0:
+            await asyncio.sleep(0)
+            return
         slept = asyncio.ensure_future(self.clock.sleep(seconds))
         try:
-            await asyncio.wait((listener.fired, slept), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((watch.seen, slept), return_when=asyncio.FIRST_COMPLETED)
         finally:
             slept.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await slept
-            listener.waiters -= 1
-            if not listener.waiters and (listener.task is None or listener.task.done()):
-                self._drop(target, listener)
+            watch.rearm()
 
     async def _listen(self, target: Target, listener: _Listener) -> None:
         """Relay the store's notifications to this process's parked requests while there are any.

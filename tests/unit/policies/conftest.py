@@ -41,7 +41,7 @@ async def store_pair(backend: tuple[str, str | None]) -> AsyncIterator[Callable[
                     RedisStore(fakeredis.aioredis.FakeRedis(server=server)), SystemClock())
         else:
             assert url is not None
-            pair = (RedisStore.from_url(url, timeout=0.5), RedisStore.from_url(url, timeout=0.5), SystemClock())
+            pair = (RedisStore.from_url(url, stall=0.5), RedisStore.from_url(url, stall=0.5), SystemClock())
         made.extend(pair[:2])  # type: ignore[arg-type]
         return pair
 

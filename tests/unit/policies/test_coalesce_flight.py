@@ -68,7 +68,8 @@ async def until(cond: Callable[[], bool | Awaitable[bool]], what: str, limit: fl
 
 def following(store: Store, keys: FlightKeys) -> Callable[[], bool]:
     """Whether a follower on `store` waits on the flight's channel."""
-    return lambda: bool(getattr(store, "_waiters", {}).get(keys.channel))
+    waiters = getattr(getattr(store, "notifications", store), "_waiters", {})  # Redis: its pub/sub's
+    return lambda: bool(waiters.get(keys.channel))
 
 
 async def test_one_upstream_call_across_two_replicas(make_pair: Callable[..., Pair]) -> None:

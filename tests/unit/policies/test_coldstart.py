@@ -308,6 +308,45 @@ async def test_a_request_that_takes_the_lock_just_after_a_probe_looks_again_befo
     assert cold.loading_answers == 1  # b saw a's news under the lock and parked instead of calling
 
 
+class _WakeAfterLockRead(MemoryStore):
+    """The probe finishes (and wakes everyone) right after a request read the lock, before it parks."""
+
+    hook: Any = None
+
+    async def get(self, key: str) -> bytes | None:
+        value = await super().get(key)
+        if key.endswith(":probe") and value is not None and self.hook is not None:
+            hook, self.hook = self.hook, None
+            await hook()
+        return value
+
+
+@pytest.mark.parametrize("loading", [False, True], ids=["unknown", "loading"])
+async def test_a_wake_up_between_a_failed_lock_and_parking_is_not_missed(loading: bool) -> None:
+    clock = FakeClock()  # time moves only when the test moves it: a missed wake-up would park for good
+    store = _WakeAfterLockRead(clock)
+    rig = Rig(settings(), {"hf": fake()}, clock=clock, store=store)
+    if loading:  # loading, and a probe is due now
+        now = clock.time()
+        due = LoadState("loading", now - 5, now, now, 5.0)
+        await store.set(key("gw", "cold", "hf|org/model", "state"), due.encode(), ttl=60)
+    lock = await rig.board.lock(T, 30.0)  # another request is probing
+    assert lock is not None
+
+    async def the_probe_answers() -> None:
+        await rig.board.mark_up(T)
+        await rig.board.unlock(T, lock)
+
+    store.hook = the_probe_answers
+    start = clock.monotonic()
+    answer = asyncio.ensure_future(rig.run(rig.call()))
+    await _settle(200)
+    assert store.hook is None  # the race happened: the probe answered between the lock read and parking
+    assert answer.done(), "the request missed the wake-up and stayed parked"
+    assert answer.result().status == 200  # type: ignore[union-attr]
+    assert clock.monotonic() == start  # released by the wake-up, not by probe_hold or a re-check
+
+
 # -- the store scripts: memory twin, fakeredis and a real Redis behave alike -----------------
 
 
