@@ -1,1 +1,1 @@
-"""The hf-gateway benchmark (issue 7): `python -m bench --quick`. See bench/README.md."""
+"""The hf-gateway benchmark and its performance targets: `python -m bench --quick`. See bench/README.md."""

@@ -58,8 +58,8 @@ def _drop(data: Any, parts: list[str]) -> str | None:
     node, parent, key, walked = data, None, None, []
     for part in parts:
         child_key: Any = int(part) if isinstance(node, list) and part.isdigit() else part
-        if isinstance(node, dict) and child_key in node or isinstance(node, list) and isinstance(child_key, int) \
-                and child_key < len(node):
+        if (isinstance(node, dict) and child_key in node) or (isinstance(node, list) and isinstance(child_key, int)
+                                                               and child_key < len(node)):
             parent, key, node = node, child_key, node[child_key]
             walked.append(part)
         else:

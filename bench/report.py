@@ -1,4 +1,4 @@
-"""The results: one markdown block per run (facts, the side-by-side table, the issue's targets, notes).
+"""The results: one markdown block per run (facts, the side-by-side table, the performance targets, notes).
 
 Every figure is from the same run; "added" columns subtract the direct-to-upstream figure of
 that run, and "x bare" divides by the bare pass-through's throughput of that run.
@@ -86,7 +86,7 @@ def _verdict(ok: bool | None) -> str:
 
 
 def targets(rep: Report) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) for each target of issue 7."""
+    """(target, measured, verdict) for each performance target (bench/README.md)."""
     g = rep.rows.get
     direct, bare, full, hit = g("direct"), g("bare"), g("full"), g("hit")
     out: list[tuple[str, str, str]] = []
@@ -195,7 +195,7 @@ def _wrk_version() -> str:
 def render(rep: Report, machine_facts: str) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"## {now} — {rep.title}", "", machine_facts, f"- settings: {rep.settings}", "", table(rep), "",
-             "| target (issue 7) | measured | verdict |", "|---|---|---|"]
+             "| target | measured | verdict |", "|---|---|---|"]
     parts += [f"| {t} | {m} | {v} |" for t, m, v in targets(rep)]
     if rep.trips and rep.trips.get("by_command"):
         ranked = sorted(rep.trips["by_command"].items(), key=lambda kv: -kv[1])

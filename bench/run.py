@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,7 +58,7 @@ class Plan:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description="hf-gateway benchmark (issue 7)")
+    p = argparse.ArgumentParser(prog="python -m bench", description="hf-gateway benchmark")
     p.add_argument("--quick", action="store_true", help="short runs (about a minute and a half)")
     p.add_argument("--long", action="store_true", help="RSS flatness over 1,000,000 requests")
     p.add_argument("--duration", type=float, help="seconds of load per throughput round (5; quick 2)")
@@ -148,7 +149,7 @@ def probe(servers: dict[str, Server], up: Server, rep: Report) -> None:
         if key in ANSWER_ONLY:
             continue
         server = servers[key]
-        if _try(rep, f"probing {key}", lambda: require_ok(server, CHAT_PATH, ONE_CHAT, b"choices") or True) is None:
+        if _try(rep, f"probing {key}", lambda s=server: require_ok(s, CHAT_PATH, ONE_CHAT, b"choices") or True) is None:
             servers.pop(key)
             if key == "full":
                 servers.pop("hit", None)
@@ -170,7 +171,7 @@ def cache_hits(full: Server, up: Server, probes: int = 20) -> tuple[int, int]:
     before = upstream_requests(up)
     header_hits = 0
     for _ in range(probes):
-        status, headers, _ = http(full.url + EMBED_PATH, EMBED, full.headers)
+        _, headers, _ = http(full.url + EMBED_PATH, EMBED, full.headers)
         if any("cache" in k.lower() and "hit" in v.lower() for k, v in headers.items()):
             header_hits += 1
     after = upstream_requests(up)
@@ -189,16 +190,16 @@ def measure_rows(meter: Meter, servers: dict[str, Server], plan: Plan, rep: Repo
     for rnd in range(plan.rounds):
         warm = 0.5 if rnd == 0 else 0.0  # connections and caches warm up once, in round 0
         for k in keys:
-            _keep(rep, got, "throughput", k, lambda: meter.load(servers[k], *body[k], plan.connections,
-                                                                 plan.duration, warm))
+            _keep(rep, got, "throughput", k, partial(meter.load, servers[k], *body[k], plan.connections,
+                                                     plan.duration, warm))
     for rnd in range(plan.rounds):
         for k in keys:
-            _keep(rep, got, "latency", k, lambda: meter.load(servers[k], *body[k], 1, plan.latency_duration,
-                                                              0.5 if rnd == 0 else 0.0))
+            _keep(rep, got, "latency", k, partial(meter.load, servers[k], *body[k], 1, plan.latency_duration,
+                                                  0.5 if rnd == 0 else 0.0))
     per_round = max(10, plan.streams // plan.rounds)
     for _ in range(plan.rounds):
         for k in (k for k in keys if k not in ANSWER_ONLY):
-            _keep(rep, got, "ttfb", k, lambda: meter.ttfb(servers[k], CHAT_STREAM, per_round))
+            _keep(rep, got, "ttfb", k, partial(meter.ttfb, servers[k], CHAT_STREAM, per_round))
     for k in keys:
         row = rep.row(k, ROWS[k])
         tp, lat, tt = got.get(("throughput", k), []), got.get(("latency", k), []), got.get(("ttfb", k), [])
@@ -246,7 +247,7 @@ def run_extras(meter: Meter, topo: Topology, servers: dict[str, Server], up: Ser
         for key, server in (("zero-config (in-memory state)", zero), ("full chain (Redis)", full)):
             if server is not None:
                 res = _try(rep, f"RSS flatness {key}",
-                           lambda: rss_flatness(meter, server, plan.flat_requests, plan.sample_every))
+                           partial(rss_flatness, meter, server, plan.flat_requests, plan.sample_every))
                 if res is not None:
                     rep.flat[key] = res
     if "profile" in plan.extras:
@@ -256,8 +257,8 @@ def run_extras(meter: Meter, topo: Topology, servers: dict[str, Server], up: Ser
         for server, path, body, name in jobs:
             if server is None:
                 continue
-            text = _try(rep, f"profile {name}", lambda: profile(topo.procs, meter, server, up, plan.profile_seconds,
-                                                                 out_dir, path, body, name))
+            text = _try(rep, f"profile {name}", partial(profile, topo.procs, meter, server, up, plan.profile_seconds,
+                                                        out_dir, path, body, name))
             if text:
                 print(f"--- profile of {name} ---\n{text}", file=sys.stderr)
                 rep.notes.append(f"profile of {name}: bench/out/profile/{name}-profile.txt "

@@ -1,6 +1,6 @@
 """A near-free upstream for the benchmark: fixed JSON bodies and fixed SSE streams, answered from memory.
 
-It speaks just enough of the HF router's wire (PROTOCOL.md) for the gateway's hot paths:
+It speaks just enough of the HF router's wire (docs/protocol.md, 'HF router routes') for the gateway's hot paths:
 `/v1/chat/completions` (JSON, or SSE when the body says `"stream": true`), `/v1/embeddings`,
 and `/hf-inference/models/{id}/pipeline/feature-extraction` (a 2-D float array). Every answer is
 built once at start-up, so the upstream's own cost is as small as aiohttp allows.

@@ -13,12 +13,46 @@ import redis.asyncio as aioredis
 
 from tests.support.processes import Processes
 from tests.support.redis_cluster import PrivateCluster, running_private_cluster
-from tests.support.redis_server import PrivateRedis, running_private_redis, shared_redis_url
+from tests.support.redis_server import PrivateRedis, running_private_redis, shared_redis_url, stop_stand_in
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (real time, several processes, fuzzing); "
+                          "the README's test command and CI do")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --slow, the tests marked slow are deselected: the quick loop stays well under two minutes."""
+    if config.getoption("--slow"):
+        return
+    kept = [item for item in items if item.get_closest_marker("slow") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("slow") is not None])
+        items[:] = kept
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The private redis-server started when nothing answered on 6379 ends with the session."""
+    stop_stand_in()
+
+
+PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's HTTPS_PROXY & co stay out of every test (and the processes it starts): the upstreams
+    here are on loopback, and the tests of the proxy support set the variables themselves."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
 
 
 @pytest.fixture
 async def redis_url() -> str:
-    """The real Redis URL; skips locally and FAILS in CI when Redis cannot be reached."""
+    """The real Redis URL (a private stand-in when none runs on 6379); skips locally and FAILS in CI
+    when neither can be had."""
     return await shared_redis_url()
 
 

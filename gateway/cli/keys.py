@@ -25,7 +25,7 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def add_keys_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_keys_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`hf-gateway keys {create,hash}`."""
     keys = subparsers.add_parser("keys", help="make gateway API keys (stored hashed in the config)")
     sub = keys.add_subparsers(dest="keys_command", required=True)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from gateway.cli.endpoints import add_endpoints_parser, cmd_endpoints
 from gateway.cli.keys import add_keys_parser, cmd_keys
 from gateway.core.config import Settings, load_settings
 
@@ -24,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="YAML config file (env GATEWAY_CONFIG)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
-    serve.add_argument("--upstream", dest="upstream_url", help="replace the HF router base URL (env GATEWAY_UPSTREAM_URL)")
+    serve.add_argument("--upstream", dest="upstream_url",
+                       help="replace the HF router base URL (env GATEWAY_UPSTREAM_URL)")
     serve.add_argument("--redis-url", help="shared state in Redis (env GATEWAY_REDIS_URL)")
     serve.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT)")
     serve.add_argument("--log-format", choices=["json", "text"])
@@ -42,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and say what is wrong")
     check.add_argument("file")
     add_keys_parser(sub)
+    add_endpoints_parser(sub)
     return p
 
 
@@ -111,10 +114,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_endpoints_from_config(args: argparse.Namespace) -> int:
+    return cmd_endpoints(args, _load(args.config))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"serve": cmd_serve, "simulate": cmd_simulate, "demo": cmd_demo, "check-config": cmd_check_config}
     handlers["keys"] = cmd_keys
+    handlers["endpoints"] = cmd_endpoints_from_config
     return handlers[args.command](args)
 
 

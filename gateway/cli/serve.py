@@ -27,9 +27,10 @@ import tempfile
 
 from aiohttp import web
 
-from gateway.core.config import Settings
+from gateway.cli.server_log import ServerLog
+from gateway.core.config import Settings, missing_credentials
 from gateway.http.app import create_app
-from gateway.http.appkeys import SETTINGS
+from gateway.http.appkeys import METRICS, SETTINGS
 from gateway.observability.logs import configure_logging
 
 log = logging.getLogger("gateway")
@@ -78,6 +79,7 @@ def _run_one(settings: Settings, sock: socket.socket | None = None, metrics_dir:
             access_log=None,
             print=None,
             reuse_port=settings.workers > 1 or None,
+            logger=ServerLog(app[METRICS]),  # a request aiohttp cannot parse: one INFO line and a count, no traceback
         )
     finally:
         for handler in logging.getLogger().handlers:  # lines still held (LOG_HOLD) are written before exit
@@ -90,11 +92,20 @@ async def _drain_notice(app: web.Application) -> None:
              app[SETTINGS].drain_timeout)
 
 
+def _warn_missing_credentials(settings: Settings) -> None:
+    """Once per start (the supervisor, not each worker): which credential variables are unset. The name only."""
+    for var, upstreams in missing_credentials(settings).items():
+        log.warning("%s is not set: upstream%s %s will be called without a credential, and an upstream that needs "
+                    "one (the HF router does) will refuse every call; set %s, or `token_env: null` on an upstream "
+                    "that needs none", var, "s" if len(upstreams) > 1 else "", ", ".join(upstreams), var)
+
+
 def serve(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM; with workers > 1, fork that many processes on one SO_REUSEPORT port."""
     _configure_logging(settings)
     log.info("hf-gateway listening on http://%s:%s (%d worker%s, state: %s)", settings.host, settings.port,
              settings.workers, "s" if settings.workers > 1 else "", "redis" if settings.redis_url else "memory")
+    _warn_missing_credentials(settings)
     if settings.workers <= 1:
         _run_one(settings)
         return

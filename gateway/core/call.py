@@ -14,11 +14,11 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from gateway.core.config import ModelConfig, UpstreamConfig
+from gateway.core.config import ModelConfig, UpstreamConfig, UpstreamKind
 
 
 class Dialect(enum.Enum):
@@ -34,6 +34,7 @@ class Op(enum.Enum):
     CHAT = "chat"  # OpenAI chat completions
     COMPLETIONS = "completions"  # OpenAI completions
     EMBEDDINGS = "embeddings"  # OpenAI embeddings
+    RESPONSES = "responses"  # OpenAI Responses API (`event:` + `data:` SSE events, no `[DONE]`)
     HF_TASK = "hf_task"  # an HF inference task ({"inputs", "parameters"}), see Call.task
     TGI_GENERATE = "tgi_generate"  # TGI POST /generate (bare object answer)
     TEI_EMBED = "tei_embed"  # TEI POST /embed
@@ -84,7 +85,69 @@ class Call:
     reply_headers: dict[str, str] = field(default_factory=dict)  # added to whatever is answered
     tokens_in: int = 0
     tokens_out: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
+    path_task: str | None = None  # the task named by a `/pipeline/{task}` path (parsing -> the hf dialect)
+    provider: str | None = None  # the provider the inbound URL named (`/hf-inference/models/...`), for the hf dialect
+    # X-Scale-Up-Timeout seconds for this attempt: HF's proxy holds it while a managed endpoint wakes
+    # (set by the endpoint stage, policies/endpoints/stage.py; sent by upstream/http.py).
+    scale_up_hold: float | None = None
+    # What the stages did, for the stages after them, the metrics and the access line: one record per family.
+    caching: CacheNotes = field(default_factory=lambda: CacheNotes())
+    limiting: LimitNotes = field(default_factory=lambda: LimitNotes())
+    resilience: ResilienceNotes = field(default_factory=lambda: ResilienceNotes())
+    streaming: StreamNotes = field(default_factory=lambda: StreamNotes())
+    pending: int = 0  # how many pieces of store work the stages' `prepare` started (core/pipeline.py)
+    let_go: Callable[[], None] | None = None  # undoes them at once (core/pipeline.py `let_go`)
+
+
+@dataclass(slots=True)
+class CacheNotes:
+    """What the cache and coalesce stages did (policies/cache/)."""
+
+    plan: Any = None  # policies.cache.key.CachePlan, made by the first stage that asks
+    digest: str | None = None  # the request's cache digest, computed once
+    sent: Any = None  # policies.cache.stage.Sent: the lookup `prepare` queued before the pipeline ran
+    claim: Any = None  # policies.cache.claims.Claim: the flight the lookup claimed, for the coalesce stage
+    served_bytes: int = 0  # bytes answered from the cache (a hit, or a coalesced follower)
+    store: Literal["store", "store_skipped"] | None = None  # what became of this answer
+    stored_bytes: int = 0
+    store_errors: int = 0
+
+
+@dataclass(slots=True)
+class LimitNotes:
+    """What the rate-limit and shaping stages decided (policies/limits/)."""
+
+    outcomes: list[tuple[str, str]] = field(default_factory=list)  # (scope, outcome) per decision
+    taken: Any = None  # policies.limits.stage.Taken: the take `prepare` queued before the pipeline ran
+    store_error: bool = False
+    settle_error: bool = False
+    tokens_settled: int | None = None
+    shaping_wait: float = 0.0  # seconds queued for an outbound slot
+    shaping_store_error: bool = False
+
+
+@dataclass(slots=True)
+class ResilienceNotes:
+    """What fallback, cold start and retry did (policies/resilience/)."""
+
+    handoff: bool = False  # set by fallback: another deployment can still take the call, so do not park
+    fallbacks: int = 0  # moves from one deployment to the next
+    retry_reasons: list[str] = field(default_factory=list)  # the metric reason of each retry
+    coldstart: str | None = None  # how the call met a cold model: "probe" | "parked" | "rejected"
+    coldstart_wait: float = 0.0  # seconds parked
+    coldstart_store_error: bool = False
+    keepalives: int = 0  # SSE comments sent while parked
+    last_failure: tuple[str, str] | None = None  # (deployment id, reason) of the last failed attempt
+    endpoint_passed_over: str | None = None  # a managed endpoint (upstream name) skipped: waking, paused, failed
+
+
+@dataclass(slots=True)
+class StreamNotes:
+    """How a streamed answer went (the metrics stage and the relay)."""
+
+    ttfb: float | None = None  # seconds from arrival to the first byte written to the client
+    error: str | None = None  # the error that ended the stream early
+    client_gone: bool = False
 
 
 @dataclass(slots=True)
@@ -108,7 +171,7 @@ class StreamReply:
     content_type: str = "text/event-stream"
     on_close: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
-    async def events(self) -> AsyncIterator[bytes]:
+    async def events(self) -> AsyncGenerator[bytes, None]:
         """Every event, the peeked one first."""
         try:
             if self.first:
@@ -134,9 +197,16 @@ class Deployment:
     model: str | None
 
     def target_model(self, requested: str) -> str:
-        """The model name to send upstream."""
+        """The model name to send upstream.
+
+        A managed endpoint serves exactly one model whatever name was asked for, so without a
+        configured `model` its name stands for it (one target per endpoint for loading state and
+        circuits); the endpoint upstream sends the endpoint's own repository where the name matters.
+        """
         if self.model is not None:
             return self.model
+        if self.upstream.kind == "endpoint":
+            return self.upstream.name
         if self.upstream.kind in ("hf", "openai"):
             return requested
         return requested.split(":", 1)[0]
@@ -158,7 +228,7 @@ class Upstream(Protocol):
     """A configured backend with its own connection pool."""
 
     name: str
-    kind: str
+    kind: UpstreamKind
     config: UpstreamConfig
 
     async def send(self, call: Call, model: str) -> Answer: ...

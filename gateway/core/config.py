@@ -3,7 +3,9 @@
 Precedence, highest first: explicit overrides (CLI flags) > environment (`GATEWAY_*`, nested with
 `__`, e.g. `GATEWAY_CACHE__ENABLED=false`) > the YAML file (`--config` / `GATEWAY_CONFIG`) > defaults.
 Upstream credentials are never in the file: each upstream names an environment variable
-(`token_env`, default `HF_TOKEN`) whose value is read here, once, into a `SecretStr`.
+(`token_env`, default `HF_TOKEN`) whose value is read here, once, into a `SecretStr`. The proxy
+variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, either case) are read here too, once,
+into every upstream's `proxy_environment` (`core/proxies.py`).
 
 Invariants after `load_settings` returns:
 - every deployment names a configured upstream;
@@ -18,47 +20,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from gateway.core.endpoint_config import HF_ENDPOINTS_API, Duration, IdleConfig, check_endpoint_fields
+from gateway.core.proxies import ProxyEnvironment, ProxySetting
+from gateway.core.rates import Rate, check_limit_names
 from gateway.core.redis_url import SUPPORTED_MODES, parse_redis_url
 
 HF_ROUTER = "https://router.huggingface.co"
-_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
-            "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$")
-
-
-class Rate(BaseModel):
-    """A token-bucket rate: `count` per `period` seconds, bursting up to `burst` (default `count`)."""
-
-    model_config = ConfigDict(frozen=True)
-    count: float
-    period: float
-    burst: float | None = None
-
-    @property
-    def per_second(self) -> float:
-        return self.count / self.period
-
-    @property
-    def capacity(self) -> float:
-        return self.burst if self.burst is not None else self.count
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return parse_rate(v)
-        if isinstance(v, dict) and isinstance(v.get("rate"), str):
-            out = parse_rate(v["rate"])
-            if v.get("burst") is not None:
-                out["burst"] = v["burst"]
-            return out
-        return v
-
-    def __str__(self) -> str:
-        return f"{self.count:g}/{self.period:g}s"
+UpstreamKind = Literal["hf", "tgi", "tei", "openai", "endpoint"]
 
 
 TENANT_LIMITS = frozenset({"requests", "tokens"})
@@ -66,12 +37,8 @@ MODEL_LIMITS = frozenset({"requests"})
 TENANT_RE = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 
-def check_limit_names(limits: dict[str, Rate], allowed: frozenset[str]) -> dict[str, Rate]:
-    """Refuse limit names the rate limiter would silently ignore."""
-    unknown = sorted(set(limits) - allowed)
-    if unknown:
-        raise ValueError(f"unknown limit {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
-    return limits
+RetryOn = int | Literal["connect"]
+DEFAULT_RETRY_ON: tuple[RetryOn, ...] = (429, 502, 503, 504, "connect")
 
 
 def check_redis_url(url: str | None) -> str | None:
@@ -83,18 +50,6 @@ def check_redis_url(url: str | None) -> str | None:
     return url or None
 
 
-def parse_rate(text: str) -> dict[str, float]:
-    """`600/minute`, `10/s`, `300/hour`, `5/10s` -> {count, period}."""
-    m = _RATE_RE.match(text.lower())
-    if not m or m.group(3) not in _PERIODS:
-        raise ValueError(f"invalid rate {text!r}: write it like '600/minute', '10/s' or '5/10s'")
-    count = float(m.group(1))
-    if count <= 0:
-        raise ValueError(f"invalid rate {text!r}: the count must be positive")
-    mult = float(m.group(2)) if m.group(2) else 1.0
-    return {"count": count, "period": mult * _PERIODS[m.group(3)]}
-
-
 class RetryConfig(BaseModel):
     """Exponential backoff with full jitter; Retry-After from the upstream always wins."""
 
@@ -102,13 +57,29 @@ class RetryConfig(BaseModel):
     max_attempts: int = Field(3, ge=1, le=20)
     base: float = Field(0.5, gt=0)
     cap: float = Field(8.0, gt=0)
+    # What is retried: upstream statuses (429 or 5xx) and "connect" (refused, reset before any answer,
+    # or no connection within connect_timeout: the request never got there). A "model is loading"
+    # 503 is the cold-start stage's, whatever this says; read timeouts are never retried.
+    retry_on: list[RetryOn] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
+
+    @field_validator("retry_on")
+    @classmethod
+    def _retryable(cls, v: list[RetryOn]) -> list[RetryOn]:
+        for item in v:
+            if isinstance(item, int) and not (item == 429 or 500 <= item <= 599):
+                raise ValueError(f"retry_on: {item} cannot be retried (statuses: 429 or 500-599, or 'connect')")
+        return v
 
 
 class UpstreamConfig(BaseModel):
-    """One backend: where it is, how to authenticate, how long to wait, how hard to push."""
+    """One backend: where it is, how to authenticate, how long to wait, how hard to push.
 
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["hf", "tgi", "tei", "openai"] = "hf"
+    `kind: endpoint` names a dedicated Inference Endpoint instead of a URL; its own fields are
+    described in `endpoint_config.py` (docs/endpoints.md).
+    """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # (a proxy URL may hold a password)
+    kind: UpstreamKind = "hf"
     base_url: str = HF_ROUTER
     token_env: str | None = "HF_TOKEN"
     token: SecretStr | None = Field(None, exclude=True)  # filled from token_env, never from the file
@@ -121,13 +92,50 @@ class UpstreamConfig(BaseModel):
     budget_max_wait: float = Field(30.0, ge=0)  # longest a call queues for the budget; past it: 429 + Retry-After
     breaker_failures: int = Field(5, ge=1)
     breaker_cooldown: float = Field(30.0, gt=0)
+    # Egress (core/proxies.py): a forward proxy URL, or none/false to ignore HTTPS_PROXY & co; unset: the
+    # environment. `ca_file`: the CAs trusted for https (instead of the system's); `verify: false`: none checked.
+    proxy: ProxySetting = None
+    ca_file: str | None = None
+    verify: bool = True
+    _proxy_environment: ProxyEnvironment = PrivateAttr(default_factory=ProxyEnvironment)  # set by Settings
+    # kind: endpoint only (endpoint_config.py).
+    name: str | None = None  # the endpoint's name on HF
+    namespace: str | None = None  # its user or organisation
+    control_plane_url: str = HF_ENDPOINTS_API
+    url: str | None = None  # used until the control plane names one (and while it cannot be reached)
+    engine: str | None = None  # the engine serving `url` until the control plane says (tgi, tei, vllm, ...)
+    resume: bool = False  # POST .../resume when paused (the token needs write-endpoints)
+    wake_estimate: Duration = Field(300.0, gt=0)  # expected scale-up time: Retry-After and parking
+    idle: IdleConfig | None = None  # pause or scale to zero after this long without traffic
+    poll_interval: Duration = Field(30.0, gt=0)  # control-plane reads while the state is steady
+    wake_poll_interval: Duration = Field(5.0, gt=0)  # ... while it is waking (as InferenceEndpoint.wait)
+    control_timeout: Duration = Field(10.0, gt=0)  # one control-plane call or health check
 
-    @field_validator("base_url")
+    @field_validator("base_url", "control_plane_url", "url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"base_url must be an http(s) URL, got {v!r}")
+            raise ValueError(f"must be an http(s) URL, got {v!r}")
         return v.rstrip("/")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+    @property
+    def proxy_environment(self) -> ProxyEnvironment:
+        """HTTPS_PROXY, HTTP_PROXY, NO_PROXY & co as the settings read them at start (empty when built alone)."""
+        return self._proxy_environment
+
+    @model_validator(mode="after")
+    def _endpoint_fields(self) -> UpstreamConfig:
+        check_endpoint_fields(self.kind, self.model_fields_set, self.name, self.namespace)
+        return self
 
     @field_validator("token", mode="before")
     @classmethod
@@ -154,6 +162,9 @@ class ModelCacheConfig(BaseModel):
     shared: bool = False  # entries shared across tenants (default: each tenant has its own entries)
 
 
+TextGenerationRoute = Literal["auto", "hf-inference", "chat"]
+
+
 class ModelConfig(BaseModel):
     """A route: an exact id, a glob pattern (`BAAI/*`) or `*`, with aliases and ordered deployments."""
 
@@ -161,6 +172,11 @@ class ModelConfig(BaseModel):
     name: str
     aliases: list[str] = Field(default_factory=list)
     task: str | None = None
+    # Where an `hf` upstream sends HF text generation (docs/hf-router.md): `hf-inference` as the
+    # client does for models that provider serves; `chat` converted to the router's chat route (for
+    # LLMs, served by other providers); `auto`: `chat` when the client named another provider or a
+    # policy (`org/name:novita`, `:fastest`), else `hf-inference`.
+    text_generation: TextGenerationRoute = "auto"
     deployments: list[DeploymentConfig] = Field(default_factory=lambda: [DeploymentConfig(upstream="hf")])
     cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
     limits: dict[str, Rate] = Field(default_factory=dict)  # "requests": across all tenants (docs/ratelimits.md)
@@ -261,9 +277,9 @@ class CacheConfig(BaseModel):
     outcome_ttl: float = Field(10.0, gt=0)  # how long a leader's error stays readable for its followers
     store_cooldown: float = Field(1.0, ge=0)  # after a store error, skip the cache for this many seconds
     # Embedded store only: oldest entries evicted past this, each counted with its key and ~500 B of
-    # bookkeeping (dict slots, expiry, LRU node), so the process's memory stays flat (issue 7).
+    # bookkeeping (dict slots, expiry, LRU node), so the process's memory stays flat.
     memory_max_bytes: int = Field(32 * 1024 * 1024, ge=1)
-    # Redis store only: hot entries are also kept in process (policies/cache_local.py) for at most
+    # Redis store only: hot entries are also kept in process (policies/cache/local.py) for at most
     # local_ttl seconds, so a repeated request costs no round trip; an entry gone from Redis may be
     # served that much longer by a replica that holds a copy, and while Redis is down a held entry
     # is still a HIT (not a BYPASS). Off (0) by default; 1 s is a good value when that is acceptable.
@@ -276,7 +292,7 @@ class CacheConfig(BaseModel):
     redis_url: str | None = None
     redis_max_fill: float = Field(0.8, gt=0, le=1)
     redis_memory_check: float = Field(5.0, gt=0)
-    # Per-task overrides of the built-in defaults (policies/cachekey.py DEFAULT_TASKS), e.g.
+    # Per-task overrides of the built-in defaults (policies/cache/key.py DEFAULT_TASKS), e.g.
     # {"chat": {"enabled": false}, "feature-extraction": {"ttl": 86400}}.
     tasks: dict[str, TaskCacheConfig] = Field(default_factory=dict)
 
@@ -307,7 +323,8 @@ class Settings(BaseSettings):
     """Everything the gateway is told."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid", validate_default=True,
+        hide_input_in_errors=True,  # errors name the key, never quote a value (a proxy password, a Redis URL's)
     )
 
     host: str = "127.0.0.1"
@@ -358,7 +375,7 @@ class Settings(BaseSettings):
         if self.upstream_url:
             for up in self.upstreams.values():
                 if up.kind == "hf":
-                    up.base_url = UpstreamConfig._url(self.upstream_url)
+                    up.base_url = UpstreamConfig._url(self.upstream_url) or up.base_url
         if not self.models:
             self.models = [ModelConfig(name="*", deployments=[DeploymentConfig(upstream=next(iter(self.upstreams)))])]
         for i, m in enumerate(self.models):
@@ -371,12 +388,27 @@ class Settings(BaseSettings):
         for k in self.keys:
             if k.tenant not in self.tenants:
                 self.tenants[k.tenant] = TenantConfig()
+        proxies = ProxyEnvironment.from_environ(os.environ)  # read once, here (README "Behind a corporate proxy")
         for up in self.upstreams.values():
+            up._proxy_environment = proxies
             if up.token_env and up.token is None:
                 value = os.environ.get(up.token_env)
                 if value:
                     object.__setattr__(up, "token", SecretStr(value))
         return self
+
+
+def missing_credentials(settings: Settings) -> dict[str, list[str]]:
+    """Environment variable -> the upstreams whose `token_env` names it while it is unset or empty.
+
+    Such upstreams are called without a credential (the HF router then answers 401 to every call);
+    `hf-gateway serve` says so once at start. An upstream with `token_env: null` needs none.
+    """
+    missing: dict[str, list[str]] = {}
+    for name, up in settings.upstreams.items():
+        if up.token_env and up.token is None:
+            missing.setdefault(up.token_env, []).append(name)
+    return missing
 
 
 def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:

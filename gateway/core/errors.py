@@ -1,4 +1,4 @@
-"""The gateway's one error hierarchy; `middleware.render_error` is the only place they become HTTP.
+"""The gateway's one error hierarchy; `http/middleware/render.py` (`render_error`) is the only place they become HTTP.
 
     GatewayError                      status, type, code, retryable, extra headers
     ├── ClientError                   the request is at fault (4xx), never retried
@@ -7,8 +7,10 @@
     │   ├── NotFound                  404 unknown path
     │   ├── UnknownModel              404 no route for the model
     │   ├── MethodNotAllowed          405
+    │   ├── RequestTimeout            408 the body did not arrive within the request's deadline
     │   ├── PayloadTooLarge           413 body over the configured limit
     │   ├── UnsupportedTask           422 the deployment's backend cannot serve this task
+    │   │   └── UnsupportedRoute          a whole API (e.g. /v1/responses) the backend kind does not speak
     │   └── RateLimited               429 a gateway bucket is empty (carries Retry-After)
     ├── ServiceUnavailable            503 the gateway itself cannot take the request now
     │   ├── Overloaded                    in-flight caps reached
@@ -18,8 +20,16 @@
         ├── UpstreamTimeout           504 read timeout, or the deadline passed
         │   └── UpstreamConnectTimeout    no connection within connect_timeout (never reached it)
         ├── UpstreamProtocolError     502 garbage, truncated or oversized response
+        ├── EndpointUnavailable       503 a managed endpoint cannot serve (paused, failed, not discovered)
         └── UpstreamStatusError       the upstream's own non-2xx answer, relayed with its status
             └── ModelLoading          503 "model is currently loading" with estimated_time
+                └── EndpointWaking        a managed endpoint is scaling up (estimate from its config)
+
+An `UpstreamStatusError` keeps the upstream's own error fields (`upstream_fields`: OpenAI's `type`,
+`code`, `param`; TGI's `error_type`; anything else its error object held) so the renderer relays
+them as they came: clients branch on them (`context_length_exceeded`, `insufficient_quota`, ...).
+The gateway's `type` / `code` are only the defaults under them; the gateway's own errors never
+carry upstream fields.
 
 Foreign exceptions (aiohttp, asyncio, redis) are translated into these at the seam that sees
 them (`upstream/http.py`, `store/redis.py`), never in handlers.
@@ -95,6 +105,11 @@ class MethodNotAllowed(ClientError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(ClientError):
     status = 413
     code = "payload_too_large"
@@ -104,6 +119,10 @@ class UnsupportedTask(ClientError):
     status = 422
     code = "unsupported_task"
     error_type = "validation"
+
+
+class UnsupportedRoute(UnsupportedTask):
+    code = "unsupported_route"
 
 
 class RateLimited(ClientError):
@@ -174,10 +193,13 @@ class UpstreamStatusError(UpstreamError):
         body: bytes = b"",
         error_type: str | None = None,
         retry_after: float | None = None,
+        upstream_fields: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(message, status=status, retry_after=retry_after)
         self.upstream_headers = dict(upstream_headers or {})
         self.body = body
+        # The upstream's error fields other than its message, as they came (JSON values).
+        self.upstream_fields: dict[str, object] = dict(upstream_fields or {})
         if error_type is not None:
             self.error_type = error_type
         self.retryable = status in RETRYABLE_STATUSES
@@ -212,3 +234,26 @@ class ModelLoading(UpstreamStatusError):
 
     def extra_body(self) -> dict[str, object]:
         return {"estimated_time": self.estimated_time}
+
+
+class EndpointWaking(ModelLoading):
+    """A managed dedicated endpoint is waking up (scaled to zero, resuming, initializing).
+
+    HF's scale-up 503 carries no estimate, so `estimated_time` comes from the endpoint's configured
+    `wake_estimate`. Being a `ModelLoading`, it takes the cold-start road: another deployment serves
+    the request at once, or the request parks until the endpoint is ready.
+    """
+
+    code = "endpoint_waking"
+
+
+class EndpointUnavailable(UpstreamError):
+    """A managed endpoint cannot serve now and will not by itself: paused, failed, or never discovered.
+
+    Retryable in the fallback's sense (another deployment may take the request), yet never retried on
+    the same endpoint: it is not an upstream answer, so the retry stage leaves it alone.
+    """
+
+    status = 503
+    code = "endpoint_unavailable"
+    error_type = "overloaded"

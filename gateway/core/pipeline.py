@@ -32,7 +32,8 @@ def build_pipeline(stages: Sequence[Stage], terminal: Handler) -> Handler:
     """Fold `stages` around `terminal`; stages[0] is the outermost.
 
     A stage may also have `prepare(call) -> bool` and `abandon(call) -> None`: before the first
-    stage runs, every `prepare` may start store work for its stage (noted in `call.extras`) (on Redis, queued so that all
+    stage runs, every `prepare` may start store work for its stage (noted on the call, and counted in
+    `call.pending`) (on Redis, queued so that all
     of it travels in one round trip; a store without pipelining gets nothing started, so its
     behaviour stays strictly sequential); a `prepare` that answers True will answer the call by
     itself (a cache hit held in process), so the stages after it prepare nothing. Once the call
@@ -62,12 +63,9 @@ def _bind(stage: Stage, nxt: Handler) -> Handler:
 
 def let_go(call: Call) -> None:
     """Undo now what the stages' `prepare` started for this call (see build_pipeline); idempotent."""
-    release = call.extras.pop(_LET_GO, None)
+    release, call.let_go = call.let_go, None
     if release is not None:
         release()
-
-
-_LET_GO = "_prepared_let_go"  # call.extras: runs every `abandon` of the call's pipeline
 
 
 def _prepared(head: Handler, prepares: list[Callable[[Call], bool]],
@@ -83,7 +81,6 @@ def _prepared(head: Handler, prepares: list[Callable[[Call], bool]],
                               extra={"request_id": call.request_id})
 
     async def run(call: Call) -> Answer:
-        before = len(call.extras)
         try:
             for prepare in prepares:
                 if prepare(call):
@@ -91,13 +88,13 @@ def _prepared(head: Handler, prepares: list[Callable[[Call], bool]],
         except BaseException:
             release(call)  # what the earlier prepares started (a queued claim holding a lock) is undone
             raise
-        if len(call.extras) == before:  # nothing started (prepares note what they start in extras)
+        if not call.pending:  # nothing started (a prepare that starts work counts it in `pending`)
             return await head(call)
-        call.extras[_LET_GO] = lambda: release(call)
+        call.let_go = lambda: release(call)
         try:
             return await head(call)
         finally:
-            call.extras.pop(_LET_GO, None)
+            call.let_go = None
             release(call)
 
     return run

@@ -67,13 +67,23 @@ class Router:
         return out
 
     def catalog(self) -> list[dict[str, Any]]:
-        """`GET /v1/models`: configured models and aliases (patterns and `*` are not models)."""
+        """`GET /v1/models`: configured models and aliases (patterns and `*` are not models: see `patterns`)."""
         seen: list[dict[str, Any]] = []
         for r in self.routes:
             names = [] if _is_pattern(r.name) or r.name == "*" else [r.name]
-            for n in names + list(r.aliases):
-                seen.append({"id": n, "object": "model", "created": 0, "owned_by": r.deployments[0].upstream.name})
+            seen.extend(model_object(n, r) for n in names + list(r.aliases))
         return seen
+
+    def patterns(self) -> list[dict[str, Any]]:
+        """The routes that serve ids nobody listed: glob patterns, then `*`, in the order they are tried."""
+        out = [{"pattern": p, "upstreams": _upstreams(r)} for p, r in self._patterns]
+        if self._default is not None:
+            out.append({"pattern": "*", "upstreams": _upstreams(self._default)})
+        return out
+
+    def model(self, name: str) -> dict[str, Any]:
+        """`GET /v1/models/{id}`: a model object for any id this router routes, else UnknownModel."""
+        return model_object(name, self.resolve(name))
 
     def _lookup(self, name: str) -> Route | None:
         route = self._exact.get(name)
@@ -83,6 +93,15 @@ class Router:
             if fnmatchcase(name, pattern):
                 return candidate
         return None
+
+
+def model_object(name: str, route: Route) -> dict[str, Any]:
+    """An OpenAI model object; `owned_by` names the upstream of the route's first deployment."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": route.deployments[0].upstream.name}
+
+
+def _upstreams(route: Route) -> list[str]:
+    return list(dict.fromkeys(d.upstream.name for d in route.deployments))
 
 
 def _is_pattern(name: str) -> bool:

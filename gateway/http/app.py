@@ -23,6 +23,7 @@ from gateway.core.routing import Router
 from gateway.http.appkeys import (
     BREAKERS,
     CLOCK,
+    ENDPOINTS,
     LOADING,
     METRICS,
     READINESS,
@@ -31,22 +32,26 @@ from gateway.http.appkeys import (
     STORE,
     STORES,
     UPSTREAMS,
-)  # fmt: skip
+)
 from gateway.http.handlers import Gateway
 from gateway.http.middleware.auth import auth_middleware
-from gateway.http.middleware.errors import error_middleware
 from gateway.http.middleware.observe import observe_middleware
 from gateway.http.middleware.overload import overload_middleware
+from gateway.http.middleware.render import error_middleware
 from gateway.http.ops import add_ops_routes
 from gateway.http.parsing import CallParser
 from gateway.http.readiness import Readiness
 from gateway.http.status import add_status_route
 from gateway.observability.metrics import Metrics
 from gateway.observability.readouts import watch_policies
-from gateway.observability.stage import MetricsStage, UpstreamTimer
+from gateway.observability.stage import MetricsStage
+from gateway.observability.upstream_timer import UpstreamTimer
 from gateway.policies.cache.coalesce import CoalesceStage
 from gateway.policies.cache.key import CachePlanner
-from gateway.policies.cache.stage import CacheStage, ResponseCache
+from gateway.policies.cache.response_cache import ResponseCache
+from gateway.policies.cache.stage import CacheStage
+from gateway.policies.endpoints.fleet import EndpointFleet, build_fleet
+from gateway.policies.endpoints.stage import EndpointStage
 from gateway.policies.limits.shaping import ShapingStage
 from gateway.policies.limits.stage import RateLimitStage
 from gateway.policies.resilience.breaker import Breakers
@@ -76,6 +81,7 @@ class Shared:
     breakers: Breakers
     board: LoadingBoard
     cache: ResponseCache  # on cache.redis_url when set, else on `store`
+    endpoints: EndpointFleet
 
 
 def build_stages(shared: Shared) -> list[Stage]:
@@ -96,6 +102,8 @@ def build_stages(shared: Shared) -> list[Stage]:
         ColdStartStage(s.board, s.clock, s.settings.resilience),
         # [retry]      backoff with full jitter, Retry-After honoured, inside the deadline
         RetryStage(s.clock, s.breakers, s.settings.resilience),
+        # [endpoints]  per attempt: a managed endpoint's state decides (wake once, resume, waking, paused)
+        EndpointStage(s.endpoints, s.settings.resilience.retry_after_cap),
         # [shaping]    paces each attempt to the upstream's declared budget
         ShapingStage(s.settings, s.store, s.clock, s.upstreams),
     ]
@@ -137,17 +145,18 @@ def create_app(
         cfg = settings.cache
         room = CacheRoom(lambda: store.info("memory"), clock,  # type: ignore[attr-defined]
                          max_fill=cfg.redis_max_fill, interval=cfg.redis_memory_check)
+    board = LoadingBoard(store, clock, settings.redis_prefix, settings.resilience)
     shared = Shared(
         settings=settings, clock=clock, store=store, router=router, upstreams=upstreams, metrics=metrics,
-        breakers=Breakers(clock, settings.upstreams),
-        board=LoadingBoard(store, clock, settings.redis_prefix, settings.resilience),
+        breakers=Breakers(clock, settings.upstreams), board=board,
         cache=ResponseCache(cache_store, clock, settings.cache, CachePlanner(settings.cache, settings.redis_prefix),
                             room=room),
+        endpoints=build_fleet(upstreams, router, store, settings.redis_prefix, clock, board, metrics),
     )
 
     # Observe outermost (it sees the status the client got and times the whole request), then errors
     # (so a 401 is rendered in the route's dialect), then auth: the tenant is known before any handler.
-    middlewares = [observe_middleware(metrics, clock), error_middleware(clock), auth_middleware(settings, store, clock)]
+    middlewares = [observe_middleware(metrics, clock), error_middleware(), auth_middleware(settings, store, clock)]
     # In-flight caps after auth (the tenant is known), before any handler reads a body.
     overload = overload_middleware(settings)
     if overload is not None:
@@ -161,6 +170,7 @@ def create_app(
     app[ROUTER] = router
     app[BREAKERS] = shared.breakers
     app[LOADING] = shared.board
+    app[ENDPOINTS] = shared.endpoints
 
     stages = build_stages(shared)
     rate = next((st for st in stages if isinstance(st, RateLimitStage)), None)
@@ -173,6 +183,7 @@ def create_app(
         paced=[name for name, cfg in settings.upstreams.items() if cfg.budget is not None],
         breakers=shared.breakers, board=shared.board,
         shaping=next((st for st in stages if isinstance(st, ShapingStage)), None),
+        endpoints=shared.endpoints,
     )
     parser = CallParser(router, clock, settings.max_body_bytes, settings.request_timeout)
     add_ops_routes(app)
@@ -208,7 +219,9 @@ def _timed(store: Store, name: str, clock: Clock, metrics: Metrics) -> Store:
 def _metrics(settings: Settings, router: Router, upstreams: dict[str, Upstream], path: str | None) -> Metrics:
     """The app's Metrics: labels bounded by the configured models, tenants and deployments; pool probes."""
     deployments = {d.id for route in router.routes for d in route.deployments} | set(upstreams)
-    metrics = Metrics(models=router.labels(), tenants=settings.tenants, deployments=deployments, multiprocess_dir=path)
+    endpoints = [name for name, cfg in settings.upstreams.items() if cfg.kind == "endpoint"]
+    metrics = Metrics(models=router.labels(), tenants=settings.tenants, deployments=deployments,
+                      multiprocess_dir=path, endpoints=endpoints)
     for name, up in upstreams.items():
         metrics.register_pool_probe(name, up.pool_stats)  # pools belong to upstreams (deployments share them)
     return metrics
@@ -234,7 +247,9 @@ async def _refresh_every(metrics: Metrics, clock: Clock, seconds: float) -> None
 async def _lifetimes(app: web.Application) -> AsyncIterator[None]:
     for up in app[UPSTREAMS].values():
         await up.start()
+    await app[ENDPOINTS].start()  # after the upstreams: its first readings aim them
     yield
+    await app[ENDPOINTS].close()
     for up in app[UPSTREAMS].values():
         await up.close()
     await app[LOADING].close()

@@ -14,18 +14,20 @@ from gateway.core.config import Settings
 from gateway.core.routing import Router
 from gateway.http.readiness import Readiness
 from gateway.observability.metrics import Metrics
+from gateway.policies.endpoints.fleet import EndpointFleet
 from gateway.policies.resilience.breaker import Breakers
 from gateway.policies.resilience.loading import LoadingBoard
 from gateway.store.protocol import Store
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
-CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)  # type: ignore[type-abstract]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock", Clock)
 ROUTER: web.AppKey[Router] = web.AppKey("router", Router)
-STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstract]
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
 UPSTREAMS: web.AppKey[dict[str, Upstream]] = web.AppKey("upstreams", dict)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 BREAKERS: web.AppKey[Breakers] = web.AppKey("breakers", Breakers)
 LOADING: web.AppKey[LoadingBoard] = web.AppKey("loading_board", LoadingBoard)
+ENDPOINTS: web.AppKey[EndpointFleet] = web.AppKey("endpoints", EndpointFleet)
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness", Readiness)
 STORES: web.AppKey[list[Store]] = web.AppKey("stores", list)  # every store the app opened (closed at exit)
 

@@ -8,17 +8,19 @@ and rendered by the middleware.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypedDict
 
 import orjson
 from aiohttp import HttpVersion11, web
 
 from gateway.core.call import Answer, Call, Op, Reply
 from gateway.core.errors import GatewayError, NotFound, PayloadTooLarge
+from gateway.core.model_ids import check_body_id
 from gateway.core.pipeline import Handler
 from gateway.core.routing import Router
 from gateway.http.appkeys import CALL
-from gateway.http.middleware.errors import render_error
+from gateway.http.middleware.render import render_error
 from gateway.http.parsing import CallParser, check_model, check_task
 from gateway.http.relay import relay_stream
 
@@ -26,6 +28,12 @@ log = logging.getLogger("gateway.handlers")
 _CHAT_SUFFIX = "/v1/chat/completions"
 _TGI_SUFFIXES = {"/generate": Op.TGI_GENERATE, "/generate_stream": Op.TGI_GENERATE, "/embed": Op.TEI_EMBED,
                  "/predict": Op.TEI_PREDICT, "/rerank": Op.TEI_RERANK}
+
+
+class _RouteOptions(TypedDict):
+    """Keyword arguments every inference route is added with (typed, so `**opts` type-checks)."""
+
+    expect_handler: Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 
 
 class Gateway:
@@ -38,10 +46,11 @@ class Gateway:
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
-        opts = {"expect_handler": self.expect}  # Expect: 100-continue checks the body size first
+        opts: _RouteOptions = {"expect_handler": self.expect}  # Expect: 100-continue checks the body size first
         r.add_post("/v1/chat/completions", self.chat, **opts)
         r.add_post("/v1/completions", self.completions, **opts)
         r.add_post("/v1/embeddings", self.embeddings, **opts)
+        r.add_post("/v1/responses", self.responses, **opts)
         r.add_get("/v1/models", self.models, **opts)
         r.add_get("/v1/models/{model_id:.+}", self.model_info, **opts)
         r.add_post("/models/{rest:.+}", self.legacy_model, **opts)
@@ -76,22 +85,24 @@ class Gateway:
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._run(request, await self.parser.openai(request, Op.EMBEDDINGS))
 
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API, relayed to upstreams that speak it (dialects refuse it with `unsupported_route`)."""
+        return await self._run(request, await self.parser.openai(request, Op.RESPONSES))
+
     async def models(self, request: web.Request) -> web.Response:
-        return _json({"object": "list", "data": self.router.catalog()})
+        """Configured names and aliases in `data`; `routes` says which patterns (and `*`) serve other ids."""
+        return _json({"object": "list", "data": self.router.catalog(), "routes": self.router.patterns()})
 
     async def model_info(self, request: web.Request) -> web.Response:
-        name = check_model(request.match_info["model_id"])
-        for item in self.router.catalog():
-            if item["id"] == name:
-                return _json(item)
-        raise NotFound(f"model {name!r} is not in this gateway's catalogue")
+        """A model object for any id a request could use (a 404 in OpenAI's shape for the others)."""
+        return _json(self.router.model(check_body_id(request.match_info["model_id"])))
 
     # --- HF dialect ------------------------------------------------------------------------------
     async def legacy_model(self, request: web.Request) -> web.StreamResponse:
         return await self._model_path(request, request.match_info["rest"])
 
     async def router_model(self, request: web.Request) -> web.StreamResponse:
-        return await self._model_path(request, request.match_info["rest"])
+        return await self._model_path(request, request.match_info["rest"], provider="hf-inference")
 
     async def legacy_pipeline(self, request: web.Request) -> web.StreamResponse:
         task = check_task(request.match_info["task"])
@@ -111,11 +122,12 @@ class Gateway:
                               "deployments": [d.id for d in route.deployments]})
         raise NotFound("only POST is served on a model URL (GET works for /info and /health)")
 
-    async def _model_path(self, request: web.Request, rest: str) -> web.StreamResponse:
+    async def _model_path(self, request: web.Request, rest: str, provider: str | None = None) -> web.StreamResponse:
         """`{id}`, `{id}/pipeline/{task}`, `{id}/v1/chat/completions`, `{id}/generate[_stream]`, `{id}/embed`..."""
         if rest.endswith(_CHAT_SUFFIX):
             model = check_model(rest[: -len(_CHAT_SUFFIX)])
             call = await self.parser.openai(request, Op.CHAT, bound_model=model)
+            call.provider = provider  # InferenceClient's hf-inference chat URL: that provider, not the router's pick
             return await self._run(request, call)
         if "/pipeline/" in rest:
             model, _, task = rest.rpartition("/pipeline/")
@@ -134,8 +146,9 @@ class Gateway:
         answer: Answer = await self.pipeline(call)
         if isinstance(answer, Reply):
             headers = {**answer.headers, **call.reply_headers, "X-Request-Id": call.request_id}
-            return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
-                                headers=headers)
+            # Content-Type as a header: an upstream's own (`audio/flac`, `text/plain; charset=...`) goes as it came.
+            return web.Response(status=answer.status, body=answer.body,
+                                headers={**headers, "Content-Type": answer.content_type})
         return await relay_stream(request, call, answer)
 
 

@@ -6,6 +6,7 @@ behind only ever see well-formed calls.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from typing import Any
@@ -14,15 +15,14 @@ import orjson
 from aiohttp import web
 
 from gateway.core import tasks
-from gateway.core.call import Call, Dialect, Flags, Op
+from gateway.core.call import Call, Dialect, Flags, Op, Route
 from gateway.core.clock import Clock
-from gateway.core.errors import BadRequest, PayloadTooLarge
+from gateway.core.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from gateway.core.model_ids import check_body_id, check_path_id
 from gateway.core.routing import Router
 from gateway.http.appkeys import API_KEY_ID, REQUEST_ID, STARTED, TENANT
 from gateway.observability.logs import redact
 
-# A model id: `org/name`, `name`, optional `:provider`; no `..`, no scheme, no control characters.
-_MODEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-+@]*(/[A-Za-z0-9_][A-Za-z0-9._\-+@]*)?(:[A-Za-z0-9._\-]+)?$")
 _TASK_RE = re.compile(r"^[a-z][a-z0-9\-]{1,63}$")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-:]{1,128}$")
 # JSON deeper than this is refused: orjson cannot re-serialise past 255 levels (cache keys, model
@@ -31,6 +31,8 @@ MAX_JSON_DEPTH = 128
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 FORWARDED = ("x-hf-bill-to",)
+_OPENAI_TASKS = {Op.CHAT: "chat", Op.COMPLETIONS: "completions", Op.EMBEDDINGS: "embeddings",
+                 Op.RESPONSES: "responses"}
 
 
 def request_id(request: web.Request) -> str:
@@ -42,12 +44,8 @@ def request_id(request: web.Request) -> str:
 
 
 def check_model(name: Any, where: str = "model") -> str:
-    """A model id a route may carry, or BadRequest."""
-    if not isinstance(name, str) or not name:
-        raise BadRequest(f"`{where}` must be a non-empty string")
-    if len(name) > 200 or ".." in name or not _MODEL_RE.match(name):
-        raise BadRequest(f"`{where}` {name[:80]!r} is not a valid model id (expected 'org/name' or 'name[:provider]')")
-    return name
+    """A model id taken from a URL path (strict: `core/model_ids.py`), or BadRequest."""
+    return check_path_id(name, where)
 
 
 def check_task(task: str) -> str:
@@ -56,13 +54,22 @@ def check_task(task: str) -> str:
     return task
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing early (from Content-Length) when it is over `limit`."""
+async def read_body(request: web.Request, limit: int, seconds: float | None = None) -> bytes:
+    """The whole body, refusing early (from Content-Length) when it is over `limit`; RequestTimeout when
+    it has not all arrived within `seconds` (a body dripped byte by byte would hold a task for ever)."""
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit} bytes")
     try:
-        raw = await request.read()
+        if seconds is None:
+            raw = await request.read()
+        else:
+            async with asyncio.timeout(seconds):
+                raw = await request.read()
+    except TimeoutError:
+        # What is left of the body cannot be told from the next request: the connection closes.
+        raise RequestTimeout("the request body did not arrive within the request's deadline",
+                             headers={"Connection": "close"}) from None
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"request body is over the limit of {limit} bytes") from exc
     if len(raw) > limit:
@@ -151,38 +158,59 @@ class CallParser:
         self.default_timeout = default_timeout
 
     async def openai(self, request: web.Request, op: Op, bound_model: str | None = None) -> Call:
-        """`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` (optionally with a URL-bound model)."""
-        raw = await read_body(request, self.max_body)
+        """`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses` (optionally with a
+        URL-bound model)."""
+        raw = await read_body(request, self.max_body, self._body_wait(request))
         body = parse_json_object(raw)
         _require_openai_fields(op, body)
-        model = bound_model or check_model(body.get("model"))
+        model = bound_model or check_body_id(body.get("model"))  # any backend's id: it stays in the body
         stream = body.get("stream") is True
         if op is Op.EMBEDDINGS and stream:
             raise BadRequest("embeddings cannot be streamed")
-        task = {Op.CHAT: "chat", Op.COMPLETIONS: "completions", Op.EMBEDDINGS: "embeddings"}[op]
+        task = _OPENAI_TASKS[op]
         return self._call(request, Dialect.OPENAI, op, op.value, model, body, raw, stream, task)
 
     async def hf(self, request: web.Request, model: str, path_task: str | None, op: Op = Op.HF_TASK) -> Call:
         """HF-style task calls: `/models/{id}`, `/pipeline/{task}/{id}`, `/hf-inference/...`, TGI/TEI-native."""
-        raw = await read_body(request, self.max_body)
+        raw = await read_body(request, self.max_body, self._body_wait(request))
         ctype = request.headers.get("Content-Type", "")
         body: dict[str, Any] | None
-        if not raw or ctype.startswith("application/json") or not ctype and raw[:1] in (b"{", b"["):
+        if not raw or ctype.startswith("application/json") or (not ctype and raw[:1] in (b"{", b"[")):
             body = parse_json_object(raw)
-            if op is not Op.TEI_RERANK and "inputs" not in body:
-                raise BadRequest("the request body needs an `inputs` field")
+            if op is not Op.TEI_RERANK and "inputs" not in body and "table" not in body:
+                raise BadRequest("the request body needs an `inputs` field (or `table`, for a tabular task)")
         else:
             body = None  # raw bytes (image/audio tasks): forwarded as they came
         route = self.router.resolve(model)
         accept = request.headers.get("Accept")
-        task = path_task or route.task or tasks.detect_task(body, accept)
-        stream = bool(body and body.get("stream") is True) or op is Op.TGI_GENERATE and path_task == "stream"
+        agent = request.headers.get("User-Agent")
+        task = path_task or route.task or tasks.detect_task(body, accept, agent) or _only_task(route, body)
+        stream = bool(body and body.get("stream") is True) or (op is Op.TGI_GENERATE and path_task == "stream")
         call = self._call(request, Dialect.HF, op, op.value, model, body, raw, stream, task, route=route)
         call.content_type = ctype or None
         call.accept = accept
         if path_task and path_task != "stream":
-            call.extras["path_task"] = path_task
+            call.path_task = path_task
         return call
+
+    def _body_wait(self, request: web.Request) -> float | None:
+        """How long reading the body may wait: None when it has all arrived already (a small body comes
+        in the same packets as the head: reading it cannot wait, so no timer is armed), else `_body_seconds`."""
+        return None if request.content.is_eof() else self._body_seconds(request)
+
+    def _body_seconds(self, request: web.Request) -> float:
+        """What is left of the request's deadline (`request_timeout`, or a shorter valid `X-Gateway-Timeout`)
+        for reading its body; an invalid header is refused later, by `parse_flags`."""
+        timeout = self.default_timeout
+        try:
+            asked = float(request.headers.get("X-Gateway-Timeout", "nan"))
+        except ValueError:
+            asked = float("nan")
+        if 0 < asked < timeout:
+            timeout = asked
+        now = self.clock.monotonic()
+        started: float = request.get(STARTED, now)
+        return max(0.0, timeout - (now - started))
 
     def _call(self, request: web.Request, dialect: Dialect, op: Op, label: str, model: str,
               body: dict[str, Any] | None, raw: bytes, stream: bool, task: str | None, route: Any = None) -> Call:
@@ -193,8 +221,17 @@ class CallParser:
         return Call(
             request_id=request[REQUEST_ID], dialect=dialect, op=op, route_label=label, model=model,
             route=route or self.router.resolve(model), body=body, raw=raw, stream=stream, task=task,
-            forward_headers=fwd, flags=flags, tenant=request.get(TENANT), api_key_id=request.get(API_KEY_ID), started=request.get(STARTED, now), deadline=now + timeout,
+            forward_headers=fwd, flags=flags, tenant=request.get(TENANT), api_key_id=request.get(API_KEY_ID),
+            started=request.get(STARTED, now), deadline=now + timeout,
         )
+
+
+def _only_task(route: Route, body: dict[str, Any] | None) -> str | None:
+    """The task a body must be when the route's upstreams can serve nothing else: an `openai` upstream
+    answers an HF `{"inputs": text}` body only as embeddings (its /embeddings, in the HF shape)."""
+    if all(d.upstream.kind == "openai" for d in route.deployments) and tasks.plain_text_inputs(body):
+        return tasks.FEATURE_EXTRACTION
+    return None
 
 
 def _require_openai_fields(op: Op, body: dict[str, Any]) -> None:
@@ -213,8 +250,28 @@ def _require_openai_fields(op: Op, body: dict[str, Any]) -> None:
         fmt = body.get("encoding_format")
         if fmt not in (None, "float", "base64"):
             raise BadRequest("`encoding_format` must be 'float' or 'base64'")
+    elif op is Op.RESPONSES:
+        _require_responses_fields(body)
     for key in ("max_tokens", "n"):
         if key in body and body[key] is not None and (not isinstance(body[key], int) or isinstance(body[key], bool)):
             raise BadRequest(f"`{key}` must be an integer")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise BadRequest("`stream` must be a boolean")
+
+
+def _require_responses_fields(body: dict[str, Any]) -> None:
+    """The Responses API fields the gateway itself reads (token estimate, stream form), type-checked."""
+    value = body.get("input")
+    if value is not None and not isinstance(value, (str, list)):
+        raise BadRequest("`input` must be a string or a list of input items")
+    if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+        raise BadRequest("each item of `input` must be an object")
+    if body.get("instructions") is not None and not isinstance(body["instructions"], str):
+        raise BadRequest("`instructions` must be a string")
+    cap = body.get("max_output_tokens")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise BadRequest("`max_output_tokens` must be a positive integer")
+    if body.get("background") is True:
+        # A background response is fetched later with GET /v1/responses/{id}, which no model routes.
+        raise BadRequest("`background: true` is not served through this gateway (the response could not be "
+                         "fetched later); send the request without `background`, streamed if it is long")

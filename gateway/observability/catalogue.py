@@ -9,12 +9,16 @@ is first created, so a typo fails loudly instead of minting a new series.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeGuard, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gateway.store.causes import CAUSES
+from gateway.upstream.endpoints.control import REASONS as CONTROL_ERROR_REASONS
+from gateway.upstream.endpoints.info import STATES
+
+UNKNOWN_STATE = "unknown"  # an endpoint not read yet
 
 CacheOutcome = Literal["hit", "miss", "bypass", "coalesced", "none"]
 CacheEvent = Literal["hit", "miss", "bypass", "coalesced", "store", "store_skipped"]
@@ -25,19 +29,24 @@ RateLimitScope = Literal[
 ]
 RateLimitOutcome = Literal["allowed", "limited", "error_open", "error_closed"]
 CircuitState = Literal["closed", "half_open", "open"]
+IdleAction = Literal["pause", "scale_to_zero"]
+MalformedKind = Literal["framing", "header", "request_line", "too_long", "other"]
 PoolProbe = Callable[[], tuple[int, int]]  # () -> (active, idle) connections
 
 CIRCUIT_VALUES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
-CACHE_OUTCOMES = frozenset(("hit", "miss", "bypass", "coalesced", "none"))
-CACHE_EVENTS = frozenset(("hit", "miss", "bypass", "coalesced", "store", "store_skipped"))
+CACHE_OUTCOMES: frozenset[CacheOutcome] = frozenset(("hit", "miss", "bypass", "coalesced", "none"))
+CACHE_EVENTS: frozenset[CacheEvent] = frozenset(("hit", "miss", "bypass", "coalesced", "store", "store_skipped"))
 CACHE_DIRECTIONS = frozenset(("served", "stored"))
 RETRY_REASONS = frozenset(("429", "5xx", "connect", "timeout", "loading"))
-RATELIMIT_SCOPES = frozenset(
+RATELIMIT_SCOPES: frozenset[RateLimitScope] = frozenset(
     ("tenant", "tenant_model", "model", "tokens_tenant", "tokens_tenant_model", "outbound")
 )
-RATELIMIT_OUTCOMES = frozenset(("allowed", "limited", "error_open", "error_closed"))
+RATELIMIT_OUTCOMES: frozenset[RateLimitOutcome] = frozenset(("allowed", "limited", "error_open", "error_closed"))
 TOKEN_DIRECTIONS = frozenset(("in", "out"))
+MALFORMED_KINDS: frozenset[MalformedKind] = frozenset(("framing", "header", "request_line", "too_long", "other"))
 POOL_STATES = frozenset(("active", "idle"))
+ENDPOINT_STATES = frozenset(STATES) | {UNKNOWN_STATE}
+IDLE_ACTIONS = frozenset(("pause", "scale_to_zero"))
 STORES = frozenset(("main", "cache"))  # the Redis behind redis_url, and the one behind cache.redis_url
 POOL_HELP = "Upstream connections per deployment, by state (active or idle)."
 
@@ -52,10 +61,18 @@ OVERHEAD_BUCKETS = (
 )  # fmt: skip
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# A dedicated endpoint's wake-up: seconds (a warm container) to half an hour (a large model from zero).
+WAKE_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0)
 
 C = TypeVar("C", Counter, Gauge, Histogram)
+V = TypeVar("V", bound=str)
 Allowed = tuple[frozenset[str] | None, ...]  # per label: permitted values; None = bounded by caller
 GaugeMode = Literal["livesum", "livemax", "max"]
+
+
+def in_vocabulary(value: str, vocabulary: frozenset[V]) -> TypeGuard[V]:
+    """Whether `value` (a plain str as core/ records it) is one of `vocabulary`, narrowing it to that Literal."""
+    return value in vocabulary
 
 
 class Children(Generic[C]):
@@ -64,7 +81,7 @@ class Children(Generic[C]):
     __slots__ = ("_allowed", "_cache", "_metric")
 
     def __init__(self, metric: C, allowed: Allowed) -> None:
-        self._metric = metric
+        self._metric: C = metric
         self._allowed = allowed
         self._cache: dict[tuple[str, ...], C] = {}
 
@@ -89,7 +106,7 @@ def probe_all(probes: dict[str, PoolProbe]) -> Iterator[tuple[str, tuple[int, in
     for deployment, probe in list(probes.items()):
         try:
             yield deployment, probe()
-        except Exception:
+        except Exception:  # a broken probe must never break the scrape
             continue
 
 
@@ -119,6 +136,7 @@ class Catalogue:
         self._reg = registry
         self._define_traffic()
         self._define_policies()
+        self._define_endpoints()
         self._define_infrastructure(probes)
 
     def _counter(self, name: str, doc: str, labels: tuple[str, ...], allowed: Allowed) -> Children[Counter]:
@@ -162,6 +180,13 @@ class Catalogue:
             "gateway_tokens_total", "Tokens in (prompt) and out (completion), by model and tenant.",
             ("model", "tenant", "direction"), (None, None, TOKEN_DIRECTIONS),
         )  # fmt: skip
+        self.malformed = self._counter(
+            "gateway_malformed_requests_total",
+            "Client requests the HTTP parser refused with 400 before any handler ran, by kind.",
+            ("kind",), (MALFORMED_KINDS,),
+        )  # fmt: skip
+        for kind in sorted(MALFORMED_KINDS):
+            self.malformed.get((kind,))  # at 0 from the start: an alert on rate() sees the first one
         self.in_flight = self._gauge(
             "gateway_in_flight_requests", "Requests being handled now.", (), "livesum"
         )
@@ -219,6 +244,34 @@ class Catalogue:
             ("deployment",), "livemax",
         )  # fmt: skip
         self.circuit = Children(circuit, (None,))
+
+    def _define_endpoints(self) -> None:
+        state = self._gauge(
+            "gateway_endpoint_state", "Managed endpoints: 1 for the state each one is in, 0 for the others.",
+            ("endpoint", "state"), "livemax",
+        )  # fmt: skip
+        self.endpoint_state = Children(state, (None, ENDPOINT_STATES))
+        self.endpoint_wakeups = self._counter(
+            "gateway_endpoint_wakeups_total", "Wake-ups (and resumes) of managed endpoints started by the gateway.",
+            ("endpoint",), (None,),
+        )  # fmt: skip
+        self.endpoint_ready = self._histogram(
+            "gateway_endpoint_time_to_ready_seconds", "Time from a wake-up to the endpoint answering its health route.",
+            ("endpoint",), WAKE_BUCKETS,
+        )  # fmt: skip
+        self.endpoint_fallback = self._counter(
+            "gateway_endpoint_fallback_requests_total",
+            "Requests another deployment served while their managed endpoint was waking, paused or failed.",
+            ("endpoint",), (None,),
+        )  # fmt: skip
+        self.endpoint_idle = self._counter(
+            "gateway_endpoint_idle_actions_total", "Idle managed endpoints paused or scaled to zero by the gateway.",
+            ("endpoint", "action"), (None, IDLE_ACTIONS),
+        )  # fmt: skip
+        self.endpoint_errors = self._counter(
+            "gateway_endpoint_control_errors_total", "Failed control-plane calls, by endpoint and reason.",
+            ("endpoint", "reason"), (None, CONTROL_ERROR_REASONS),
+        )  # fmt: skip
 
     def _define_infrastructure(self, probes: dict[str, PoolProbe]) -> None:
         self.redis_errors = self._counter(

@@ -108,7 +108,7 @@ class RedactingFilter(logging.Filter):
             return True
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string must not make logging raise
+        except Exception:  # a bad format string must not make logging raise
             message = f"{record.msg} {record.args!r}"
         record.msg, record.args = redact(message), None
         for key, value in extra_fields(record).items():
@@ -207,7 +207,7 @@ class _GatewayHandler(logging.StreamHandler[TextIO]):
             return
         try:
             text = self.format(record)
-        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+        except Exception:  # logging's own contract: report, never raise
             self.handleError(record)
             return
         self._held.append(text)
@@ -231,7 +231,7 @@ class _GatewayHandler(logging.StreamHandler[TextIO]):
         try:
             self.stream.write(text)
             self.stream.flush()
-        except Exception:  # noqa: BLE001 - a closed or full stream must not fail a request
+        except Exception:  # a closed or full stream must not fail a request
             pass
 
     def flush(self) -> None:

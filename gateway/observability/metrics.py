@@ -1,7 +1,7 @@
 """Prometheus metrics: one `Metrics` object per app, owning its own `CollectorRegistry`.
 
 `Metrics` bounds labels and records events; the families themselves (names, labels, buckets)
-are defined in `gateway.metrics_catalogue`. Invariants:
+are defined in `gateway.observability.catalogue`. Invariants:
 - Never the global default registry: two apps in one process (tests) never share a figure.
 - Every label is bounded. Models, tenants and deployments outside the configured sets become
   "other"; enum-like labels (cache outcome, retry reason, ...) are checked once, when their
@@ -30,32 +30,27 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from gateway.observability.catalogue import (
     CIRCUIT_VALUES,
+    ENDPOINT_STATES,
+    IDLE_ACTIONS,
     CacheBytesDirection,
     CacheEvent,
     CacheOutcome,
     Catalogue,
     CircuitState,
+    IdleAction,
+    MalformedKind,
     PoolProbe,
     RateLimitOutcome,
     RateLimitScope,
     RetryReason,
     probe_all,
 )
+from gateway.upstream.endpoints.control import REASONS as CONTROL_ERROR_REASONS
 
 __all__ = [
-    "CacheBytesDirection",
-    "CacheEvent",
-    "CacheOutcome",
-    "CircuitState",
-    "Metrics",
-    "PoolProbe",
-    "RateLimitOutcome",
-    "RateLimitScope",
-    "RetryReason",
-    "enable_multiprocess",
-    "mark_worker_dead",
-    "reset_multiprocess_dir",
-    "status_class",
+    "CacheBytesDirection", "CacheEvent", "CacheOutcome", "CircuitState", "Metrics", "PoolProbe",
+    "RateLimitOutcome", "RateLimitScope", "RetryReason", "enable_multiprocess", "mark_worker_dead",
+    "reset_multiprocess_dir", "status_class",
 ]  # fmt: skip
 
 OTHER = "other"  # any model / tenant / deployment that is not configured
@@ -88,7 +83,8 @@ def enable_multiprocess(path: str) -> None:
     reset_multiprocess_dir(path)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     if values.ValueClass is values.MutexValue:
-        values.ValueClass = values.MultiProcessValue()
+        # prometheus_client ships py.typed but leaves its multiprocess helpers unannotated.
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
 def reset_multiprocess_dir(path: str) -> None:
@@ -99,7 +95,7 @@ def reset_multiprocess_dir(path: str) -> None:
 
 def mark_worker_dead(pid: int, path: str) -> None:
     """Drop a dead worker's live gauges (in-flight, queue depth, ...) from the sums."""
-    mark_process_dead(pid, path)
+    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
 
 
 class Metrics:
@@ -112,10 +108,12 @@ class Metrics:
         deployments: Iterable[str] = (),
         multiprocess_dir: str | None = None,
         version: str | None = None,
+        endpoints: Iterable[str] = (),
     ) -> None:
         self._models = frozenset(models)
         self._tenants = frozenset(tenants)
         self._deployments = frozenset(deployments)
+        self._endpoints = frozenset(endpoints)
         self._probes: dict[str, PoolProbe] = {}
         self._refreshers: list[Callable[[], None]] = []
         self.multiprocess_dir = multiprocess_dir
@@ -125,10 +123,19 @@ class Metrics:
             _check_multiprocess(multiprocess_dir)
             # Families must not be registered with the registry that reads the files, or this
             # worker's values would be exported twice.
-            MultiProcessCollector(self.registry, path=multiprocess_dir)
+            MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]  # unannotated upstream
             target = None
         self._c = Catalogue(target, self._probes)
         self._c.info.labels(version or package_version()).set(1)
+        for endpoint in sorted(self._endpoints):  # every configured endpoint's series exist from the start
+            self.set_endpoint_state(endpoint, "unknown")
+            self._c.endpoint_wakeups.get((endpoint,))
+            self._c.endpoint_ready.get((endpoint,))
+            self._c.endpoint_fallback.get((endpoint,))
+            for action in sorted(IDLE_ACTIONS):
+                self._c.endpoint_idle.get((endpoint, action))
+            for reason in sorted(CONTROL_ERROR_REASONS):
+                self._c.endpoint_errors.get((endpoint, reason))
 
     @property
     def multiprocess(self) -> bool:
@@ -148,6 +155,10 @@ class Metrics:
         if name is None:
             return ANONYMOUS
         return name if name in self._tenants else OTHER
+
+    def endpoint_label(self, name: str) -> str:
+        """A configured `kind: endpoint` upstream keeps its name; anything else is "other"."""
+        return name if name in self._endpoints else OTHER
 
     def deployment_label(self, name: str | None) -> str:
         """A configured deployment keeps its name; anything else is "other"."""
@@ -177,6 +188,10 @@ class Metrics:
         self._c.requests.get((route, model_l, self.tenant_label(tenant), status_class(status), cache)).inc()
         self._c.duration.get((route, model_l)).observe(seconds)
         self._c.overhead.get((route,)).observe(max(0.0, seconds - upstream_seconds - waited_seconds))
+
+    def malformed_request(self, kind: MalformedKind) -> None:
+        """The HTTP parser refused a client request of `kind` with 400 (no handler ran)."""
+        self._c.malformed.get((kind,)).inc()
 
     def stream_first_byte(self, route: str, model: str | None, seconds: float) -> None:
         """The first byte of a streamed response went to the client `seconds` after arrival."""
@@ -244,6 +259,33 @@ class Metrics:
         """The breaker of `deployment` moved to `state`."""
         self._c.circuit.get((self.deployment_label(deployment),)).set(CIRCUIT_VALUES[state])
 
+    def set_endpoint_state(self, endpoint: str, state: str) -> None:
+        """The managed endpoint is in `state` (1) and in no other (0)."""
+        label = self.endpoint_label(endpoint)
+        for known in sorted(ENDPOINT_STATES):
+            self._c.endpoint_state.get((label, known)).set(1 if known == state else 0)
+
+    def endpoint_wakeup(self, endpoint: str) -> None:
+        """This replica started a wake-up (or a resume) of a managed endpoint."""
+        self._c.endpoint_wakeups.get((self.endpoint_label(endpoint),)).inc()
+
+    def endpoint_ready(self, endpoint: str, seconds: float) -> None:
+        """A managed endpoint's wake-up ended after `seconds`."""
+        self._c.endpoint_ready.get((self.endpoint_label(endpoint),)).observe(max(0.0, seconds))
+
+    def endpoint_fallback_served(self, endpoint: str) -> None:
+        """Another deployment answered a request its managed endpoint could not take."""
+        self._c.endpoint_fallback.get((self.endpoint_label(endpoint),)).inc()
+
+    def endpoint_idle_action(self, endpoint: str, action: str) -> None:
+        """An idle managed endpoint was paused or scaled to zero by this replica."""
+        act: IdleAction = "pause" if action == "pause" else "scale_to_zero"
+        self._c.endpoint_idle.get((self.endpoint_label(endpoint), act)).inc()
+
+    def endpoint_control_error(self, endpoint: str, reason: str) -> None:
+        """A control-plane call for a managed endpoint failed with `reason`."""
+        self._c.endpoint_errors.get((self.endpoint_label(endpoint), reason)).inc()
+
     def add_in_flight(self, delta: int) -> None:
         """A request started (+1) or finished (-1)."""
         self._c.in_flight.inc(delta)
@@ -293,7 +335,7 @@ class Metrics:
         for fn in self._refreshers:
             try:
                 fn()
-            except Exception:
+            except Exception:  # a broken read-out must never break the scrape
                 continue
         self.refresh_pools()
 

@@ -11,6 +11,7 @@ see `gateway/http/app.py`).
   under "other".
 - `gateway_models_loading`: the targets this process currently believes are loading.
 - `gateway_outbound_queue_depth{deployment}`: calls waiting for an outbound slot, per upstream.
+- `gateway_endpoint_state{endpoint, state}`: the state of each managed endpoint as this replica knows it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 
 from gateway.observability.catalogue import CIRCUIT_VALUES, CircuitState
 from gateway.observability.metrics import Metrics
+from gateway.policies.endpoints.fleet import EndpointFleet
 from gateway.policies.limits.shaping import ShapingStage
 from gateway.policies.resilience.breaker import Breakers
 from gateway.policies.resilience.loading import LoadingBoard
@@ -32,6 +34,7 @@ def watch_policies(
     breakers: Breakers | None,
     board: LoadingBoard | None,
     shaping: ShapingStage | None,
+    endpoints: EndpointFleet | None = None,
 ) -> None:
     """Register the read-outs of the policy state this app has (`paced`: the upstreams with a budget)."""
     deployments = sorted(deployments)
@@ -57,6 +60,9 @@ def watch_policies(
             for upstream, depth in depths.items():
                 metrics.set_outbound_queue_depth(upstream, depth)
             shown.update(depths)
+        if endpoints is not None:
+            for endpoint, endpoint_state in endpoints.states().items():
+                metrics.set_endpoint_state(endpoint, endpoint_state)
 
     metrics.add_refresher(read)
 

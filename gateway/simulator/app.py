@@ -29,6 +29,7 @@ from gateway.simulator.endpoints_routes import add_endpoint_routes
 from gateway.simulator.hf_routes import add_hf_routes
 from gateway.simulator.native_routes import add_native_routes
 from gateway.simulator.openai_routes import add_openai_routes
+from gateway.simulator.providers import add_provider_header
 from gateway.simulator.respond import plain
 from gateway.simulator.state import SIM_STATE, SimState
 
@@ -75,6 +76,7 @@ def create_simulator_app(config: SimConfig | None = None, *, clock: Clock | None
     add_openai_routes(app)
     add_native_routes(app)
     add_hf_routes(app)
+    add_provider_header(app)
     return app
 
 

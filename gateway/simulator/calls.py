@@ -31,9 +31,9 @@ class SimReject(Exception):
         self.headers = headers or {}
 
     @classmethod
-    def of(cls, style: Style, status: int, message: str | None = None) -> SimReject:
-        """A rejection in `style` with a status and message."""
-        body, headers = error_body(style, status, message)
+    def of(cls, style: Style, status: int, message: str | None = None, param: str | None = None) -> SimReject:
+        """A rejection in `style` with a status, a message and (OpenAI shape) the offending `param`."""
+        body, headers = error_body(style, status, message, param=param)
         return cls(body, headers)
 
 

@@ -39,7 +39,7 @@ from pydantic import (
 from gateway.simulator.endpoints_config import ControlPlaneSpec
 from gateway.simulator.fault_spec import FaultSpec, parse_fault_list
 
-__all__ = ["FaultSpec", "ModelSpec", "SimConfig", "Task", "TASKS", "load_sim_config"]
+__all__ = ["TASKS", "FaultSpec", "ModelSpec", "SimConfig", "Task", "load_sim_config"]
 
 Task = Literal[
     "text-generation",
@@ -49,6 +49,26 @@ Task = Literal[
     "zero-shot-classification",
     "token-classification",
     "text-to-image",
+    "fill-mask",
+    "summarization",
+    "translation",
+    "question-answering",
+    "table-question-answering",
+    "tabular-classification",
+    "tabular-regression",
+    "text-to-speech",
+    "text-to-audio",
+    "image-classification",
+    "image-segmentation",
+    "image-to-image",
+    "image-to-text",
+    "object-detection",
+    "zero-shot-image-classification",
+    "visual-question-answering",
+    "document-question-answering",
+    "audio-classification",
+    "automatic-speech-recognition",
+    "audio-to-audio",
 ]
 TASKS: frozenset[str] = frozenset(get_args(Task))
 
@@ -62,8 +82,15 @@ class ModelSpec(BaseModel):
     faults: list[FaultSpec] | None = Field(
         default=None, description="None: scan the name for fault tokens; a list replaces that"
     )
-    labels: list[str] | None = Field(default=None, description="text-classification labels")
+    labels: list[str] | None = Field(
+        default=None, description="labels of a classifier (text, image, audio or tabular classification)"
+    )
     dim: int | None = Field(default=None, ge=1, le=65536, description="embedding dimension")
+    providers: list[str] | None = Field(
+        default=None,
+        description="the Inference Providers serving it on the router, fastest first (providers.py); "
+        "without `hf-inference`, the hf-inference routes refuse it as the router does an LLM",
+    )
 
     @field_validator("faults", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Error bodies as each upstream writes them (PROTOCOL §1.5, §2.4, §3).
+"""Error bodies as each upstream writes them (docs/protocol.md, 'Error bodies: HF, TGI, TEI, OpenAI').
 
 The simulator plays upstreams, so unlike the gateway it must produce *their* error shapes:
 
@@ -60,15 +60,17 @@ def tgi_error_type(status: int) -> str:
     return _TGI_TYPES.get(status, "incomplete_generation" if status >= 500 else "validation")
 
 
-def error_object(style: Style, status: int, message: str, error_type: str | None = None) -> dict[str, object]:
-    """The JSON error object of `style`."""
+def error_object(
+    style: Style, status: int, message: str, error_type: str | None = None, param: str | None = None
+) -> dict[str, object]:
+    """The JSON error object of `style` (`param` names the offending field; OpenAI shape only)."""
     if style is Style.OPENAI:
         return {
             "error": {
                 "message": message,
                 "type": error_type or _OPENAI_TYPES.get(status, "server_error"),
                 "code": _OPENAI_CODES.get(status, "internal_error" if status >= 500 else "error"),
-                "param": None,
+                "param": param,
             }
         }
     if style is Style.TGI:
@@ -81,12 +83,13 @@ def error_object(style: Style, status: int, message: str, error_type: str | None
 
 
 def error_body(
-    style: Style, status: int, message: str | None = None, *, error_type: str | None = None
+    style: Style, status: int, message: str | None = None, *, error_type: str | None = None,
+    param: str | None = None,
 ) -> tuple[Body, dict[str, str]]:
     """An error answer and the headers that go with it."""
     text = message or default_message(status)
     headers = {"X-Error-Message": text} if style is Style.OPENAI else {}
-    return Body(dumps(error_object(style, status, text, error_type)), status=status), headers
+    return Body(dumps(error_object(style, status, text, error_type, param)), status=status), headers
 
 
 def loading_body(model: str, estimated_time: float, *, list_form: bool = False) -> Body:

@@ -33,6 +33,11 @@ fractional. Tokens marked [xN] accept a ``-xN`` suffix: apply to the first N req
     huge-body, huge-body-16mb [xN]  JSON padded with whitespace to 8 MiB (or the given size);
                            a stream opens with an SSE comment line of that size
 
+A custom error body has no token: give `body` (a JSON object) to a `status`, `tgi-error` or
+`midstream` fault in the config or `POST /_sim/faults`, e.g. an OpenAI
+`{"error": {"message", "type", "param", "code": "context_length_exceeded"}}`; it is sent as is
+(a `midstream` fault sends it as the in-band error event).
+
 Invariant: every `FaultSpec` is validated on construction, so the request path never sees a
 malformed script.
 """
@@ -41,7 +46,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -94,6 +99,9 @@ class FaultSpec(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="limit: requests allowed per window")
     window: float = Field(default=1.0, gt=0, description="limit: window length in seconds")
     size: int | None = Field(default=None, ge=1, description="huge-body: bytes")
+    body: dict[str, Any] | None = Field(
+        default=None, description="status, tgi-error, midstream: this JSON error object instead of the simulated one"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -111,6 +119,8 @@ class FaultSpec(BaseModel):
         missing = [name for name in _REQUIRED.get(self.kind, ()) if getattr(self, name) is None]
         if missing:
             raise ValueError(f"fault {self.kind!r} needs {', '.join(missing)}")
+        if self.body is not None and self.kind not in ("status", "tgi-error", "midstream"):
+            raise ValueError(f"fault {self.kind!r} takes no body (only status, tgi-error and midstream do)")
         return self
 
 

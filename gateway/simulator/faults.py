@@ -20,7 +20,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.core.clock import Clock
 from gateway.simulator.fault_spec import FaultSpec, parse_fault_names
@@ -41,6 +41,7 @@ class Gate:
     retry_after_ms: int | None = None
     estimated_time: float | None = None
     list_form: bool = False
+    body: dict[str, Any] | None = None  # the fault's own error object, sent as is
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Plan:
     slow_ttfb: float = 0.0
     drip: float = 0.0
     midstream_after: int | None = None
+    midstream_body: dict[str, Any] | None = None  # the in-band error event's JSON, instead of the dialect's
     cut_after: int | None = None
     reset_after_headers: bool = False
     truncated_json: bool = False
@@ -199,7 +201,8 @@ class FaultBook:
         if fault.kind == "reset-before":
             return Gate("reset-before", 0)
         kind: GateKind = "tgi-error" if fault.kind == "tgi-error" else "status"
-        return Gate(kind, fault.status or 500, retry_after=fault.retry_after, retry_after_ms=fault.retry_after_ms)
+        return Gate(kind, fault.status or 500, retry_after=fault.retry_after, retry_after_ms=fault.retry_after_ms,
+                    body=fault.body)
 
 
 def _limit_gate(fault: FaultSpec, arrivals: deque[float], now: float) -> Gate | None:
@@ -220,6 +223,7 @@ def _modify(plan: Plan, fault: FaultSpec) -> None:
         plan.drip = max(plan.drip, fault.seconds or 0.0)
     elif kind == "midstream":
         plan.midstream_after = fault.after_events
+        plan.midstream_body = fault.body
     elif kind == "cut":
         plan.cut_after = fault.after_events
     elif kind == "reset-after-headers":

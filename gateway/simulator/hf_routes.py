@@ -1,4 +1,4 @@
-"""HF router and legacy Inference API routes (PROTOCOL §1.2, §3.1, §3.2).
+"""HF router and legacy Inference API routes (docs/protocol.md, 'InferenceClient: URL forms', 'HF router routes').
 
     POST /hf-inference/models/{id}                         task from path, config, body or name
     POST /hf-inference/models/{id}/pipeline/{task}
@@ -9,20 +9,22 @@
 
 Model ids contain `/`, so the route captures the whole tail and this module splits it: a
 trailing `/v1/chat/completions` first, then the last `/pipeline/{task}`. The model id is the
-fault key. Errors use the HF shape `{"error": "..."}`.
+fault key. Errors use the HF shape `{"error": "..."}`. A task body is JSON or, for the image and
+audio tasks, the raw file (`media_inputs.py`); detection sees both (`tasks.detect_task`).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.simulator.calls import SimReject, body_of, open_call
+from gateway.simulator.calls import RECORD, SimReject, body_of, open_call
 from gateway.simulator.dialects import Style
 from gateway.simulator.native_routes import health_answer, info_answer
 from gateway.simulator.openai_routes import chat_for_model
+from gateway.simulator.providers import hf_inference_provider
+from gateway.simulator.renderers import task_renderer
 from gateway.simulator.serve import serve
 from gateway.simulator.state import SIM_STATE
-from gateway.simulator.task_render import task_renderer
 from gateway.simulator.tasks import detect_task
 
 _CHAT_SUFFIX = "/v1/chat/completions"
@@ -42,9 +44,11 @@ async def hf_task(request: web.Request, model: str, path_task: str | None) -> we
     state = request.app[SIM_STATE]
     body, _ = body_of(request)
     spec = state.config.spec(model)
-    task = detect_task(path_task, spec.task if spec else None, body, request.headers.get("Accept", ""), model)
+    task = detect_task(path_task, spec.task if spec else None, body, request.headers.get("Accept", ""), model,
+                       raw=request[RECORD].body, content_type=request.headers.get("Content-Type", ""))
     call = open_call(request, style=Style.HF, key=model, model=model, task=task or path_task,
                      stream=None if task == "text-generation" else False)
+    hf_inference_provider(request, model, Style.HF)
     if task is None:
         raise SimReject.of(Style.HF, 400, f"Task {path_task!r} is not served by the simulator")
     return await serve(call, task_renderer(task, native=False))

@@ -21,11 +21,18 @@ from aiohttp import web
 from gateway.simulator import outputs
 from gateway.simulator.calls import RECORD, SimCall, SimReject, body_of, open_call
 from gateway.simulator.dialects import Style, error_body
+from gateway.simulator.renderers import task_renderer
 from gateway.simulator.respond import plain
 from gateway.simulator.serve import refuse_unauthorized, serve
 from gateway.simulator.state import SIM_STATE
-from gateway.simulator.task_render import classify, generation, render_embed, task_renderer, text_input, text_list
-from gateway.simulator.tasks import detect_task
+from gateway.simulator.task_render import (
+    classify,
+    generation,
+    render_embed,
+    text_input,
+    text_list,
+)
+from gateway.simulator.tasks import detect_task, pipeline_tag
 from gateway.simulator.textgen import tgi_object, tgi_stream
 from gateway.simulator.wire import Rendered, json_body
 
@@ -76,7 +83,8 @@ async def root(request: web.Request) -> web.StreamResponse:
         return await serve(_native_call(request, "text-ranking", stream=False), render_rerank)
     name = endpoint_name(request)
     spec = request.app[SIM_STATE].config.spec(name)
-    task = detect_task(None, spec.task if spec else None, body, request.headers.get("Accept", ""), name)
+    task = detect_task(None, spec.task if spec else None, body, request.headers.get("Accept", ""), name,
+                       raw=request[RECORD].body, content_type=request.headers.get("Content-Type", ""))
     assert task is not None  # only a path task can be unknown
     call = _native_call(request, task, stream=None if task == "text-generation" else False)
     return await serve(call, task_renderer(task, native=True))
@@ -119,7 +127,7 @@ def info_answer(request: web.Request, key: str, model: str) -> web.StreamRespons
     refuse_unauthorized(request, key, Style.TGI)
     spec = state.config.spec(key)
     state.stats.identify(request[RECORD], model, None)
-    task = (spec.task if spec and spec.task else None) or detect_task(None, None, None, "", model) or ""
+    task = (spec.task if spec and spec.task else None) or pipeline_tag(model)
     return plain(json_body(tgi_info(model, task)))
 
 

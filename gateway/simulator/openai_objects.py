@@ -1,9 +1,10 @@
-"""OpenAI-shaped answers: chat completions, completions and embeddings, plain and streamed.
+"""OpenAI-shaped answers shared by every `/v1` route (the envelope, ids), plus completions and
+embeddings, plain and streamed. Chat lives in `chat_objects.py`, Responses in `responses_objects.py`.
 
 Ids are derived from the request body (same request, same bytes) and `created` is the configured
-constant. Streams: the first chat chunk carries `role`, the last content chunk is followed by an
-empty-delta chunk with `finish_reason`, then (with `stream_options.include_usage`) a usage chunk
-with `choices: []`, then `data: [DONE]`. Usage equals the non-stream `usage` for the same request.
+constant. The completions stream puts `finish_reason` on each prompt's last token chunk, then
+(with `stream_options.include_usage`) a usage chunk with `choices: []`, then `data: [DONE]`.
+Usage equals the non-stream `usage` for the same request.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.simulator.calls import SimCall
 from gateway.simulator.dialects import Style, stream_error_event
 from gateway.simulator.textgen import Generation, digest_stream, make_token
 from gateway.simulator.wire import DONE, StreamBody, openai_event
@@ -34,39 +36,15 @@ def request_id(prefix: str, raw_body: bytes) -> str:
     return f"{prefix}-{hashlib.sha256(raw_body).hexdigest()[:24]}"
 
 
-def chat_object(gen: Generation, env: Envelope) -> dict[str, Any]:
-    """A `chat.completion`."""
-    return {
-        "id": env.id, "object": "chat.completion", "created": env.created, "model": env.model,
-        "system_fingerprint": env.fingerprint,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
-                     "logprobs": None, "finish_reason": gen.finish_reason}],
-        "usage": gen.usage(),
-    }
+def envelope(call: SimCall, prefix: str) -> Envelope:
+    """The envelope of an answer to `call`, its id prefixed with `prefix`."""
+    config = call.state.config
+    return Envelope(request_id(prefix, call.raw), call.model, config.created, config.fingerprint)
 
 
 def _chunk(env: Envelope, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
     return {"id": env.id, "object": obj, "created": env.created, "model": env.model,
             "system_fingerprint": env.fingerprint, "choices": choices}
-
-
-def _chat_delta(env: Envelope, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    return openai_event(_chunk(env, "chat.completion.chunk",
-                               [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]))
-
-
-def chat_stream(gen: Generation, env: Envelope, *, include_usage: bool, error_style: Style) -> StreamBody:
-    """A `chat.completion.chunk` stream ending with `data: [DONE]`."""
-    events = [
-        _chat_delta(env, {"role": "assistant", "content": t.text} if i == 0 else {"content": t.text})
-        for i, t in enumerate(gen.tokens)
-    ]
-    events.append(_chat_delta(env, {}, gen.finish_reason))
-    if include_usage:
-        events.append(openai_event({**_chunk(env, "chat.completion.chunk", []), "usage": gen.usage()}))
-    material = digest_stream(gen.prompt, "endless")
-    return StreamBody(tuple(events), DONE, stream_error_event(error_style),
-                      lambda n: _chat_delta(env, {"content": make_token(material, n).text}))
 
 
 def completion_object(gens: list[Generation], env: Envelope, echo: bool) -> dict[str, Any]:

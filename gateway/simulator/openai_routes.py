@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`.
+"""OpenAI-compatible routes: `/v1/chat/completions`, `/v1/completions`, `/v1/responses`,
+`/v1/embeddings`, `/v1/models`.
 
 Each is served bare (the router: the body's `model`, minus any `:provider` suffix, is both the
 model and the fault key; errors in OpenAI shape) and under `/endpoints/{name}` (a dedicated TGI/TEI
@@ -8,23 +9,27 @@ Chat is also reached through `/hf-inference/models/{id}/v1/chat/completions` via
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from gateway.simulator.calls import SimCall, SimReject, body_of, open_call, strip_provider
+from gateway.simulator.calls import (
+    SimCall,
+    body_of,
+    open_call,
+    strip_provider,
+)
+from gateway.simulator.chat_render import include_usage, render_chat
 from gateway.simulator.dialects import Style
 from gateway.simulator.openai_objects import (
-    Envelope,
-    chat_object,
-    chat_stream,
     completion_object,
     completion_stream,
     embeddings_object,
-    request_id,
+    envelope,
 )
+from gateway.simulator.openai_params import invalid
 from gateway.simulator.outputs import embedding, text_of
+from gateway.simulator.providers import hf_inference_provider, router_provider, suffix_of
 from gateway.simulator.respond import plain
+from gateway.simulator.responses_render import render_responses
 from gateway.simulator.serve import refuse_unauthorized, serve
 from gateway.simulator.state import SIM_STATE
 from gateway.simulator.task_render import embedding_dim, generation
@@ -32,44 +37,6 @@ from gateway.simulator.textgen import word_count
 from gateway.simulator.wire import Rendered, json_body
 
 PREFIXES = ("", "/endpoints/{name}")
-
-
-def _invalid(call: SimCall, message: str) -> SimReject:
-    return SimReject.of(call.style, 422 if call.style is Style.TGI else 400, message)
-
-
-def _envelope(call: SimCall, prefix: str) -> Envelope:
-    config = call.state.config
-    return Envelope(request_id(prefix, call.raw), call.model, config.created, config.fingerprint)
-
-
-def _include_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def content_text(content: Any) -> str:
-    """The text of a message's content (a string or a list of typed parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
-def render_chat(call: SimCall) -> Rendered:
-    """A chat completion or its stream."""
-    body = call.require_json()
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise _invalid(call, "`messages` must be a non-empty list of objects")
-    prompt = "\n".join(content_text(m.get("content")) for m in messages)
-    limit_key = "max_tokens" if body.get("max_tokens") is not None else "max_completion_tokens"
-    gen = generation(call, prompt, body, limit_key=limit_key, unlimited_finish="stop")
-    env = _envelope(call, "chatcmpl")
-    if call.stream:
-        return chat_stream(gen, env, include_usage=_include_usage(body), error_style=call.style)
-    return json_body(chat_object(gen, env))
 
 
 def render_completion(call: SimCall) -> Rendered:
@@ -81,11 +48,11 @@ def render_completion(call: SimCall) -> Rendered:
     elif isinstance(prompt, list) and prompt:
         prompts = [text_of(p) for p in prompt]
     else:
-        raise _invalid(call, "`prompt` must be a string or a non-empty list")
+        raise invalid(call, "`prompt` must be a string or a non-empty list", "prompt")
     gens = [generation(call, text, body, limit_key="max_tokens", unlimited_finish="stop") for text in prompts]
-    env = _envelope(call, "cmpl")
+    env = envelope(call, "cmpl")
     if call.stream:
-        return completion_stream(gens, env, include_usage=_include_usage(body), error_style=call.style)
+        return completion_stream(gens, env, include_usage=include_usage(body), error_style=call.style)
     return json_body(completion_object(gens, env, echo=body.get("echo") is True))
 
 
@@ -98,10 +65,10 @@ def render_embeddings(call: SimCall) -> Rendered:
     elif isinstance(value, list) and value and all(isinstance(v, (str, list)) for v in value):
         texts = [text_of(v) for v in value]
     else:
-        raise _invalid(call, "`input` must be a string or a non-empty list")
+        raise invalid(call, "`input` must be a string or a non-empty list", "input")
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
-        raise _invalid(call, "`encoding_format` must be float or base64")
+        raise invalid(call, "`encoding_format` must be float or base64", "encoding_format")
     dim = embedding_dim(call, body.get("dimensions"))
     vectors = [embedding(call.model, t, dim, normalize=True) for t in texts]
     return json_body(embeddings_object(vectors, call.model, sum(word_count(t) for t in texts), fmt))
@@ -118,26 +85,37 @@ def _target(request: web.Request) -> tuple[str, str, Style]:
     return model, model, Style.OPENAI
 
 
-async def chat(request: web.Request) -> web.StreamResponse:
+def _opened(request: web.Request, task: str, stream: bool | None = None) -> SimCall:
+    """The call of a `/v1` request; on the router's own routes (not an endpoint's), its provider chosen."""
     key, model, style = _target(request)
-    return await serve(open_call(request, style=style, key=key, model=model, task="chat-completion"), render_chat)
+    call = open_call(request, style=style, key=key, model=model, task=task, stream=stream)
+    if request.match_info.get("name") is None:
+        named = call.body.get("model") if isinstance(call.body, dict) else None
+        router_provider(request, model, suffix_of(named if isinstance(named, str) else None), style)
+    return call
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    return await serve(_opened(request, "chat-completion"), render_chat)
 
 
 async def chat_for_model(request: web.Request, model: str) -> web.StreamResponse:
     """Chat on an HF router model URL (`/hf-inference/models/{id}/v1/chat/completions`)."""
     call = open_call(request, style=Style.OPENAI, key=model, model=model, task="chat-completion")
+    hf_inference_provider(request, model, Style.OPENAI)
     return await serve(call, render_chat)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    key, model, style = _target(request)
-    return await serve(open_call(request, style=style, key=key, model=model, task="completion"), render_completion)
+    return await serve(_opened(request, "completion"), render_completion)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await serve(_opened(request, "responses"), render_responses)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    key, model, style = _target(request)
-    call = open_call(request, style=style, key=key, model=model, task="feature-extraction", stream=False)
-    return await serve(call, render_embeddings)
+    return await serve(_opened(request, "feature-extraction", stream=False), render_embeddings)
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:
@@ -155,5 +133,6 @@ def add_openai_routes(app: web.Application) -> None:
     for prefix in PREFIXES:
         app.router.add_post(prefix + "/v1/chat/completions", chat)
         app.router.add_post(prefix + "/v1/completions", completions)
+        app.router.add_post(prefix + "/v1/responses", responses)
         app.router.add_post(prefix + "/v1/embeddings", embeddings)
         app.router.add_get(prefix + "/v1/models", list_models)

@@ -1,4 +1,4 @@
-"""Deterministic fake outputs for the non-generative tasks (PROTOCOL §1.4, §3.4).
+"""Deterministic outputs of the non-generative tasks (docs/protocol.md, 'InferenceClient: answer shapes', 'TEI routes').
 
 Every value is a pure function of the model id and the input text (a SHA-256 digest), so the same
 request always gives the same bytes. Scores are rounded to 6 decimals; probability-like scores of

@@ -32,7 +32,7 @@ async def watch_gone(request: web.Request) -> None:
     """Return once the client's connection is closed or closing."""
     # aiohttp offers no awaitable for "peer went away" unless handler cancellation is on,
     # so poll the transport on the real loop clock (this never advances a fake clock).
-    while not is_gone(request):
+    while not is_gone(request):  # noqa: ASYNC110 - there is no event to wait on (above)
         await asyncio.sleep(_WATCH_INTERVAL)
 
 

@@ -12,6 +12,7 @@ rate limits and loading are checked before the payload.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -21,7 +22,7 @@ from gateway.simulator.faults import Ask, Gate
 from gateway.simulator.respond import abort, dropped, pause, plain, write_body
 from gateway.simulator.sse import write_stream
 from gateway.simulator.state import SIM_STATE
-from gateway.simulator.wire import Body, Rendered
+from gateway.simulator.wire import Body, Rendered, dumps
 
 Renderer = Callable[[SimCall], Rendered]
 _TRUE = ("1", "true", "yes")
@@ -44,6 +45,8 @@ def gate_answer(call: SimCall, gate: Gate) -> web.Response:
     else:
         style = call.style
     body, headers = error_body(style, gate.status)
+    if gate.body is not None:
+        body, headers = Body(dumps(gate.body), status=gate.status), _message_header(style, gate.body)
     if gate.kind == "auth":
         headers["WWW-Authenticate"] = "Bearer"
     if gate.retry_after is not None:
@@ -51,6 +54,13 @@ def gate_answer(call: SimCall, gate: Gate) -> web.Response:
     if gate.retry_after_ms is not None:
         headers["retry-after-ms"] = str(gate.retry_after_ms)
     return plain(body, headers)
+
+
+def _message_header(style: Style, body: dict[str, Any]) -> dict[str, str]:
+    """OpenAI-style servers repeat the message in `X-Error-Message`; a custom body's message, if it has one."""
+    inner = body.get("error")
+    message = inner.get("message") if isinstance(inner, dict) else None
+    return {"X-Error-Message": message} if style is Style.OPENAI and isinstance(message, str) else {}
 
 
 def refuse_unauthorized(request: web.Request, key: str, style: Style) -> None:

@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway.simulator.calls import SimCall
 from gateway.simulator.faults import Plan
 from gateway.simulator.respond import GARBAGE, abort, is_gone, pause
-from gateway.simulator.wire import EVENT_STREAM, StreamBody
+from gateway.simulator.wire import EVENT_STREAM, StreamBody, dumps
 
 
 def _events(stream: StreamBody, plan: Plan) -> Iterator[bytes]:
@@ -90,5 +90,8 @@ async def _write_events(call: SimCall, resp: web.StreamResponse, stream: StreamB
     if failure is not None and failure[1] == "cut":
         abort(call.request)
         return False
-    await resp.write(stream.error_event if failure is not None else stream.done)
+    if failure is not None and plan.midstream_body is not None:
+        await resp.write(b"data: " + dumps(plan.midstream_body) + b"\n\n")
+    else:
+        await resp.write(stream.failure_event(written) if failure is not None else stream.done)
     return True

@@ -8,11 +8,12 @@ request at most once however many places notice that its client went away.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 class HeaderDict(dict[str, str]):
@@ -26,13 +27,17 @@ class HeaderDict(dict[str, str]):
         super().__init__(items or {})
         self._folded = {k.lower(): k for k in self}
 
+    @overload
+    def _key(self, key: str) -> str: ...
+    @overload
+    def _key(self, key: object) -> object: ...
     def _key(self, key: object) -> object:
         if isinstance(key, str) and not super().__contains__(key):
             return self._folded.get(key.lower(), key)
         return key
 
     def __getitem__(self, key: str) -> str:
-        return super().__getitem__(self._key(key))  # type: ignore[arg-type]
+        return super().__getitem__(self._key(key))
 
     def __contains__(self, key: object) -> bool:
         return super().__contains__(self._key(key))
@@ -43,7 +48,7 @@ class HeaderDict(dict[str, str]):
 
     def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
         """The header's value whatever the case of `key`."""
-        return super().get(self._key(key), default)  # type: ignore[call-overload,no-any-return]
+        return super().get(self._key(key), default)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class ReceivedRequest:
     at: float
     model: str | None = None
     task: str | None = None
+    provider: str | None = None  # the Inference Provider that served it (router routes; `providers.py`)
     cancelled: bool = False
     counted: bool = field(default=False, repr=False)
 
@@ -64,22 +70,40 @@ class ReceivedRequest:
         """The body parsed as JSON."""
         return json.loads(self.body)
 
+    @property
+    def content_type(self) -> str | None:
+        """The `Content-Type` header as sent (None when the client sent none, as for raw bytes)."""
+        return self.headers.get("Content-Type")
+
     def public(self) -> dict[str, Any]:
-        """A JSON-able view for `GET /_sim/requests`, with credentials masked."""
+        """A JSON-able view for `GET /_sim/requests`, with credentials masked.
+
+        A UTF-8 body is shown as text in `body`; any other body (an image, an audio file) is
+        `body: null` with the exact bytes in `body_base64`, so nothing is lost to decoding.
+        """
         headers = {
             k: ("<redacted>" if k.lower() in ("authorization", "x-api-key", "api-key") else v)
             for k, v in self.headers.items()
         }
-        return {
+        try:
+            text: str | None = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        view: dict[str, Any] = {
             "method": self.method,
             "path": self.path,
             "model": self.model,
             "task": self.task,
+            "provider": self.provider,
             "headers": headers,
-            "body": self.body.decode("utf-8", "replace"),
+            "content_type": self.content_type,
+            "body": text,
             "at": self.at,
             "cancelled": self.cancelled,
         }
+        if text is None:
+            view["body_base64"] = base64.b64encode(self.body).decode("ascii")
+        return view
 
 
 class Stats:

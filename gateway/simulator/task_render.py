@@ -1,36 +1,38 @@
-"""Renderers for HF-style task requests (`{"inputs", "parameters"}`), shared by the router/legacy
-routes and a native endpoint's `POST /`.
+"""Renderers for the first HF text tasks (`{"inputs", "parameters"}`), and the helpers every task
+renderer shares (text inputs, integer parameters, labels, candidate labels).
 
-Shapes (PROTOCOL §1.4): text-generation `[{"generated_text"}]` (SSE when the root has
-`"stream": true`), feature-extraction always 2-D, text-classification nested `[[{label,score}]]`
-on HF routes but flat for a single input on a native `POST /` (TEI `/predict` behaviour),
-zero-shot `[{label,score}]` (the legacy dict when the model name contains `legacy`),
+Shapes: text-generation `[{"generated_text"}]` (SSE when the root has `"stream": true`),
+feature-extraction always 2-D, text-classification nested `[[{label,score}]]` on HF routes but
+flat for a single input on a native `POST /` (TEI `/predict` behaviour), zero-shot
+`[{label,score}]` (the legacy dict when the model name contains `legacy`),
 token-classification `[{entity_group,score,word,start,end}]`, sentence-similarity `[float]`,
-text-to-image raw PNG bytes.
+text-to-image raw PNG bytes. The other tasks live in `render_text.py`, `render_vision.py` and
+`render_audio.py`; `renderers.py` maps every task to its renderer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from gateway.simulator import outputs
-from gateway.simulator.calls import SimCall, SimReject
-from gateway.simulator.dialects import Style
+from gateway.simulator.calls import SimCall
+from gateway.simulator.media_inputs import invalid
 from gateway.simulator.png import make_png
-from gateway.simulator.textgen import Generation, digest_stream, generate, tgi_object, tgi_stream
+from gateway.simulator.textgen import (
+    Generation,
+    digest_stream,
+    generate,
+    tgi_object,
+    tgi_stream,
+)
 from gateway.simulator.wire import Body, Rendered, json_body
-
-
-def _invalid(call: SimCall, message: str) -> SimReject:
-    return SimReject.of(call.style, 422 if call.style in (Style.TGI, Style.TEI) else 400, message)
 
 
 def text_input(call: SimCall) -> str:
     """`inputs` that must be one string."""
     inputs = call.inputs()
     if not isinstance(inputs, str):
-        raise _invalid(call, "`inputs` must be a string")
+        raise invalid(call, "`inputs` must be a string")
     return inputs
 
 
@@ -42,7 +44,7 @@ def text_list(call: SimCall, value: Any) -> list[str]:
         if all(isinstance(v, int) for v in value):
             return [outputs.text_of(value)]  # one sequence of token ids
         return [outputs.text_of(v) for v in value]
-    raise _invalid(call, "`inputs` must be a string or a non-empty list")
+    raise invalid(call, "`inputs` must be a string or a non-empty list")
 
 
 def generation(call: SimCall, text: str, params: dict[str, Any], *, limit_key: str = "max_new_tokens",
@@ -51,7 +53,7 @@ def generation(call: SimCall, text: str, params: dict[str, Any], *, limit_key: s
     config = call.state.config
     asked = params.get(limit_key)
     if asked is not None and (not isinstance(asked, int) or isinstance(asked, bool) or asked < 1):
-        raise _invalid(call, f"`{limit_key}` must be a positive integer")
+        raise invalid(call, f"`{limit_key}` must be a positive integer")
     count = min(asked or config.max_new_tokens, config.max_tokens_cap)
     seed = params.get("seed") if isinstance(params.get("seed"), int) else None
     finish = "length" if asked is not None else unlimited_finish
@@ -71,7 +73,7 @@ def embedding_dim(call: SimCall, requested: Any) -> int:
     """The embedding size: `dimensions` if given, else the model's, else the default."""
     if requested is not None:
         if not isinstance(requested, int) or isinstance(requested, bool) or not 1 <= requested <= 65536:
-            raise _invalid(call, "`dimensions` must be a positive integer")
+            raise invalid(call, "`dimensions` must be a positive integer")
         return requested
     spec = call.state.config.spec(call.key)
     return (spec.dim if spec and spec.dim else None) or call.state.config.embedding_dim
@@ -86,10 +88,32 @@ def render_embed(call: SimCall) -> Rendered:
     return json_body([outputs.embedding(call.model, t, dim, normalize=normalize) for t in texts])
 
 
-def labels(call: SimCall) -> tuple[str, ...] | list[str]:
-    """Classification labels: configured for the key, else from the model name."""
+def labels(call: SimCall, default: tuple[str, ...] | None = None) -> tuple[str, ...] | list[str]:
+    """Classification labels: configured for the key, else `default`, else from the model name."""
     spec = call.state.config.spec(call.key)
-    return spec.labels if spec and spec.labels else outputs.labels_for(call.model)
+    if spec and spec.labels:
+        return spec.labels
+    return default or outputs.labels_for(call.model)
+
+
+def int_param(call: SimCall, params: dict[str, Any], name: str) -> int | None:
+    """An optional integer parameter (booleans are not integers here)."""
+    value = params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise invalid(call, f"`parameters.{name}` must be an integer")
+    return value
+
+
+def candidate_labels(call: SimCall, params: dict[str, Any]) -> list[str]:
+    """`candidate_labels` as a list (a comma-separated string is split), or a rejection."""
+    candidates = params.get("candidate_labels")
+    if isinstance(candidates, str):
+        candidates = [c.strip() for c in candidates.split(",") if c.strip()]
+    if not isinstance(candidates, list) or not candidates or not all(isinstance(c, str) for c in candidates):
+        raise invalid(call, "`parameters.candidate_labels` must be a non-empty list of strings")
+    return candidates
 
 
 def classify(call: SimCall, *, flat_single: bool) -> Rendered:
@@ -107,11 +131,7 @@ def render_zero_shot(call: SimCall) -> Rendered:
     """Zero-shot: sorted `[{label, score}]`, or the legacy dict for `legacy` models."""
     text = text_input(call)
     params = call.params()
-    candidates = params.get("candidate_labels")
-    if isinstance(candidates, str):
-        candidates = [c.strip() for c in candidates.split(",") if c.strip()]
-    if not isinstance(candidates, list) or not candidates or not all(isinstance(c, str) for c in candidates):
-        raise _invalid(call, "`parameters.candidate_labels` must be a non-empty list of strings")
+    candidates = candidate_labels(call, params)
     ranked = outputs.zero_shot(call.model, text, candidates, multi_label=params.get("multi_label") is True)
     if "legacy" in call.model.lower():
         return json_body(outputs.zero_shot_legacy(text, ranked))
@@ -130,10 +150,10 @@ def render_similarity(call: SimCall) -> Rendered:
     """Sentence similarity: one score per sentence."""
     inputs = call.inputs()
     if not isinstance(inputs, dict) or not isinstance(inputs.get("source_sentence"), str):
-        raise _invalid(call, "`inputs` must be {source_sentence, sentences}")
+        raise invalid(call, "`inputs` must be {source_sentence, sentences}")
     sentences = inputs.get("sentences")
     if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
-        raise _invalid(call, "`inputs.sentences` must be a list of strings")
+        raise invalid(call, "`inputs.sentences` must be a list of strings")
     return json_body(outputs.similarity(call.model, inputs["source_sentence"], sentences))
 
 
@@ -141,23 +161,6 @@ def render_image(call: SimCall) -> Rendered:
     """Text-to-image: a small PNG coloured by the prompt."""
     prompt = text_input(call)
     params = call.params()
-    width = params.get("width") if isinstance(params.get("width"), int) else 8
-    height = params.get("height") if isinstance(params.get("height"), int) else 8
+    width = int_param(call, params, "width") or 8
+    height = int_param(call, params, "height") or 8
     return Body(make_png(width, height, digest_stream(call.model, prompt, "image")), "image/png")
-
-
-def task_renderer(task: str, *, native: bool) -> Callable[[SimCall], Rendered]:
-    """The renderer of an HF task; `native` selects a TEI-style flat single classification."""
-    if task == "text-classification":
-        return lambda call: classify(call, flat_single=native)
-    return _BY_TASK[task]
-
-
-_BY_TASK: dict[str, Callable[[SimCall], Rendered]] = {
-    "text-generation": render_text_generation,
-    "feature-extraction": render_embed,
-    "sentence-similarity": render_similarity,
-    "zero-shot-classification": render_zero_shot,
-    "token-classification": render_tokens,
-    "text-to-image": render_image,
-}

@@ -1,4 +1,4 @@
-"""Deterministic text generation and its TGI shapes (PROTOCOL §1.4 text_generation, §3.3).
+"""Deterministic text generation and its TGI shapes (docs/protocol.md, 'InferenceClient: answer shapes', 'TGI routes').
 
 Tokens are words drawn from a fixed vocabulary by a SHA-256 stream seeded with the model, the
 prompt and the request's `seed`; each token is one word with a leading space. Hence the same

@@ -1,7 +1,7 @@
 """What a simulated answer looks like before it is written: a `Body` or a `StreamBody`, plus framing.
 
 Renderers build these as plain data (so fast mode can cache them and faults can damage them);
-`respond.py` and `sse.py` write them. SSE framing follows PROTOCOL §1.4/§4: one event per
+`respond.py` and `sse.py` write them. SSE framing follows docs/protocol.md, 'SSE framing': one event per
 `data:` line, never split; TGI-native streams use `data:` without a space and end at EOF;
 OpenAI-style streams use `data: ` and end with `data: [DONE]`.
 """
@@ -52,6 +52,13 @@ class StreamBody:
     error_event: bytes
     more: Callable[[int], bytes]
     """Event number `n` (1-based, after `events`) of an endless stream."""
+    error_at: Callable[[int], bytes] | None = None
+    """The in-band error event after `n` data events, for dialects whose events are numbered
+    (Responses API `sequence_number`); None means `error_event` wherever the failure falls."""
+
+    def failure_event(self, written: int) -> bytes:
+        """The in-band error event that follows `written` data events."""
+        return self.error_at(written) if self.error_at is not None else self.error_event
 
 
 Rendered = Body | StreamBody

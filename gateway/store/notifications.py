@@ -47,7 +47,7 @@ class Notifications:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    async def wait_for(self, channel: str, timeout: float) -> bytes | None:  # noqa: ASYNC109 (the protocol's)
+    async def wait_for(self, channel: str, timeout: float) -> bytes | None:
         """The next message on `channel` within `timeout` seconds (b"": subscribed just now), else None."""
         loop = asyncio.get_running_loop()
         latched = self._latched.pop(channel, None)

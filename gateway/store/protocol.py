@@ -4,7 +4,7 @@ Keys are built with `key(prefix, kind, tag, *rest)` -> `gw:v1:{kind}:{tag}:rest.
 rolling deploy never reads a key of another format, and hash-tagged (`{tag}`), so every key one
 script touches lands in one Redis Cluster slot.
 
-Atomic multi-key logic lives in Lua scripts (`gateway/lua/*.lua`), run with `run_script`; the
+Atomic multi-key logic lives in Lua scripts (`gateway/store/scripts/*.lua`), run with `run_script`; the
 memory store runs a Python implementation registered under the same name, and one contract test
 suite holds both to the same behaviour.
 
@@ -57,12 +57,12 @@ class Store(Protocol):
         ...
 
     async def run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Run `gateway/lua/{name}.lua` atomically (memory: its registered Python twin)."""
+        """Run `gateway/store/scripts/{name}.lua` atomically (memory: its Python twin, `{name}.py`)."""
         ...
 
     async def publish(self, channel: str, message: bytes) -> None: ...
 
-    async def wait_for(self, channel: str, timeout: float) -> bytes | None:  # noqa: ASYNC109 (a protocol argument)
+    async def wait_for(self, channel: str, timeout: float) -> bytes | None:
         """The next message published on `channel` within `timeout` seconds, else None."""
         ...
 

@@ -110,7 +110,7 @@ class RedisStore:
     async def publish(self, channel: str, message: bytes) -> None:
         await self.queue.submit("PUBLISH", channel, message)
 
-    async def wait_for(self, channel: str, timeout: float) -> bytes | None:  # noqa: ASYNC109 (a protocol argument)
+    async def wait_for(self, channel: str, timeout: float) -> bytes | None:
         """The next message on `channel`, or b"" when its subscription starts (notifications.py)."""
         return await self.notifications.wait_for(channel, timeout)
 

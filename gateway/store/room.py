@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from gateway.core.clock import Clock
 from gateway.store.causes import CONNECTION
@@ -30,7 +31,7 @@ from gateway.store.protocol import StoreError
 
 log = logging.getLogger("gateway.cache")
 ENTRY_COST = 256  # bytes Redis spends on an entry beyond its value (key, dict entry, expiry)
-Info = Callable[[], Awaitable[bytes]]  # the reply of `INFO memory`
+Info = Callable[[], Awaitable[bytes | dict[str, Any]]]  # `INFO memory`: raw text, or redis-py's parsed dict
 
 
 class CacheRoom:
@@ -118,11 +119,17 @@ class CacheRoom:
                 await self._task
 
 
-def _parse(raw: bytes) -> dict[str, int]:
+def _parse(raw: bytes | dict[str, Any]) -> dict[str, int]:
+    """`used_memory` and `maxmemory` from INFO's text (our connection) or its parsed form (redis-py)."""
+    pairs: list[tuple[str, object]]
+    if isinstance(raw, dict):
+        pairs = [(str(k), v) for k, v in raw.items()]
+    else:
+        pairs = [(name, value) for name, _, value in
+                 (line.partition(":") for line in raw.decode("ascii", "replace").splitlines())]
     out: dict[str, int] = {}
-    for line in raw.decode("ascii", "replace").splitlines():
-        name, _, value = line.partition(":")
+    for name, value in pairs:
         if name in ("used_memory", "maxmemory"):
-            with contextlib.suppress(ValueError):
-                out[name] = int(value.strip())
+            with contextlib.suppress(ValueError, TypeError):
+                out[name] = int(str(value).strip())
     return out

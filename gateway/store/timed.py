@@ -100,7 +100,7 @@ class TimedStore:
     async def publish(self, channel: str, message: bytes) -> None:
         await self._timed("publish", self.inner.publish(channel, message))
 
-    async def wait_for(self, channel: str, timeout: float) -> bytes | None:  # noqa: ASYNC109 (a protocol argument)
+    async def wait_for(self, channel: str, timeout: float) -> bytes | None:
         try:
             return await self.inner.wait_for(channel, timeout)
         except StoreError as exc:

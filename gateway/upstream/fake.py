@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
 from gateway.core.call import Answer, Call, Reply
-from gateway.core.config import UpstreamConfig
+from gateway.core.config import UpstreamConfig, UpstreamKind
+
+Scripted = Answer | BaseException | Callable[[Call, str], Answer]  # what `send` returns, raises or calls
 
 
 def _echo(call: Call, model: str) -> Answer:
@@ -28,19 +29,19 @@ def _echo(call: Call, model: str) -> Answer:
 class FakeUpstream:
     """Upstream protocol, scripted."""
 
-    def __init__(self, name: str = "hf", kind: str = "hf", config: UpstreamConfig | None = None,
+    def __init__(self, name: str = "hf", kind: UpstreamKind = "hf", config: UpstreamConfig | None = None,
                  default: Callable[[Call, str], Answer] = _echo) -> None:
         self.name = name
         self.kind = kind
-        self.config = config or UpstreamConfig(kind=kind)  # type: ignore[arg-type]
+        self.config = config or UpstreamConfig(kind=kind)
         self.default = default
         self.calls: list[tuple[Call, str]] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.delay: float = 0.0  # real seconds each send takes (for concurrency tests)
-        self._script: deque[Any] = deque()
+        self._script: deque[Scripted] = deque()
 
-    def script(self, *items: Any) -> None:
+    def script(self, *items: Scripted) -> None:
         """Queue answers (Reply/StreamReply) or exceptions, consumed one per send."""
         self._script.extend(items)
 
@@ -57,8 +58,8 @@ class FakeUpstream:
             if isinstance(item, BaseException):
                 raise item
             if callable(item):
-                return item(call, model)  # type: ignore[no-any-return]
-            return item  # type: ignore[no-any-return]
+                return item(call, model)
+            return item
         finally:
             self.in_flight -= 1
 

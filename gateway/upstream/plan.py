@@ -9,16 +9,18 @@ in `http.py`. Tests swap the whole `Upstream` for a fake through `create_app(ups
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.core.call import Call
+from gateway.core.call import Call, StreamReply
+from gateway.core.errors import UpstreamError
 
 
 class SseStyle(enum.Enum):
     OPENAI = "openai"  # `data: {...}` events, must end with `data: [DONE]`
     TGI = "tgi"  # `data:{...}` token events, end at EOF
+    RESPONSES = "responses"  # OpenAI Responses API: `event: <type>` + `data: {...}` events, end at EOF, no [DONE]
 
 
 @dataclass(slots=True)
@@ -28,12 +30,15 @@ class Plan:
     url: str
     body: bytes | None
     method: str = "POST"
-    content_type: str | None = "application/json"
+    content_type: str | None = "application/json"  # None: the body goes without a Content-Type
     accept: str | None = None
     stream: bool = False
     sse: SseStyle = SseStyle.OPENAI
     adapt: Callable[[Any], Any] | None = None  # rewrites the parsed JSON answer into the client's shape
-    expect_json: bool = True
+    expect_json: bool = True  # False: a non-JSON answer (an image, audio) is relayed with its own Content-Type
+    headers: dict[str, str] = field(default_factory=dict)  # the client's headers this upstream is meant to get
+    reshape: Callable[[StreamReply], Awaitable[StreamReply]] | None = None  # rewrites a stream for the client
+    explain: Callable[[UpstreamError], UpstreamError] | None = None  # adds what to do to an upstream's refusal
 
 
 class Planner(Protocol):

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.core.config import Settings, load_settings
-
-from .stack import Stack, start_stack, stop_stack
+from tests.support.thread_stack import Stack, start_stack, stop_stack
 
 
 def e2e_settings(sim_url: str) -> Settings:

@@ -13,7 +13,7 @@ import pytest
 from huggingface_hub import AsyncInferenceClient, InferenceClient
 from PIL import Image
 
-from .stack import CLIENT_TOKEN, GATEWAY_TOKEN, Stack
+from tests.support.thread_stack import CLIENT_TOKEN, GATEWAY_TOKEN, Stack
 
 GEN = "mistralai/Mistral-7B-Instruct-v0.3"
 EMBED = "BAAI/bge-small-en-v1.5"

@@ -7,7 +7,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from .stack import Stack
+from tests.support.thread_stack import Stack
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 

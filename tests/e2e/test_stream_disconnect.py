@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from .stack import Stack
+from tests.support.thread_stack import Stack
 
 
 async def _wait_for(pred, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .rig import tally_fixtures
+from tests.support.rig import tally_fixtures
 
 faults_tally, tally = tally_fixtures("faults", "session")

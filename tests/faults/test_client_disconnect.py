@@ -11,8 +11,7 @@ from typing import Any
 import aiohttp
 
 from gateway.core.clock import FakeClock
-
-from .rig import Rig, Tally, chat, eventually, rig
+from tests.support.rig import Rig, Tally, chat, eventually, rig
 
 
 async def _abandon(r: Rig, path: str, body: dict[str, Any], ready: Any, *, read_first: bool = False) -> None:

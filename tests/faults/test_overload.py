@@ -12,8 +12,7 @@ from typing import Any
 from gateway.core.clock import FakeClock
 from gateway.core.config import Settings
 from gateway.http.middleware.auth import hash_key
-
-from .rig import Rig, Tally, chat, eventually, fault_settings, rig
+from tests.support.rig import Rig, Tally, chat, eventually, fault_settings, rig
 
 KEY_A, KEY_B = "gw-test-key-tenant-a", "gw-test-key-tenant-b"
 
@@ -120,10 +119,12 @@ async def test_refused_and_failed_requests_give_their_slots_back(tally: Tally) -
     """Errors, client errors and abandoned requests all release their slot: the cap never leaks shut."""
     async with rig(tally, lambda url: fault_settings(url, max_in_flight=2)) as r:
         for _ in range(5):
-            await r.send("POST", "/v1/chat/completions", json=_chat("oai/chat-reset-before"), expect={502, 503})  # 503: circuit open
+            # 503: the circuit is open
+            await r.send("POST", "/v1/chat/completions", json=_chat("oai/chat-reset-before"), expect={502, 503})
             await r.send("POST", "/v1/chat/completions", data=b"{not json", expect={400})
             await r.send("POST", "/v1/nothing-here", json={}, expect={404})
-        results = await asyncio.gather(*(r.send("POST", "/v1/chat/completions", json=_chat("oai/ok"), expect={200})
-                                         for _ in range(2)))
+        results = await asyncio.gather(
+            *(r.send("POST", "/v1/chat/completions", json=_chat("oai/ok"), expect={200}) for _ in range(2))
+        )
         assert [a.status for a in results] == [200, 200]
         await r.settled()

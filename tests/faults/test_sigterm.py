@@ -25,8 +25,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from tests.support.processes import Processes, free_port, gateway_env, wait_healthy
-
-from .rig import UPSTREAM_TOKEN, Tally, eventually
+from tests.support.rig import UPSTREAM_TOKEN, Tally, eventually
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.core.config import Settings
-from tests.faults.rig import Answer, Rig, Tally, fault_settings, raw_request, rig, tally_fixtures
+from tests.support.raw_http import raw_request
+from tests.support.rig import Answer, Rig, Tally, fault_settings, rig, tally_fixtures
 
 LIMIT = 64 * 1024  # max_body_bytes here, so oversized bodies stay small
 HITS: web.AppKey[list[str]] = web.AppKey("hits", list)
@@ -177,7 +178,8 @@ async def test_chunked_body_over_the_limit_is_cut_off(gw: Rig) -> None:
     content = b'{"inputs": "' + b" " * (2 * LIMIT)
     chunks = [content[i:i + 16384] for i in range(0, len(content), 16384)]
     body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)  # no terminating 0-chunk: unfinished
-    head = b"POST /models/org/gen HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    head = (b"POST /models/org/gen HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n")
     gw.tally.sent += 1
     answer = await raw_request(gw.gw_url, head, body)
     gw.record(answer.status, {413}, "chunked body over the limit")
@@ -194,6 +196,7 @@ async def test_body_just_over_the_limit_with_a_true_length(gw: Rig) -> None:
 
 # --- headers -------------------------------------------------------------------------------------
 
+
 async def test_huge_header_is_refused(gw: Rig) -> None:
     head = b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nX-Big: " + b"a" * 100_000 + b"\r\nConnection: close\r\n"
     gw.tally.sent += 1
@@ -208,10 +211,20 @@ async def test_thousands_of_headers_are_refused_or_ignored(gw: Rig) -> None:
     gw.record(answer.status, {200, 400, 431}, "5000 headers")
 
 
-@pytest.mark.parametrize("value", [
-    b"abc\r\nSet-Cookie: pwned=1", b"abc\nSet-Cookie: pwned=1", b"abc\rSet-Cookie: pwned=1", b"abc\x00def",
-    b"abc%0d%0aSet-Cookie:%20pwned=1", b"\xff\xfe", b"a" * 129, b"ok id with spaces",
-], ids=["crlf", "lf", "cr", "nul", "encoded-crlf", "latin1", "too-long", "spaces"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"abc\r\nSet-Cookie: pwned=1",
+        b"abc\nSet-Cookie: pwned=1",
+        b"abc\rSet-Cookie: pwned=1",
+        b"abc\x00def",
+        b"abc%0d%0aSet-Cookie:%20pwned=1",
+        b"\xff\xfe",
+        b"a" * 129,
+        b"ok id with spaces",
+    ],
+    ids=["crlf", "lf", "cr", "nul", "encoded-crlf", "latin1", "too-long", "spaces"],
+)
 async def test_request_id_injection_is_never_echoed(gw: Rig, value: bytes) -> None:
     head = b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nX-Request-Id: " + value + b"\r\nConnection: close\r\n"
     gw.tally.sent += 1
@@ -235,12 +248,20 @@ async def test_user_text_in_error_messages_cannot_break_headers(gw: Rig) -> None
 # --- paths and methods ---------------------------------------------------------------------------
 
 METHOD_CASES = [
-    ("GET", CHAT, 405, "openai"), ("PUT", "/v1/embeddings", 405, "openai"), ("DELETE", "/v1/completions", 405, "openai"),
-    ("PATCH", "/models/org/gen", 405, "hf"), ("GET", "/nope", 404, "hf"), ("POST", "/v1/nope", 404, "openai"),
-    ("POST", "/v1/models", 405, "openai"), ("GET", "/pipeline/text-generation/org/gen", 405, "hf"),
-    ("POST", "/healthz", 405, "hf"), ("GET", "/models/org/gen/unknown-suffix", 404, "hf"),
-    ("GET", "/models/org/gen", 404, "hf"), ("POST", "/pipeline/NOT A TASK/org/gen", 400, "hf"),
-    ("POST", "/pipeline/text-generation", 404, "hf"), ("GET", "/v1/models/../../etc/passwd", 404, "hf"),  # the client normalises it to /etc/passwd
+    ("GET", CHAT, 405, "openai"),
+    ("PUT", "/v1/embeddings", 405, "openai"),
+    ("DELETE", "/v1/completions", 405, "openai"),
+    ("PATCH", "/models/org/gen", 405, "hf"),
+    ("GET", "/nope", 404, "hf"),
+    ("POST", "/v1/nope", 404, "openai"),
+    ("POST", "/v1/models", 405, "openai"),
+    ("GET", "/pipeline/text-generation/org/gen", 405, "hf"),
+    ("POST", "/healthz", 405, "hf"),
+    ("GET", "/models/org/gen/unknown-suffix", 404, "hf"),
+    ("GET", "/models/org/gen", 404, "hf"),
+    ("POST", "/pipeline/NOT A TASK/org/gen", 400, "hf"),
+    ("POST", "/pipeline/text-generation", 404, "hf"),
+    ("GET", "/v1/models/../../etc/passwd", 404, "hf"),  # the client normalises it to /etc/passwd
 ]
 
 
@@ -252,9 +273,18 @@ async def test_unknown_paths_and_methods(gw: Rig, method: str, path: str, status
         assert answer.headers.get("Allow")
 
 
-@pytest.mark.parametrize("line", [b"FOO /v1/models HTTP/1.1", b"TRACE / HTTP/1.1", b"CONNECT evil:443 HTTP/1.1",
-                                  b"GET http://evil.example/v1/models HTTP/1.1", b"GET /v1/models HTTP/9.9",
-                                  b"GET  /v1/models HTTP/1.1", b"GET /v1/models\x00 HTTP/1.1"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"FOO /v1/models HTTP/1.1",
+        b"TRACE / HTTP/1.1",
+        b"CONNECT evil:443 HTTP/1.1",
+        b"GET http://evil.example/v1/models HTTP/1.1",
+        b"GET /v1/models HTTP/9.9",
+        b"GET  /v1/models HTTP/1.1",
+        b"GET /v1/models\x00 HTTP/1.1",
+    ],
+)
 async def test_odd_request_lines(gw: Rig, line: bytes) -> None:
     gw.tally.sent += 1
     answer = await raw_request(gw.gw_url, line + b"\r\nHost: gw\r\nConnection: close\r\n")
@@ -263,21 +293,52 @@ async def test_odd_request_lines(gw: Rig, line: bytes) -> None:
 
 # --- model ids -----------------------------------------------------------------------------------
 
+
 def _evil_ids(evil_host: str) -> list[str]:
     return [
-        "../../admin", "org/../../admin", "..", "org/..", "./org/x", "org/./x", "org//x", "/org/x",
-        f"http://{evil_host}/x", f"https://{evil_host}/x", f"//{evil_host}/x", f"{evil_host}/x",
-        f"x@{evil_host}", f"org/x@{evil_host}", f"@{evil_host}/x", "org%2Fx", "org%2F..%2F..%2Fx", "org/x%00",
-        "org/x?y=1", "org/x#frag", "org/x\r\nHost: evil", "org/x\x00", "org/x\x07", "org/x\u202e", "org/ｘ",
-        "org/x y", "org\\x", "a" * 10_000, "org/x:provider:more", f"org/x:{evil_host}", "~root/x", "org/x/y/z",
+        "../../admin",
+        "org/../../admin",
+        "..",
+        "org/..",
+        "./org/x",
+        "org/./x",
+        "org//x",
+        "/org/x",
+        f"http://{evil_host}/x",
+        f"https://{evil_host}/x",
+        f"//{evil_host}/x",
+        f"{evil_host}/x",
+        f"x@{evil_host}",
+        f"org/x@{evil_host}",
+        f"@{evil_host}/x",
+        "org%2Fx",
+        "org%2F..%2F..%2Fx",
+        "org/x%00",
+        "org/x?y=1",
+        "org/x#frag",
+        "org/x\r\nHost: evil",
+        "org/x\x00",
+        "org/x\x07",
+        "org/x\u202e",
+        "org/ｘ",
+        "org/x y",
+        "org\\x",
+        "a" * 10_000,
+        "org/x:provider:more",
+        f"org/x:{evil_host}",
+        "~root/x",
+        "org/x/y/z",
     ]
 
 
 async def test_model_ids_in_bodies_never_reach_another_host(gw: Rig, evil: TestServer) -> None:
     evil_host = f"{evil.host}:{evil.port}"
     for model in _evil_ids(evil_host):
-        for path, body in ((CHAT, _chat(model=model)), ("/v1/embeddings", {"model": model, "input": "x"}),
-                           ("/v1/completions", {"model": model, "prompt": "x"})):
+        for path, body in (
+            (CHAT, _chat(model=model)),
+            ("/v1/embeddings", {"model": model, "input": "x"}),
+            ("/v1/completions", {"model": model, "prompt": "x"}),
+        ):
             answer = await gw.send("POST", path, json=body, expect={200, 400, 404})
             if answer.status != 200:
                 _check_error(answer, "openai")
@@ -286,35 +347,53 @@ async def test_model_ids_in_bodies_never_reach_another_host(gw: Rig, evil: TestS
 async def test_model_ids_in_paths_never_reach_another_host(gw: Rig, evil: TestServer) -> None:
     evil_host = f"{evil.host}:{evil.port}"
     for model in _evil_ids(evil_host):
-        quoted = "".join(ch if 32 < ord(ch) < 127 and ch not in "?#%" else f"%{b:02X}"
-                         for ch in model for b in ([ord(ch)] if ord(ch) < 128 else list(ch.encode())))
+        quoted = "".join(
+            ch if 32 < ord(ch) < 127 and ch not in "?#%" else f"%{b:02X}"
+            for ch in model
+            for b in ([ord(ch)] if ord(ch) < 128 else list(ch.encode()))
+        )
         for suffix in ("", "/v1/chat/completions", "/generate", "/pipeline/text-generation"):
             for prefix in ("/models/", "/hf-inference/models/"):
                 gw.tally.sent += 1
-                head = (f"POST {prefix}{quoted}{suffix} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: 32\r\nConnection: close\r\n").encode()
+                head = (
+                    f"POST {prefix}{quoted}{suffix} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: 32\r\nConnection: close\r\n"
+                ).encode()
                 answer = await raw_request(gw.gw_url, head, b'{"inputs": "x", "messages": [{}]}'[:32])
                 gw.record(answer.status, {200, 400, 404}, f"{prefix}{quoted[:40]}{suffix}")
 
 
 async def test_raw_request_targets_with_traversal(gw: Rig) -> None:
     """Dot segments and encoded slashes sent verbatim (no client normalises them away)."""
-    targets = [b"/models/org/../../../etc/passwd", b"/models/..%2F..%2Fetc%2Fpasswd", b"/models/%2e%2e/%2e%2e/x",
-               b"/hf-inference/models/org/gen/../../../_sim/stats", b"/models/org%2Fgen", b"/models//evil/x",
-               b"/pipeline/text-generation/..%2Fx", b"/models/org/gen%00", b"/v1/models/%2e%2e%2f%2e%2e"]
+    targets = [
+        b"/models/org/../../../etc/passwd",
+        b"/models/..%2F..%2Fetc%2Fpasswd",
+        b"/models/%2e%2e/%2e%2e/x",
+        b"/hf-inference/models/org/gen/../../../_sim/stats",
+        b"/models/org%2Fgen",
+        b"/models//evil/x",
+        b"/pipeline/text-generation/..%2Fx",
+        b"/models/org/gen%00",
+        b"/v1/models/%2e%2e%2f%2e%2e",
+    ]
     for target in targets:
         gw.tally.sent += 1
-        answer = await raw_request(gw.gw_url, b"POST " + target + b" HTTP/1.1\r\nHost: gw\r\n"
-                                   b"Content-Type: application/json\r\nContent-Length: 15\r\nConnection: close\r\n",
-                                   b'{"inputs": "x"}')
+        answer = await raw_request(
+            gw.gw_url,
+            b"POST " + target + b" HTTP/1.1\r\nHost: gw\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 15\r\nConnection: close\r\n",
+            b'{"inputs": "x"}',
+        )
         gw.record(answer.status, {200, 400, 404, 405}, target.decode())
     assert not any(r.path.startswith("/_sim") for r in gw.sim.requests)
 
 
 async def test_expect_continue_with_a_huge_body_is_refused_before_it_is_sent(gw: Rig) -> None:
     """The client waits for `100 Continue` before sending; an oversized body gets 413 instead, unsent."""
-    head = (b"POST /v1/embeddings HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000000000\r\nExpect: 100-continue\r\n")
+    head = (
+        b"POST /v1/embeddings HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000000000\r\nExpect: 100-continue\r\n"
+    )
     gw.tally.sent += 1
     answer = await raw_request(gw.gw_url, head)  # headers only: nothing of the body is ever sent
     gw.record(answer.status, {413}, "Expect: 100-continue, 1 GB")
@@ -325,6 +404,7 @@ async def test_expect_continue_with_a_huge_body_is_refused_before_it_is_sent(gw:
 @pytest.mark.parametrize("expect", ["100-continue", "0", "something-else"])
 async def test_expect_header_values(gw: Rig, expect: str) -> None:
     """`100-continue` works as HTTP says; unknown expectations are ignored (not a bare-text 417)."""
-    answer = await gw.send("POST", "/v1/embeddings", json={"model": "oai/e", "input": "x"},
-                           headers={"Expect": expect}, expect={200})
+    answer = await gw.send(
+        "POST", "/v1/embeddings", json={"model": "oai/e", "input": "x"}, headers={"Expect": expect}, expect={200}
+    )
     assert answer.json()["data"]

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp.test_utils import TestClient, TestServer
-
 from gateway.core.config import load_settings
-from gateway.http.app import create_app
+from tests.support.cache_kit import EMBED, GatedUpstream
 from tests.support.redis_server import PrivateRedis
-from tests.unit.policies.cachekit import EMBED, GatedUpstream
+from tests.support.serving import gateway_client
 
 BODY = {"model": EMBED, "input": "hello"}
 
@@ -24,8 +22,7 @@ async def test_redis_down_bypasses_the_cache_and_requests_are_still_served(priva
         None, redis_url=private_redis.url, upstreams={"hf": {"kind": "hf", "base_url": "http://hf.test"}},
         models=[{"name": "*", "task": "feature-extraction"}], cache={"store_cooldown": 0},
     )
-    app = create_app(settings, upstreams={"hf": up})
-    async with TestClient(TestServer(app, handler_cancellation=True)) as client:
+    async with gateway_client(settings, upstreams={"hf": up}) as client:
         first = await client.post("/v1/embeddings", json=BODY)
         second = await client.post("/v1/embeddings", json=BODY)
         assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("MISS", "HIT")

@@ -23,8 +23,10 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from gateway.core.config import Settings, load_settings
-from tests.e2e.stack import Stack, start_stack, stop_stack
-from tests.faults.rig import Tally, report
+from tests.support.rig import Tally, report
+from tests.support.thread_stack import Stack, start_stack, stop_stack
+
+pytestmark = pytest.mark.slow  # hypothesis runs hundreds of requests per test
 
 EXAMPLES = 1200  # per property; the three together stay well under 30 s
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -118,20 +120,55 @@ model_names = st.sampled_from(["oai/chat", "org/gen", "oai/embed", "org/sst-mode
                                "http://127.0.0.1:1/x", "org/x:prov", "a" * 300]) | st.text(max_size=40)
 messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool"]),
                                            "content": st.text(max_size=40) | json_values}), max_size=3)
-openai_bodies = st.fixed_dictionaries({}, optional={
-    "model": model_names | json_values, "messages": messages | json_values, "prompt": st.text(max_size=30) | json_values,
-    "input": st.text(min_size=1, max_size=30) | json_values, "stream": st.booleans() | json_values,
-    "max_tokens": st.integers(-5, 50) | json_values, "temperature": st.floats(0, 2) | json_values,
-    "n": st.integers(-1, 3) | json_values, "encoding_format": st.sampled_from(["float", "base64", "hex"]),
-    "stream_options": json_values, "seed": st.integers(0, 10), "tools": json_values,
-})
-hf_bodies = st.fixed_dictionaries({}, optional={
-    "inputs": st.text(max_size=40) | json_values, "parameters": st.dictionaries(
-        st.sampled_from(["max_new_tokens", "candidate_labels", "top_k", "details", "seed", "return_full_text",
-                         "do_sample", "aggregation_strategy", "width"]), json_values, max_size=4) | json_values,
-    "options": json_values, "stream": st.booleans() | json_values, "normalize": json_values,
-    "query": json_values, "texts": json_values,
-})
+openai_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": model_names | json_values,
+        "messages": messages | json_values,
+        "prompt": st.text(max_size=30) | json_values,
+        "input": st.text(min_size=1, max_size=30) | json_values,
+        "stream": st.booleans() | json_values,
+        "max_tokens": st.integers(-5, 50) | json_values,
+        "temperature": st.floats(0, 2) | json_values,
+        "n": st.integers(-1, 3) | json_values,
+        "encoding_format": st.sampled_from(["float", "base64", "hex"]),
+        "stream_options": json_values,
+        "seed": st.integers(0, 10),
+        "tools": json_values,
+        "instructions": st.text(max_size=30) | json_values,
+        "max_output_tokens": st.integers(-5, 50) | json_values,
+        "background": st.booleans() | json_values,
+    },
+)
+hf_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "inputs": st.text(max_size=40) | json_values,
+        "parameters": st.dictionaries(
+            st.sampled_from(
+                [
+                    "max_new_tokens",
+                    "candidate_labels",
+                    "top_k",
+                    "details",
+                    "seed",
+                    "return_full_text",
+                    "do_sample",
+                    "aggregation_strategy",
+                    "width",
+                ]
+            ),
+            json_values,
+            max_size=4,
+        )
+        | json_values,
+        "options": json_values,
+        "stream": st.booleans() | json_values,
+        "normalize": json_values,
+        "query": json_values,
+        "texts": json_values,
+    },
+)
 
 
 def _dumps(value: Any) -> bytes:
@@ -139,20 +176,62 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-bodies = (openai_bodies.map(_dumps) | hf_bodies.map(_dumps) | json_values.map(_dumps) | st.binary(max_size=200))
-POST_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/models/org/gen", "/models/oai/chat",
-               "/hf-inference/models/org/gen", "/hf-inference/models/org/gen/v1/chat/completions",
-               "/models/org/gen/generate", "/models/org/gen/generate_stream", "/models/org/gen/embed",
-               "/models/org/gen/predict", "/models/org/gen/rerank", "/pipeline/text-classification/org/sst-model",
-               "/hf-inference/models/org/sst-model/pipeline/zero-shot-classification"]
+bodies = openai_bodies.map(_dumps) | hf_bodies.map(_dumps) | json_values.map(_dumps) | st.binary(max_size=200)
+POST_ROUTES = [
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/models/org/gen",
+    "/models/oai/chat",
+    "/hf-inference/models/org/gen",
+    "/hf-inference/models/org/gen/v1/chat/completions",
+    "/models/org/gen/generate",
+    "/models/org/gen/generate_stream",
+    "/models/org/gen/embed",
+    "/models/org/gen/predict",
+    "/models/org/gen/rerank",
+    "/pipeline/text-classification/org/sst-model",
+    "/hf-inference/models/org/sst-model/pipeline/zero-shot-classification",
+]
 header_values = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
-headers = st.dictionaries(st.sampled_from(["Content-Type", "Accept", "X-Request-Id", "x-wait-for-model", "x-use-cache",
-                                           "Cache-Control", "X-Gateway-Timeout", "Authorization", "x-hf-bill-to",
-                                           "api-key", "Range", "Expect", "Content-Encoding"]),
-                          header_values, max_size=4)
+headers = st.dictionaries(
+    st.sampled_from(
+        [
+            "Content-Type",
+            "Accept",
+            "X-Request-Id",
+            "x-wait-for-model",
+            "x-use-cache",
+            "Cache-Control",
+            "X-Gateway-Timeout",
+            "Authorization",
+            "x-hf-bill-to",
+            "api-key",
+            "Range",
+            "Expect",
+            "Content-Encoding",
+        ]
+    ),
+    header_values,
+    max_size=4,
+)
 path_junk = st.text(max_size=40).map(lambda t: quote(t, safe="/:@%"))
-prefixes = st.sampled_from(["/", "/v1/", "/v1/models/", "/models/", "/hf-inference/models/", "/pipeline/",
-                            "/pipeline/text-generation/", "/_sim/", "/healthz", "/metrics/", "/models/org/gen/"])
+prefixes = st.sampled_from(
+    [
+        "/",
+        "/v1/",
+        "/v1/models/",
+        "/models/",
+        "/hf-inference/models/",
+        "/pipeline/",
+        "/pipeline/text-generation/",
+        "/_sim/",
+        "/healthz",
+        "/metrics/",
+        "/models/org/gen/",
+    ]
+)
 
 
 @FUZZ
@@ -166,10 +245,17 @@ def test_inference_routes_never_answer_500(fuzzer: Fuzzer, route: str, body: byt
 
 
 @FUZZ
-@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
-       prefix=prefixes, junk=path_junk, query=st.none() | path_junk, hdrs=headers, body=st.none() | bodies)
-def test_any_method_and_path_never_answers_500(fuzzer: Fuzzer, method: str, prefix: str, junk: str,
-                                               query: str | None, hdrs: dict[str, str], body: bytes | None) -> None:
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+    prefix=prefixes,
+    junk=path_junk,
+    query=st.none() | path_junk,
+    hdrs=headers,
+    body=st.none() | bodies,
+)
+def test_any_method_and_path_never_answers_500(
+    fuzzer: Fuzzer, method: str, prefix: str, junk: str, query: str | None, hdrs: dict[str, str], body: bytes | None
+) -> None:
     target = prefix + junk + (f"?{query}" if query else "")
     if not target.startswith("/"):
         target = "/" + target
@@ -183,6 +269,5 @@ def test_any_method_and_path_never_answers_500(fuzzer: Fuzzer, method: str, pref
 @given(model=model_names, stream=st.booleans(), extra=openai_bodies)
 def test_model_names_never_answer_500(fuzzer: Fuzzer, model: str, stream: bool, extra: dict[str, Any]) -> None:
     body = {**extra, "model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-    status, h, data = fuzzer.send("POST", "/v1/chat/completions", {"Content-Type": "application/json"},
-                                  _dumps(body))
+    status, h, data = fuzzer.send("POST", "/v1/chat/completions", {"Content-Type": "application/json"}, _dumps(body))
     _check("POST", "/v1/chat/completions", status, h, data)

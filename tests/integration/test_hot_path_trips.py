@@ -1,4 +1,4 @@
-"""Redis round trips on the hot path (issue 7): one before the upstream, none after it on the answer's path.
+"""Redis round trips on the hot path: one before the upstream, none after it on the answer's path.
 
 The full chain (API key, tenant and model rate limits with tokens, cache with coalescing) on a
 Redis store, counting the store's pipelined batches (`RedisStore.queue.batches`: one batch is one
@@ -24,7 +24,7 @@ from gateway.core.clock import FakeClock
 from gateway.http.app import create_app
 from gateway.store.redis import RedisStore
 from gateway.upstream.fake import FakeUpstream
-from tests.unit.policies.rl_support import A, chat, settings
+from tests.support.limits_kit import A, chat, settings
 
 _n = itertools.count()
 

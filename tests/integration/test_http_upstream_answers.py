@@ -16,21 +16,27 @@ from gateway.http.app import create_app
 from tests.support.scripted_upstream import Scripted, serving
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-ANSWER = b'{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}'
+ANSWER = (b'{"id":"x","object":"chat.completion","choices":[{"index":0,'
+          b'"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}')
 
 
 def encoded(coding: str, body: bytes) -> bytes:
-    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {len(body)}\r\n\r\n"
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: {coding}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
 
 @asynccontextmanager
-async def gateway_to(answers: list[bytes], kind: str = "openai",
-                     token_env: str | None = None) -> AsyncIterator[tuple[TestClient, Scripted]]:
+async def gateway_to(
+    answers: list[bytes], kind: str = "openai", token_env: str | None = None
+) -> AsyncIterator[tuple[TestClient, Scripted]]:
     async with serving(answers) as (script, pool):
-        cfg = load_settings(None, upstreams={"up": {"kind": kind, "base_url": pool.origin, "token_env": token_env}},
-                            models=[{"name": "*", "deployments": [{"upstream": "up"}]}],
-                            cache={"enabled": False})
+        cfg = load_settings(
+            None,
+            upstreams={"up": {"kind": kind, "base_url": pool.origin, "token_env": token_env}},
+            models=[{"name": "*", "deployments": [{"upstream": "up"}]}],
+            cache={"enabled": False},
+        )
         client = TestClient(TestServer(create_app(cfg, clock=FakeClock(autojump=True))))
         await client.start_server()
         try:
@@ -39,31 +45,30 @@ async def gateway_to(answers: list[bytes], kind: str = "openai",
             await client.close()
 
 
-async def test_a_gzip_or_deflate_answer_nobody_asked_for_is_decoded() -> None:
-    async with gateway_to([encoded("gzip", gzip.compress(ANSWER)), encoded("deflate", zlib.compress(ANSWER))]) as (
-            client, _):
-        for _ in range(2):
-            resp = await client.post("/v1/chat/completions", json=CHAT)
-            assert resp.status == 200, await resp.text()
-            assert (await resp.json())["choices"][0]["message"]["content"] == "ok"
+async def test_an_encoded_answer_nobody_asked_for_is_a_clear_502() -> None:
+    """The gateway asks for `identity`: gzip, deflate or br is refused (a gzip bomb costs nothing)."""
+    stream = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n\r\n"
+              + gzip.compress(b'data: {"choices":[]}\n\ndata: [DONE]\n\n'))
+    answers = [encoded("gzip", gzip.compress(ANSWER)), encoded("deflate", zlib.compress(ANSWER)),
+               encoded("br", b"\x0b\x02\x80hello\x03"), stream]
+    async with gateway_to(answers) as (client, script):
+        for coding, stream_it in (("gzip", False), ("deflate", False), ("br", False), ("gzip", True)):
+            resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream_it})
+            assert resp.status == 502, await resp.text()
+            assert f"{coding}-encoded" in (await resp.json())["error"]["message"]
+        assert all(b"\r\nAccept-Encoding: identity\r\n" in sent for sent in script.requests)
 
 
-async def test_an_encoding_the_gateway_cannot_read_is_a_clear_502() -> None:
-    async with gateway_to([encoded("br", b"\x0b\x02\x80hello\x03")]) as (client, _):
-        resp = await client.post("/v1/chat/completions", json=CHAT)
-        assert resp.status == 502
-        assert "br-encoded" in (await resp.json())["error"]["message"]
-
-
-async def test_a_body_without_a_content_type_goes_up_as_octet_stream() -> None:
+async def test_a_body_without_a_content_type_goes_up_without_one_as_the_client_sent_it() -> None:
     image = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 4\r\n\r\n\x89PNG"
     async with gateway_to([image], kind="hf") as (client, script):
-        resp = await client.post("/models/org/painter/pipeline/text-to-image", data=b"\x00raw-bytes\x01",
-                                 skip_auto_headers=["Content-Type"])
+        resp = await client.post(
+            "/models/org/painter/pipeline/text-to-image", data=b"\x00raw-bytes\x01", skip_auto_headers=["Content-Type"]
+        )
         assert resp.status == 200 and await resp.read() == b"\x89PNG"
     sent = script.requests[0]
-    assert b"\r\nContent-Type: application/octet-stream\r\n" in sent and sent.endswith(b"\x00raw-bytes\x01")
-    assert b"Accept-Encoding" not in sent and b"\r\nHost: 127.0.0.1:" in sent
+    assert b"Content-Type" not in sent and sent.endswith(b"\x00raw-bytes\x01")
+    assert b"\r\nAccept-Encoding: identity\r\n" in sent and b"\r\nHost: 127.0.0.1:" in sent
 
 
 async def test_a_token_read_with_its_file_newline_is_sent_without_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,8 @@ One gateway (in-process, real HTTP upstreams, state in the real Redis under its 
 in front of the simulator on a real port; both share one `FakeClock(autojump=True)`, so cold starts,
 backoff and outbound pacing take no real time. The fixture sends streams, cache misses and hits,
 requests over a gateway limit, upstream 429s and 503s that are retried, a cold start, a fallback, a
-breaking deployment and paced calls, then scrapes `/metrics` once. Each test checks one kind;
+breaking deployment, paced calls and a call to a scaled-to-zero dedicated endpoint (woken once, served
+by serverless meanwhile), then scrapes `/metrics` once. Each test checks one kind;
 every series the dashboards query must be in that one scrape.
 """
 
@@ -14,6 +15,7 @@ import asyncio
 import hashlib
 import io
 import logging
+import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -25,19 +27,20 @@ import orjson
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.core.clock import FakeClock
 from gateway.core.config import load_settings
 from gateway.http.app import create_app
+from gateway.http.appkeys import ENDPOINTS
 from gateway.observability.logs import configure_logging
 from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import SimConfig
+from tests.support.dashboards import DASHBOARDS, load, metric_names, queries
 from tests.support.redis_server import shared_redis_url
+from tests.support.serving import app_client, serving
 from tests.support.tools import need
-from tests.unit.test_dashboards import DASHBOARDS, load, metric_names, queries
 
 KEY = "gw_fake_traffic_key_0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -65,6 +68,11 @@ class Scrape:
         return sum(v for _, v in self.values(name, **match))
 
 
+ENDPOINT_TOKEN_ENV = "GW_TRAFFIC_ENDPOINT_TOKEN"
+SIM_WITH_ENDPOINT = SimConfig.model_validate({"control_plane": {"endpoints": {
+    "traffic-chat": {"namespace": "acme", "state": "scaledToZero", "scale_up_delay": 600}}}})
+
+
 def settings_for(sim_url: str, prefix: str, redis_url: str) -> Any:
     def up(**extra: Any) -> dict[str, Any]:
         return {"kind": "hf", "base_url": sim_url, "token_env": None,
@@ -75,7 +83,9 @@ def settings_for(sim_url: str, prefix: str, redis_url: str) -> Any:
 
     return load_settings(
         None, redis_url=redis_url, redis_prefix=prefix,
-        upstreams={"sim": up(), "fragile": up(breaker_failures=2, breaker_cooldown=3600.0), "paced": up(budget="1/s")},
+        upstreams={"sim": up(), "fragile": up(breaker_failures=2, breaker_cooldown=3600.0), "paced": up(budget="1/s"),
+                   "dedicated": {"kind": "endpoint", "name": "traffic-chat", "namespace": "acme",
+                                 "control_plane_url": sim_url, "token_env": ENDPOINT_TOKEN_ENV}},
         models=[
             model("sim/gpt2"), model("BAAI/bge-small-en"), model("sim/limited", limits={"requests": "2/minute"}),
             model("sim/busy-429x1-ra1"), model("sim/flaky-503x1"), model("sim/late-cold-20s"),
@@ -83,6 +93,8 @@ def settings_for(sim_url: str, prefix: str, redis_url: str) -> Any:
             {"name": "sim/primary", "deployments": [{"upstream": "sim", "model": "sim/primary-503xall"},
                                                      {"upstream": "sim", "model": "sim/backup"}]},
             {"name": "sim/broken", "deployments": [{"upstream": "fragile", "model": "sim/broken-503xall"}]},
+            {"name": "sim/dedicated", "deployments": [{"upstream": "dedicated"},
+                                                       {"upstream": "sim", "model": "sim/gpt2"}]},
         ],
         keys=[{"sha256": hashlib.sha256(KEY.encode()).hexdigest(), "tenant": "acme", "name": "traffic"}],
     )  # fmt: skip
@@ -126,6 +138,8 @@ async def drive(d: Driver) -> None:
     await d.post("fallback", "/v1/chat/completions", chat("sim/primary", temperature=0.7))
     for _ in range(2):  # the first one opens the circuit, the second one finds it open
         await d.post("broken", "/v1/chat/completions", chat("sim/broken", temperature=0.7))
+    for _ in range(2):  # the first wakes the endpoint, both are served by serverless meanwhile
+        await d.post("endpoint", "/v1/chat/completions", chat("sim/dedicated", temperature=0.7))
     await d.client.get("/no/such/route", headers=AUTH)
     d.scrape.sent += 1
 
@@ -133,34 +147,41 @@ async def drive(d: Driver) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def scrape(redis_url_module: str) -> AsyncIterator[Scrape]:
     clock = FakeClock(autojump=True)
-    sim = create_simulator_app(SimConfig(), clock=clock)
-    runner = web.AppRunner(sim, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    sim_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    sim = create_simulator_app(SIM_WITH_ENDPOINT, clock=clock)
     prefix = f"gwtest-{uuid.uuid4().hex[:12]}"
-    app = create_app(settings_for(sim_url, prefix, redis_url_module), clock=clock)
     buffer, root = io.StringIO(), logging.getLogger()
     handlers, level = list(root.handlers), root.level
     configure_logging("json", "INFO", stream=buffer)
-    client: TestClient[Any, Any] = TestClient(TestServer(app, handler_cancellation=True))
-    await client.start_server()
     try:
-        result = Scrape(text="")
-        await drive(Driver(client, result))
-        result.text = await (await client.get("/metrics")).text()
-        result.sent += 1
-        result.upstream_ids = [r.headers.get("x-request-id") for r in sim[SIM_STATE].requests]
-        lines = [orjson.loads(x) for x in buffer.getvalue().splitlines()]
-        result.access = [x for x in lines if x["logger"] == "gateway.access"]
-        yield result
+        os.environ[ENDPOINT_TOKEN_ENV] = "hf_fake_traffic_endpoint_token"
+        async with serving(sim, cancel=True) as sim_url:
+            app = create_app(settings_for(sim_url, prefix, redis_url_module), clock=clock)
+            # The endpoint poller sleeps between readings for as long as the app lives: on the shared
+            # autojumping clock that sleep would let time leap forward at every idle moment (refilling
+            # the buckets this test counts on). It sleeps on a clock of its own that never moves; a
+            # wake-up still wakes it at once (the watch's kick), which is all this traffic needs.
+            for poller in app[ENDPOINTS].pollers.values():
+                poller.clock = FakeClock()
+            async with app_client(app, cancel=True) as client:
+                result = Scrape(text="")
+                await drive(Driver(client, result))
+                result.text = await (await client.get("/metrics")).text()
+                result.sent += 1
+                result.upstream_ids = [r.headers.get("x-request-id") for r in sim[SIM_STATE].requests
+                                       if not _gateway_own(r.path)]
+                lines = [orjson.loads(x) for x in buffer.getvalue().splitlines()]
+                result.access = [x for x in lines if x["logger"] == "gateway.access"]
+                yield result
     finally:
-        await client.close()
-        await runner.cleanup()
+        os.environ.pop(ENDPOINT_TOKEN_ENV, None)
         root.handlers[:] = handlers
         root.setLevel(level)
         await _delete_keys(redis_url_module, prefix)
+
+
+def _gateway_own(path: str) -> bool:
+    """The gateway's own calls (control-plane readings, health checks), which no client request caused."""
+    return path.startswith("/v2/endpoint/") or path.endswith("/health")
 
 
 async def _delete_keys(url: str, prefix: str) -> None:
@@ -198,7 +219,7 @@ def test_the_request_id_reaches_the_upstream(scrape: Scrape) -> None:
 def test_upstream_calls_are_timed_per_deployment_and_pools_are_shown(scrape: Scrape) -> None:
     assert scrape.total("gateway_upstream_duration_seconds_count", deployment="sim") >= 4
     pools = {labels["deployment"] for labels, _ in scrape.values("gateway_upstream_connections")}
-    assert pools == {"sim", "fragile", "paced"}
+    assert pools == {"sim", "fragile", "paced", "dedicated"}
     assert scrape.total("gateway_upstream_connections", state="idle") >= 1
 
 
@@ -246,12 +267,21 @@ def test_a_cold_start_is_waited_out(scrape: Scrape) -> None:
     assert scrape.statuses["cold"] == [200]
     assert scrape.total("gateway_coldstart_waits_total", model="sim/late-cold-20s") == 1
     assert scrape.total("gateway_coldstart_wait_seconds_total", model="sim/late-cold-20s") >= 15
-    assert scrape.total("gateway_models_loading") == 0  # it came up
+    # It came up; the one target still loading is the dedicated endpoint, waking for 10 minutes.
+    assert scrape.total("gateway_models_loading") == 1
 
 
 def test_a_failing_deployment_falls_back(scrape: Scrape) -> None:
     assert scrape.statuses["fallback"] == [200]
     assert scrape.total("gateway_fallbacks_total", model="sim/primary") == 1
+
+
+def test_a_scaled_to_zero_endpoint_is_woken_once_and_served_around(scrape: Scrape) -> None:
+    assert scrape.statuses["endpoint"] == [200, 200]
+    assert scrape.total("gateway_endpoint_wakeups_total", endpoint="dedicated") == 1
+    assert scrape.total("gateway_endpoint_fallback_requests_total", endpoint="dedicated") == 2
+    assert scrape.total("gateway_endpoint_state", endpoint="dedicated", state="initializing") == 1
+    assert scrape.total("gateway_endpoint_state", endpoint="dedicated") == 1  # one state at a time
 
 
 def test_a_breaking_deployment_opens_its_circuit(scrape: Scrape) -> None:

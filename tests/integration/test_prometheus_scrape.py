@@ -26,13 +26,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.simulator.app import create_simulator_app
+from tests.support.dashboards import DASHBOARDS, load, queries, substitute
 from tests.support.processes import Child, Processes, free_port
+from tests.support.serving import serving
 from tests.support.tools import need
-from tests.unit.test_dashboards import DASHBOARDS, load, queries, substitute
+
+pytestmark = pytest.mark.slow  # a real Prometheus server scraping a two-worker gateway
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -73,12 +75,8 @@ class Gateway:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def simulator() -> AsyncIterator[str]:
-    runner = web.AppRunner(create_simulator_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serving(create_simulator_app()) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

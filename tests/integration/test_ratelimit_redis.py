@@ -6,12 +6,11 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient, TestServer
 from redis.crc import key_slot
 
-from gateway.http.app import create_app
 from gateway.upstream.fake import FakeUpstream
-from tests.unit.policies.rl_support import A, chat, settings
+from tests.support.limits_kit import A, chat, settings
+from tests.support.serving import gateway_client
 
 
 @pytest.mark.redis
@@ -20,7 +19,7 @@ async def test_eight_at_once_on_redis_time(redis_url: str, key_prefix: str, real
                           "model_limits": {"org/m": {"requests": "100/minute"}}}}
     s = settings(tenants, redis_url=redis_url, redis_prefix=key_prefix, ratelimit={"store_timeout": 1.0})
     up = FakeUpstream("hf")
-    async with TestClient(TestServer(create_app(s, upstreams={"hf": up}))) as client:  # SystemClock: Redis TIME
+    async with gateway_client(s, upstreams={"hf": up}, cancel=False) as client:  # SystemClock: Redis TIME
         answers = await asyncio.gather(*(client.post("/v1/chat/completions", json=chat(), headers=A)
                                          for _ in range(8)))
         statuses = sorted(r.status for r in answers)

@@ -11,10 +11,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.core.clock import FakeClock
 from gateway.core.config import load_settings
-from gateway.http.app import create_app
 from gateway.http.middleware.auth import hash_key
 from gateway.simulator.app import create_simulator_app
 from gateway.store.memory import MemoryStore
+from tests.support.serving import gateway_client
 
 KEY = "gwk_fake_test_key_stream"
 CAP = 5000
@@ -47,7 +47,7 @@ async def rig() -> AsyncIterator[Rig]:
         tenants={"team-a": {"limits": {"tokens": f"{CAP}/hour"}}},
     )
     clock = FakeClock()  # the gateway's time stands still: no refill muddies the sums
-    async with TestClient(TestServer(create_app(settings, clock=clock, store=MemoryStore(clock)))) as client:
+    async with gateway_client(settings, clock=clock, store=MemoryStore(clock), cancel=False) as client:
         yield Rig(client)
     await sim.close()
 

@@ -7,11 +7,10 @@ import asyncio
 import pytest
 
 from gateway.core.clock import FakeClock
-
-from .resilience_kit import stack
+from tests.support.loop_stack import stack
 
 GEN = {"inputs": "Hello", "parameters": {"max_new_tokens": 3}}
-PATIENT = {"resilience": {"probe_hold": 1000.0}}  # see resilience_kit: real sockets under a fake clock
+PATIENT = {"resilience": {"probe_hold": 1000.0}}  # see tests/support/loop_stack.py: real sockets under a fake clock
 
 
 def _loading_calls(s, model: str) -> int:  # type: ignore[no-untyped-def]

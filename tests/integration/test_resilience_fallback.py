@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.simulator.fault_spec import FaultSpec
-
-from .resilience_kit import Stack, stack
+from tests.support.loop_stack import Stack, stack
 
 GEN = {"inputs": "Hello", "parameters": {"max_new_tokens": 3}}
 MODEL = "acme/chat"
@@ -62,7 +61,7 @@ async def test_the_primarys_circuit_opens_after_n_failures_and_closes_after_it_r
         assert (await s.client.post(f"/models/{MODEL}", json=GEN)).status == 200
         assert _by_route(s) == (4, 6)  # the half-open trial went to the primary and closed it
         status = await (await s.client.get("/status")).json()
-        assert [d for d in status["deployments"] if d["id"] == "dedicated:tgi-main"][0]["circuit"] == "closed"
+        assert next(d for d in status["deployments"] if d["id"] == "dedicated:tgi-main")["circuit"] == "closed"
         assert status["circuits"] == []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from .resilience_kit import stack
+from tests.support.loop_stack import stack
 
 GEN = {"inputs": "Hello", "parameters": {"max_new_tokens": 3}}
 
@@ -47,7 +47,7 @@ async def test_an_exhausted_deadline_answers_the_429_now_with_retry_after_inside
             "model": "sim/chat-429x3-ra10", "messages": [{"role": "user", "content": "hi"}]})
         assert resp.status == 429
         assert resp.headers["Retry-After"] == "10"
-        assert (await resp.json())["error"]["code"] == "upstream_rate_limited"
+        assert (await resp.json())["error"]["code"] == "rate_limit_exceeded"  # the upstream's own code
         assert s.clock.monotonic() - start < 5
         assert s.upstream_calls("sim/chat-429x3-ra10") == 1
 
@@ -89,3 +89,17 @@ async def test_a_stream_that_fails_before_its_first_event_is_retried() -> None:
         body = await resp.read()
         assert body.startswith(b"data:") and b'"error"' not in body
         assert s.upstream_calls("sim/gpt2-503x1") == 2
+
+
+async def test_retry_on_lets_a_team_retry_500s_and_drop_others_without_code() -> None:
+    async with stack() as s:  # the default: a 500 is answered as it came
+        resp = await s.client.post("/models/sim/gpt2-500x1", json=GEN)
+        assert resp.status == 500 and s.upstream_calls("sim/gpt2-500x1") == 1
+    retry_on = [429, 500, 502, 503, 504]  # 500 added, "connect" left out
+    async with stack(upstreams={"hf": {"kind": "hf", "base_url": "{sim}", "retry": {"retry_on": retry_on}}}) as s:
+        # First, on a new connection (the pool itself sends a request again, once, when a reused
+        # keep-alive connection closes before answering).
+        resp = await s.client.post("/models/sim/gpt2-reset-before-x1", json=GEN)
+        assert resp.status == 502 and s.upstream_calls("sim/gpt2-reset-before-x1") == 1
+        resp = await s.client.post("/models/sim/gpt2-500x1", json=GEN)
+        assert resp.status == 200 and s.upstream_calls("sim/gpt2-500x1") == 2

@@ -24,7 +24,7 @@ from gateway.core.config import Settings
 from gateway.http.middleware.auth import hash_key
 from gateway.observability.logs import configure_logging
 from gateway.simulator.config import SimConfig
-from tests.faults.rig import Answer, Rig, Tally, fault_settings, rig, tally_fixtures
+from tests.support.rig import Answer, Rig, Tally, fault_settings, rig, tally_fixtures
 
 # Recognisable fake secrets. HF_SECRET has the shape log redaction knows; the others do not, so
 # finding them anywhere means a real leak, not a redaction gap.
@@ -96,7 +96,7 @@ async def test_every_route_but_health_and_metrics_needs_a_key(gw: Rig) -> None:
     routes = _routes(gw)
     assert len(routes) >= 12
     open_paths = {"/healthz", "/readyz", "/metrics"}
-    for method, path in routes + [("GET", "/no/such/path"), ("POST", "/v1/nothing")]:
+    for method, path in [*routes, ("GET", "/no/such/path"), ("POST", "/v1/nothing")]:
         body = {"model": "oai/chat", "messages": [{"role": "user", "content": "x"}], "inputs": "x"}
         json = body if method == "POST" else None
         if path in open_paths:

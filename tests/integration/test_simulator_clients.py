@@ -6,50 +6,24 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import numpy as np
 import openai
 import pytest
-from aiohttp import web
 from huggingface_hub import InferenceClient
 from PIL import Image
 
-from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import ModelSpec, SimConfig
-from gateway.simulator.state import SimState
-
-TOKEN = "hf_fake_test_token"
-
-
-@dataclass
-class Live:
-    base: str
-    state: SimState
-
-    def hf(self, model_id: str) -> InferenceClient:
-        return InferenceClient(model=f"{self.base}/hf-inference/models/{model_id}", token=TOKEN)
-
-    def openai(self, **kwargs: object) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.base}/v1/", api_key="sk-fake", **kwargs)  # type: ignore[arg-type]
+from tests.support.live_simulator import FAKE_TOKEN, LiveSimulator, live_simulator
 
 
 @pytest.fixture
-async def live() -> AsyncIterator[Live]:
-    config = SimConfig(models={"acme/tgi-chat": ModelSpec(task="text-generation")})
-    app = create_simulator_app(config)
-    runner = web.AppRunner(app)  # handler_cancellation off, as in `hf-gateway simulate`
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield Live(f"http://127.0.0.1:{port}", app[SIM_STATE])
-    finally:
-        await runner.cleanup()
+async def live() -> AsyncIterator[LiveSimulator]:
+    async with live_simulator(SimConfig(models={"acme/tgi-chat": ModelSpec(task="text-generation")})) as sim:
+        yield sim
 
 
-async def test_hf_text_generation_plain_details_and_stream(live: Live) -> None:
+async def test_hf_text_generation_plain_details_and_stream(live: LiveSimulator) -> None:
     client = live.hf("openai-community/gpt2")
     text = await asyncio.to_thread(client.text_generation, "The capital of France is", max_new_tokens=5)
     assert isinstance(text, str) and len(text.split()) == 5
@@ -71,7 +45,7 @@ async def test_hf_text_generation_plain_details_and_stream(live: Live) -> None:
     assert outputs[-1].generated_text == detailed.generated_text  # type: ignore[attr-defined]
 
 
-async def test_hf_chat_completion_plain_and_stream(live: Live) -> None:
+async def test_hf_chat_completion_plain_and_stream(live: LiveSimulator) -> None:
     client = live.hf("meta-llama/Llama-3.1-8B-Instruct")
     messages = [{"role": "user", "content": "Say hello"}]
     out = await asyncio.to_thread(client.chat_completion, messages, max_tokens=4)
@@ -86,7 +60,7 @@ async def test_hf_chat_completion_plain_and_stream(live: Live) -> None:
     assert live.state.count(path_prefix="/hf-inference/models/meta-llama/Llama-3.1-8B-Instruct/v1/") == 2
 
 
-async def test_hf_feature_extraction_single_and_batch(live: Live) -> None:
+async def test_hf_feature_extraction_single_and_batch(live: LiveSimulator) -> None:
     client = live.hf("BAAI/bge-small-en-v1.5")
     single = await asyncio.to_thread(client.feature_extraction, "hello world", normalize=True)
     assert single.shape == (1, 8) and single.dtype == np.float32
@@ -95,7 +69,7 @@ async def test_hf_feature_extraction_single_and_batch(live: Live) -> None:
     assert batch.shape == (3, 8)
 
 
-async def test_hf_classification_tasks(live: Live) -> None:
+async def test_hf_classification_tasks(live: LiveSimulator) -> None:
     sst = live.hf("distilbert/distilbert-base-uncased-finetuned-sst-2-english")
     labels = await asyncio.to_thread(sst.text_classification, "I love this!")
     assert isinstance(labels, list) and len(labels) == 2
@@ -112,13 +86,13 @@ async def test_hf_classification_tasks(live: Live) -> None:
     assert [(e.word, e.start, e.end) for e in entities] == [("Sarah", 11, 16)]
 
 
-async def test_hf_text_to_image(live: Live) -> None:
+async def test_hf_text_to_image(live: LiveSimulator) -> None:
     client = live.hf("stabilityai/stable-diffusion-xl-base-1.0")
     image = await asyncio.to_thread(client.text_to_image, "an astronaut", height=16, width=24)
     assert isinstance(image, Image.Image) and image.size == (24, 16)
 
 
-async def test_openai_chat_plain_and_stream(live: Live) -> None:
+async def test_openai_chat_plain_and_stream(live: LiveSimulator) -> None:
     client = live.openai()
     messages = [{"role": "user", "content": "Say hello"}]
     out = await asyncio.to_thread(client.chat.completions.create, model="meta-llama/Llama-3.1-8B-Instruct",
@@ -136,7 +110,7 @@ async def test_openai_chat_plain_and_stream(live: Live) -> None:
     assert chunks[-1].usage.total_tokens == out.usage.total_tokens  # type: ignore[attr-defined]
 
 
-async def test_openai_completions_embeddings_and_models(live: Live) -> None:
+async def test_openai_completions_embeddings_and_models(live: LiveSimulator) -> None:
     client = live.openai()
     completion = await asyncio.to_thread(client.completions.create, model="tgi", prompt="Once upon", max_tokens=5)
     assert len(completion.choices[0].text.split()) == 5
@@ -151,7 +125,7 @@ async def test_openai_completions_embeddings_and_models(live: Live) -> None:
     assert [m.id for m in models.data] == ["acme/tgi-chat"]
 
 
-async def test_openai_honours_simulated_retry_after_ms(live: Live) -> None:
+async def test_openai_honours_simulated_retry_after_ms(live: LiveSimulator) -> None:
     client = live.openai(max_retries=2)
     out = await asyncio.to_thread(client.chat.completions.create, model="m-429x2-ra10ms",
                                   messages=[{"role": "user", "content": "x"}])
@@ -160,7 +134,7 @@ async def test_openai_honours_simulated_retry_after_ms(live: Live) -> None:
     assert retries == ["0", "1", "2"]
 
 
-async def test_openai_sees_midstream_error_as_api_error(live: Live) -> None:
+async def test_openai_sees_midstream_error_as_api_error(live: LiveSimulator) -> None:
     client = live.openai()
 
     def consume() -> None:
@@ -172,7 +146,7 @@ async def test_openai_sees_midstream_error_as_api_error(live: Live) -> None:
         await asyncio.to_thread(consume)
 
 
-async def test_real_disconnect_is_detected_without_handler_cancellation(live: Live) -> None:
+async def test_real_disconnect_is_detected_without_handler_cancellation(live: LiveSimulator) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -196,7 +170,7 @@ def test_base64_helper_matches_openai_decoding() -> None:
     assert decoded.tolist() == [0.5, -1.25]
 
 
-async def test_real_disconnect_during_slow_first_byte_is_detected(live: Live) -> None:
+async def test_real_disconnect_during_slow_first_byte_is_detected(live: LiveSimulator) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -214,12 +188,12 @@ async def test_real_disconnect_during_slow_first_byte_is_detected(live: Live) ->
     assert live.state.cancelled == 1 and live.state.in_flight == 0
 
 
-async def test_hf_endpoint_info_and_health_check(live: Live) -> None:
+async def test_hf_endpoint_info_and_health_check(live: LiveSimulator) -> None:
     url = f"{live.base}/hf-inference/models/openai-community/gpt2"
-    client = InferenceClient(model=url, provider="hf-inference", token=TOKEN)
+    client = InferenceClient(model=url, provider="hf-inference", token=FAKE_TOKEN)
     info = await asyncio.to_thread(client.get_endpoint_info)
     assert info["model_id"] == "openai-community/gpt2" and info["model_pipeline_tag"] == "text-generation"
     assert await asyncio.to_thread(client.health_check) is True
-    tgi = InferenceClient(model=f"{live.base}/endpoints/my-tgi", provider="hf-inference", token=TOKEN)
+    tgi = InferenceClient(model=f"{live.base}/endpoints/my-tgi", provider="hf-inference", token=FAKE_TOKEN)
     assert (await asyncio.to_thread(tgi.get_endpoint_info))["model_id"] == "my-tgi"
     assert await asyncio.to_thread(tgi.text_generation, "Hi", max_new_tokens=2)

@@ -20,7 +20,6 @@ import huggingface_hub
 import huggingface_hub._inference_endpoints as hf_endpoints
 import numpy as np
 import pytest
-from aiohttp import web
 from huggingface_hub import HfApi, InferenceClient, InferenceEndpoint
 from huggingface_hub.errors import HfHubHTTPError, InferenceEndpointError
 
@@ -29,6 +28,7 @@ from gateway.simulator.app import SIM_STATE, create_simulator_app
 from gateway.simulator.config import SimConfig
 from gateway.simulator.endpoints_state import Counters
 from gateway.simulator.state import SimState
+from tests.support.serving import serving
 
 WRITE, READ = "hf_fake_test_token", "hf_fake_read_token"
 CONFIG = {
@@ -88,18 +88,11 @@ class Live:
 async def live(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Live]:
     clock = FakeClock()
     app = create_simulator_app(SimConfig.model_validate(CONFIG), clock=clock)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    client_time = ClientTime(clock, asyncio.get_running_loop())
-    monkeypatch.setattr(huggingface_hub.constants, "INFERENCE_ENDPOINTS_ENDPOINT", f"{base}/v2")
-    monkeypatch.setattr(hf_endpoints, "time", client_time)
-    try:
+    async with serving(app) as base:
+        client_time = ClientTime(clock, asyncio.get_running_loop())
+        monkeypatch.setattr(huggingface_hub.constants, "INFERENCE_ENDPOINTS_ENDPOINT", f"{base}/v2")
+        monkeypatch.setattr(hf_endpoints, "time", client_time)
         yield Live(base, app[SIM_STATE], clock, client_time)
-    finally:
-        await runner.cleanup()
 
 
 async def until(predicate: Callable[[], bool]) -> None:

@@ -1,4 +1,4 @@
-"""The upstream HTTP/1.1 client (`upstream/wire.py`, `upstream/pool.py`) against a raw TCP server scripted byte by byte.
+"""The upstream HTTP/1.1 client (`upstream/transport/`) against a raw TCP server scripted byte by byte.
 
 Every framing an upstream may use (Content-Length, chunked with extensions and trailers, close-
 delimited), keep-alive reuse and when it must not happen, a connection dropped while idle, the pool
@@ -11,7 +11,6 @@ import asyncio
 import gc
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.upstream.transport.connection import (
     BadHeader,
@@ -24,7 +23,6 @@ from gateway.upstream.transport.connection import (
     request_bytes,
 )
 from gateway.upstream.transport.pool import Pool
-from gateway.upstream.transport.response import _framing
 from tests.support.scripted_upstream import CLOSE, OK, serving
 
 
@@ -92,10 +90,10 @@ async def test_malformed_heads_are_refused(answer: bytes) -> None:
 
 async def test_a_bad_chunk_size_is_refused() -> None:
     async with serving([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n"]) as (_, pool):
-        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
-        with pytest.raises(BadResponse):
+        with pytest.raises(BadResponse):  # (body bytes that came with the head are parsed with it)
+            resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
             await resp.read()
-        resp.close()
+        assert pool.stats() == (0, 0)
 
 
 async def test_sse_lines_across_chunk_boundaries_and_an_overlong_line() -> None:
@@ -229,32 +227,54 @@ def test_request_bytes_carry_host_and_length() -> None:
             request_bytes("POST", "/", "h", bad, b"")
 
 
-@pytest.mark.parametrize("headers, status, expected", [
-    ({"Transfer-Encoding": "gzip", "Content-Length": "2"}, 200, ("close", 0, False)),
-    ({"Transfer-Encoding": "gzip, chunked"}, 200, ("chunked", 0, True)),
-    ({"Transfer-Encoding": "chunked", "Content-Length": "5"}, 200, ("chunked", 0, False)),
-    ({"Content-Length": "7"}, 200, ("length", 7, True)),
-    ({}, 200, ("close", 0, False)),
-    ({"Content-Length": "9"}, 204, ("none", 0, True)),
-    ({}, 101, ("none", 0, False)),
-], ids=["te-not-chunked-last", "te-chunked-last", "te-and-length", "length", "no-framing", "no-content",
-        "switching"])
-def test_framing_follows_rfc_9112(headers: dict[str, str], status: int, expected: tuple[str, int, bool]) -> None:
-    assert _framing(CIMultiDictProxy(CIMultiDict(headers)), status, "POST") == expected
+READ, KEPT, REFUSED = "read", "kept", "refused"  # body read, connection kept for the next request; refused
 
 
-@pytest.mark.parametrize("value", ["1_0", "+5", " 5", "5 ", "0x5", ""])
-def test_only_plain_digits_make_a_content_length(value: str) -> None:
-    with pytest.raises(BadResponse):
-        _framing(CIMultiDictProxy(CIMultiDict({"Content-Length": value})), 200, "POST")
+@pytest.mark.parametrize("head, body, expected", [
+    (b"Transfer-Encoding: gzip\r\nContent-Length: 2", b"hi", REFUSED),
+    (b"Transfer-Encoding: gzip, chunked", b"2\r\nhi\r\n0\r\n\r\n", REFUSED),  # no TE was sent: only chunked
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 5", b"2\r\nhi\r\n0\r\n\r\n", REFUSED),
+    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", b"2\r\nhi\r\n0\r\n\r\n", REFUSED),
+    (b"Transfer-Encoding: gzip", b"hi", REFUSED),  # would otherwise run until a close that never comes
+    (b"Content-Length: 7", b"seven!!", KEPT),
+    (b"Content-Length:  7 ", b"seven!!", KEPT),  # optional whitespace around the value is no error
+    (b"Transfer-Encoding: Chunked", b"2\r\nhi\r\n0\r\n\r\n", KEPT),
+    (b"X-No-Framing: 1", b"until the end", READ),
+    (b"Content-Length: 9", b"", KEPT),  # 204: no body whatever the head says
+    (b"Upgrade: websocket\r\nConnection: upgrade", b"", REFUSED),  # 101: nobody asked to switch
+], ids=["te-not-chunked-with-length", "te-chunked-last", "te-and-length", "te-chunked-twice", "te-unknown",
+        "length", "length-with-ows", "te-chunked-any-case", "no-framing", "no-content", "switching"])
+async def test_framing_follows_rfc_9112(head: bytes, body: bytes, expected: str) -> None:
+    status = b"204 No Content" if b"Content-Length: 9" in head else b"101 Switching" if b"Upgrade" in head \
+        else b"200 OK"
+    answer = b"HTTP/1.1 " + status + b"\r\n" + head + b"\r\n\r\n" + body
+    async with serving([answer, OK]) as (script, pool):
+        if expected == REFUSED:
+            with pytest.raises(BadResponse):
+                resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
+                await resp.read()
+            assert pool.stats() == (0, 0)
+            return
+        data = await post(pool)
+        assert data in (b"", b"seven!!", b"hi", b"until the end")
+        assert pool.stats() == ((0, 1) if expected == KEPT else (0, 0))
+        assert await post(pool) == b'{"ok":true}'
+        assert script.connections == (1 if expected == KEPT else 2)
+
+
+@pytest.mark.parametrize("value", [b"1_0", b"+5", b"5 5", b"0x5", b"", b"99999999999999999999999"])
+async def test_only_plain_digits_make_a_content_length(value: bytes) -> None:
+    async with serving([b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\nhello"]) as (_, pool):
+        with pytest.raises(BadResponse):
+            await pool.request("POST", f"{pool.origin}/", {}, b"")
 
 
 async def test_only_plain_hex_makes_a_chunk_size() -> None:
     async with serving([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nab\r\n0\r\n\r\n"]) as (_, pool):
-        resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
         with pytest.raises(BadResponse):
+            resp = await pool.request("POST", f"{pool.origin}/", {}, b"")
             await resp.read()
-        resp.close()
+        assert pool.stats() == (0, 0)
 
 
 async def test_waiting_for_a_free_connection_counts_against_the_connect_timeout() -> None:
@@ -285,3 +305,4 @@ def test_the_host_header_leaves_out_a_default_port() -> None:
     assert host("http://tei.internal:80/x") == "tei.internal"
     assert host("http://tei.internal:8080") == "tei.internal:8080"
     assert host("http://[::1]:8080") == "[::1]:8080"
+

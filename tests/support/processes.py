@@ -129,23 +129,35 @@ class Fleet:
     gateways: list[str]
 
 
+def start_simulator(procs: Processes, env: Mapping[str, str] | None = None,
+                    config: dict[str, Any] | None = None) -> tuple[Child, str]:
+    """`hf-gateway simulate` on a free port (with `config` as its YAML, if given), healthy; (child, base URL)."""
+    sim_port = free_port()
+    args = ["simulate", "--port", str(sim_port)]
+    if config is not None:
+        path = procs.directory / "simulator.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        args += ["--config", str(path)]
+    sim = procs.gateway("simulator", *args, env=gateway_env(env))
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    wait_healthy(sim, f"{sim_url}/_sim/stats")  # not /health: the simulator would count that as a request
+    return sim, sim_url
+
+
 def start_fleet(procs: Processes, config_for: Callable[[str], dict[str, Any]], gateways: int,
-                env: Mapping[str, str] | None = None) -> Fleet:
+                env: Mapping[str, str] | None = None, sim_config: dict[str, Any] | None = None) -> Fleet:
     """`hf-gateway simulate` and `gateways` x `hf-gateway serve` on free ports, all healthy.
 
     `config_for(simulator_url)` is the gateways' configuration, written as YAML beside the logs;
-    `env` is added to every process's environment.
+    `env` is added to every process's environment; `sim_config` is the simulator's configuration.
     """
     full_env = gateway_env(env)
-    sim_port = free_port()
-    sim = procs.gateway("simulator", "simulate", "--port", str(sim_port), env=full_env)
-    sim_url = f"http://127.0.0.1:{sim_port}"
+    _, sim_url = start_simulator(procs, env, sim_config)
     config = procs.directory / "gateway.yaml"
     config.write_text(yaml.safe_dump(config_for(sim_url)), encoding="utf-8")
     ports = [free_port() for _ in range(gateways)]
     children = [procs.gateway(f"gateway-{i}", "serve", "--config", str(config), "--port", str(port), env=full_env)
                 for i, port in enumerate(ports)]
-    wait_healthy(sim, f"{sim_url}/_sim/stats")  # not /health: the simulator would count that as a request
-    for child, port in zip(children, ports):
+    for child, port in zip(children, ports, strict=True):
         wait_healthy(child, f"http://127.0.0.1:{port}/healthz")
     return Fleet(sim_url, [f"http://127.0.0.1:{p}" for p in ports])

@@ -1,5 +1,10 @@
 """Redis for tests: the shared server on 6379 and private throw-away `redis-server`s.
 
+When nothing answers on 6379 (a fresh machine), the first test that needs the shared server starts
+one private `redis-server` for the whole session (`stand_in`) and every such test uses it; the
+session's end stops it (`stop_stand_in`, from the root conftest). `TEST_REDIS_URL`, when set, names
+the server to use and is never replaced.
+
 Invariants:
 - The CI rule lives here once: a test that needs Redis (or the `redis-server` binary) and cannot
   have it is skipped locally and FAILS when CI=true (`unavailable`).
@@ -24,7 +29,7 @@ from typing import NoReturn
 import pytest
 import redis.asyncio as aioredis
 
-from .processes import free_port
+from tests.support.processes import free_port
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -49,10 +54,36 @@ async def reachable(url: str) -> bool:
 
 
 async def shared_redis_url() -> str:
-    """The shared Redis URL once it answers; otherwise skip (locally) or fail (CI)."""
-    if not await reachable(REDIS_URL):
-        unavailable(f"Redis is not reachable at {REDIS_URL}")
-    return REDIS_URL
+    """The shared Redis URL once it answers, else a private stand-in; otherwise skip (locally) or fail (CI)."""
+    if _STAND_IN.server is not None:
+        return _STAND_IN.server.url
+    if await reachable(REDIS_URL):
+        return REDIS_URL
+    if "TEST_REDIS_URL" in os.environ:
+        unavailable(f"Redis is not reachable at {REDIS_URL} (TEST_REDIS_URL)")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable(f"Redis is not reachable at {REDIS_URL} and redis-server is not installed to start one")
+    server = PrivateRedis(binary)
+    server.start()
+    _STAND_IN.server = server
+    return server.url
+
+
+class _StandIn:
+    """The private server that stands in for 6379 during this test session, once one was needed."""
+
+    server: PrivateRedis | None = None
+
+
+_STAND_IN = _StandIn()
+
+
+def stop_stand_in() -> None:
+    """Stop the session's stand-in server, if one was started (only that process)."""
+    if _STAND_IN.server is not None:
+        _STAND_IN.server.kill()
+        _STAND_IN.server = None
 
 
 @dataclass(frozen=True)

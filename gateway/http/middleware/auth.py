@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.core.clock import Clock
 from gateway.core.config import TENANT_RE, KeyConfig, Settings
@@ -121,8 +122,7 @@ def open_paths(settings: Settings) -> frozenset[str]:
     return PROBE_PATHS | ({"/metrics"} if settings.metrics_public else set())
 
 
-def auth_middleware(settings: Settings, store: Store, clock: Clock) -> Callable[[web.Request, HandlerFn],
-                                                                                Awaitable[web.StreamResponse]]:
+def auth_middleware(settings: Settings, store: Store, clock: Clock) -> Middleware:
     """Sets `request[TENANT]` / `request[API_KEY_ID]` from a valid key; 401 without one."""
     ring = KeyRing(settings.keys, store, prefix=settings.redis_prefix, in_store=settings.ratelimit.keys_in_store,
                    clock=clock, timeout=settings.request_timeout)

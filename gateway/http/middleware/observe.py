@@ -22,20 +22,20 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware  # a Protocol: web.Application checks the parameter names too
 
 from gateway.core.call import Call
 from gateway.core.clock import Clock
 from gateway.http.appkeys import CALL, REQUEST_ID, STARTED, TENANT
 from gateway.http.ops import OPS_PATHS
 from gateway.http.parsing import request_id
-from gateway.observability.catalogue import CACHE_OUTCOMES, CacheOutcome
+from gateway.observability.catalogue import CACHE_OUTCOMES, CacheOutcome, in_vocabulary
 from gateway.observability.logs import ACCESS_LOGGER, access_log
 from gateway.observability.logs import REQUEST_ID as REQUEST_ID_VAR
 from gateway.observability.metrics import Metrics
-from gateway.observability.stage import TTFB, model_label
+from gateway.observability.stage import model_label
 
 HandlerFn = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]
 CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection before the answer"
 UNMATCHED = "unmatched"  # route label of a request no route matched
 log = logging.getLogger("gateway.observe")
@@ -75,7 +75,7 @@ def observe_middleware(metrics: Metrics, clock: Clock) -> Middleware:
                 metrics.add_in_flight(-1)
             try:
                 _finish(metrics, request, status, clock.monotonic() - started, traffic)
-            except Exception:  # noqa: BLE001 - recording never fails a request
+            except Exception:  # recording never fails a request
                 log.exception("recording a finished request failed", extra={"request_id": rid})
 
     return observe
@@ -97,9 +97,9 @@ def _finish(metrics: Metrics, request: web.Request, status: int, total: float, t
         if call is None:
             metrics.request_done(route_label(request, None), None, request.get(TENANT), status, "none", total)
         else:
-            cache: CacheOutcome = call.cache if call.cache in CACHE_OUTCOMES else "none"  # type: ignore[assignment]
+            cache: CacheOutcome = call.cache if in_vocabulary(call.cache, CACHE_OUTCOMES) else "none"
             upstream = call.upstream_seconds
-            ttfb = call.extras.get(TTFB) if call.extras else None
+            ttfb = call.streaming.ttfb
             if ttfb is not None:
                 upstream += max(0.0, total - ttfb)  # after the first byte a stream runs at the upstream's pace
             metrics.request_done(call.route_label, model_label(metrics, call), call.tenant, status, cache,
@@ -123,11 +123,14 @@ def access_record(request: web.Request, call: Call | None, status: int, total: f
         upstream_s=round(call.upstream_seconds, 4), stream=call.stream,
         tokens_in=call.tokens_in, tokens_out=call.tokens_out,
     )  # fmt: skip
-    extras = call.extras
-    if extras:
-        if TTFB in extras:
-            record["ttfb_s"] = round(extras[TTFB], 4)
-        for key in ("stream_error", "client_gone", "fallbacks"):
-            if key in extras:
-                record[key] = extras[key]
+    if call.streaming.ttfb is not None:
+        record["ttfb_s"] = round(call.streaming.ttfb, 4)
+    if call.streaming.error is not None:
+        record["stream_error"] = call.streaming.error
+    if call.streaming.client_gone:
+        record["client_gone"] = True
+    if call.resilience.fallbacks:
+        record["fallbacks"] = call.resilience.fallbacks
+    if call.resilience.endpoint_passed_over is not None:  # a managed endpoint was waking, paused or failed
+        record["endpoint_passed_over"] = call.resilience.endpoint_passed_over
     return record

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.core.config import Settings
 from gateway.core.errors import Overloaded
@@ -26,7 +27,6 @@ from gateway.http.appkeys import TENANT
 from gateway.http.ops import OPS_PATHS
 
 HandlerFn = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, HandlerFn], Awaitable[web.StreamResponse]]
 RETRY_AFTER = 1.0  # seconds: slots free up as fast as requests finish, so ask for a short pause
 
 

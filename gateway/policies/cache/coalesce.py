@@ -26,10 +26,11 @@ from gateway.core.call import Answer, Call, Reply
 from gateway.core.errors import GatewayError
 from gateway.core.pipeline import Handler, let_go
 from gateway.policies.cache.claims import Claim
-from gateway.policies.cache.entry import decode, encode_error
+from gateway.policies.cache.entry import decode
 from gateway.policies.cache.flight import StoreFlight, personal
 from gateway.policies.cache.key import CachePlan
-from gateway.policies.cache.stage import CLAIM, ResponseCache, mark
+from gateway.policies.cache.leader_error import encode_error, rebuild_error
+from gateway.policies.cache.response_cache import ResponseCache, mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,9 @@ class Outcome:
         mark(call, "coalesced")
         if self.kind == "error":
             env = decode(self.error)
-            raise env.error() if env is not None else GatewayError("internal gateway error")
+            raise rebuild_error(env) if env is not None else GatewayError("internal gateway error")
         assert self.reply is not None
-        call.extras["cache_bytes"] = len(self.reply.body)
+        call.caching.served_bytes = len(self.reply.body)
         r = self.reply
         return Reply(r.status, r.body, r.content_type, dict(r.headers))
 
@@ -67,7 +68,7 @@ class CoalesceStage:
 
     @property
     def active(self) -> bool:
-        """False when the cache or coalescing is off (the stage is then left off the road: app.build_stages)."""
+        """False when the cache or coalescing is off (the stage is then left off the road: http/app.py build_stages)."""
         return self.cache.config.enabled and self.cache.config.coalesce
 
     def applies(self, plan: CachePlan | None) -> bool:
@@ -77,7 +78,8 @@ class CoalesceStage:
         plan = self.cache.planner.plan(call)
         if plan is None or not self.applies(plan):
             return await nxt(call)
-        got: Claim | None = call.extras.pop(CLAIM, None)  # the cache stage's lookup claimed the flight
+        got: Claim | None = call.caching.claim  # the cache stage's lookup claimed the flight
+        call.caching.claim = None
         while True:
             fut = self._flights.get(plan.key)
             if fut is None:

@@ -13,7 +13,7 @@ Kinds (meta["k"]):
 
 Invariants: only the `reply` and `stream` kinds are ever written under an entry key; errors and
 skips live under the short-lived outcome key and carry the token of the leader that wrote them.
-Rebuilt errors are fresh instances of the original class (any `GatewayError` subclass).
+The error kind is written and read by `leader_error.py`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Any
 import orjson
 
 from gateway.core.call import Answer, Reply, StreamReply
-from gateway.core.errors import GatewayError
 
 ENVELOPE_VERSION = 1
 _COMPRESSED = 0x01
@@ -63,19 +62,16 @@ class Envelope:
                                status=status, content_type=ctype)
         return Reply(status, self.body, ctype, headers)
 
-    def error(self) -> GatewayError:
-        """A fresh instance of the leader's error."""
-        return rebuild_error(self.meta, self.body)
-
 
 def answer_headers(headers: dict[str, str]) -> dict[str, str]:
-    """The upstream headers worth replaying with a stored answer."""
-    return {k: v for k, v in headers.items() if not k.lower().startswith(_STALE_PREFIXES)}
+    """The upstream headers worth replaying with a stored answer (names as plain `str`: orjson refuses the
+    transport's case-insensitive `istr` keys, and an upstream's `x-inference-provider` is kept)."""
+    return {str(k): v for k, v in headers.items() if not k.lower().startswith(_STALE_PREFIXES)}
 
 
 def encode_reply(reply: Reply, at: float, compress_over: int) -> bytes:
     meta = {"k": "reply", "s": reply.status, "t": reply.content_type, "h": answer_headers(reply.headers), "at": at}
-    return _pack(meta, reply.body, compress_over)
+    return pack(meta, reply.body, compress_over)
 
 
 def encode_stream(events: list[bytes], answer: StreamReply, at: float, compress_over: int) -> bytes:
@@ -83,30 +79,13 @@ def encode_stream(events: list[bytes], answer: StreamReply, at: float, compress_
         "k": "stream", "s": answer.status, "t": answer.content_type, "h": answer_headers(answer.headers),
         "at": at, "n": [len(e) for e in events],
     }  # fmt: skip
-    return _pack(meta, b"".join(events), compress_over)
+    return pack(meta, b"".join(events), compress_over)
 
 
 def encode_skip(token: str) -> bytes:
-    return _pack({"k": "skip", "tok": token}, b"", 1 << 62)
+    return pack({"k": "skip", "tok": token}, b"", 1 << 62)
 
 
-def encode_error(err: GatewayError, token: str, compress_over: int) -> bytes:
-    """A leader's error, for its followers (class, message, JSON-safe attributes, upstream body)."""
-    attrs: dict[str, Any] = {"status": err.status}
-    body = getattr(err, "body", None)
-    has_body = isinstance(body, bytes)
-    for name, value in vars(err).items():
-        if name == "body":
-            continue
-        try:
-            orjson.dumps(value)
-        except TypeError:
-            continue
-        attrs[name] = value
-    cls = type(err)
-    meta = {"k": "error", "tok": token, "cls": f"{cls.__module__}.{cls.__qualname__}", "msg": err.message,
-            "a": attrs, "b": has_body}
-    return _pack(meta, body if isinstance(body, bytes) else b"", compress_over)
 
 
 def decode(raw: bytes | None) -> Envelope | None:
@@ -131,23 +110,10 @@ def decode(raw: bytes | None) -> Envelope | None:
     return env
 
 
-def rebuild_error(meta: dict[str, Any], body: bytes) -> GatewayError:
-    """A fresh error of the recorded class (a GatewayError subclass; GatewayError when unknown)."""
-    cls = _error_classes().get(str(meta.get("cls")), GatewayError)
-    err = cls.__new__(cls)
-    Exception.__init__(err, str(meta.get("msg", "")))
-    err.message = str(meta.get("msg", ""))
-    err.headers = {}
-    err.retry_after = None
-    attrs = meta.get("a")
-    if isinstance(attrs, dict):
-        err.__dict__.update(attrs)
-    if meta.get("b"):
-        err.__dict__["body"] = body
-    return err
 
 
-def _pack(meta: dict[str, Any], body: bytes, compress_over: int) -> bytes:
+def pack(meta: dict[str, Any], body: bytes, compress_over: int) -> bytes:
+    """An envelope: version, flags, then the (possibly compressed) meta and body."""
     meta_bytes = orjson.dumps(meta)
     payload = _LEN.pack(len(meta_bytes)) + meta_bytes + body
     flags = 0
@@ -173,11 +139,3 @@ async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
         yield ev
 
 
-def _error_classes() -> dict[str, type[GatewayError]]:
-    found: dict[str, type[GatewayError]] = {}
-    todo: list[type[GatewayError]] = [GatewayError]
-    while todo:
-        cls = todo.pop()
-        found[f"{cls.__module__}.{cls.__qualname__}"] = cls
-        todo.extend(cls.__subclasses__())
-    return found

@@ -5,10 +5,10 @@ leader's random token, `SET NX PX lock_ttl`), the outcome `K:outcome` (a leader'
 stored", tagged with its token, kept `outcome_ttl`), the waiter count `K:waiters` and the channel
 `K:done`.
 
-Claim (`flight_scripts.claim`, usually made by the cache stage's lookup itself): in one atomic
+Claim (`claims.send_claim`, usually made by the cache stage's lookup itself): in one atomic
 step the entry, or the lock (lead), or the holder's token (follow, counted as a waiter).
 
-Leader: calls the upstream, has its lock renewed while it works (`flight_leases.py`), then in one script
+Leader: calls the upstream, has its lock renewed while it works (`leases.py`), then in one script
 (`cache_finish.lua`) writes the entry (or the outcome), releases the lock (only if still its own)
 and publishes on the channel only when a follower registered. On Redis that script is queued
 without waiting for it: the answer is not held back by the round trip.
@@ -36,10 +36,11 @@ from gateway.core.call import Answer, Call, Reply
 from gateway.core.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamTimeout
 from gateway.core.pipeline import Handler, let_go
 from gateway.policies.cache.claims import Claim, FlightKeys, finish
-from gateway.policies.cache.entry import decode, encode_error, encode_skip
+from gateway.policies.cache.entry import decode, encode_skip
 from gateway.policies.cache.key import CachePlan
+from gateway.policies.cache.leader_error import encode_error, rebuild_error
 from gateway.policies.cache.leases import Leases
-from gateway.policies.cache.stage import ResponseCache
+from gateway.policies.cache.response_cache import ResponseCache
 from gateway.store import StoreError
 from gateway.store.ordered import in_background, pipelined
 
@@ -157,8 +158,8 @@ class StoreFlight:
 
             def failed(exc: StoreError) -> None:
                 if entry is not None:
-                    call.extras["cache_store"] = "store_skipped"
-                    call.extras.pop("cache_stored_bytes", None)
+                    call.caching.store = "store_skipped"
+                    call.caching.stored_bytes = 0
                 self.cache.failed(call, exc)
 
             await in_background(work, failed)
@@ -167,7 +168,7 @@ class StoreFlight:
             await work
         except StoreError as exc:
             if entry is not None:
-                call.extras["cache_store"] = "store_skipped"
+                call.caching.store = "store_skipped"
             self.cache.failed(call, exc)
             return
         if entry is not None:
@@ -220,7 +221,7 @@ class StoreFlight:
             return None
         if out.kind == "error":
             call.cache = "coalesced"
-            raise out.error()
+            raise rebuild_error(out)
         return Verdict.DIRECT
 
 

@@ -3,7 +3,9 @@
 A request is cacheable when its task is enabled (per model, else per task, else the built-in
 default) and its answer cannot vary: embeddings and classifications always; generation, chat and
 completions only with `temperature` 0, `do_sample` false or a `seed`. No configuration can make a
-sampled answer cacheable.
+sampled answer cacheable. The Responses API (task `responses`) is off by default, as agents use it:
+turned on (`cache.tasks.responses` or the route's `cache.enabled`), it caches only `temperature` 0
+requests without `tools` or a `conversation`.
 
 The key is a hash of, in this order of importance:
 - the scope: the tenant, or `shared` when the route says so (tenant A never reads tenant B's entries);
@@ -30,15 +32,18 @@ from gateway.core.config import CacheConfig
 from gateway.store import key
 
 KEY_FORMAT = "c1"
-_PLAN = "_cache_plan"  # call.extras: the plan, made by the first stage that asks (cache, coalesce)
 _MAX_IDENTITIES = 4096
 # Fields that never change the answer. `stream` is represented by the answer form instead;
 # `stream_options` is kept for streams (include_usage adds a chunk) and dropped otherwise.
 _IRRELEVANT = frozenset({"stream", "user", "options", "metadata", "store"})
 _IRRELEVANT_COMPLETE = _IRRELEVANT | {"stream_options"}
 _GENERIC_ACCEPT = frozenset({"*/*", "application/json", "text/event-stream"})
-# Tasks whose answer is sampled: cacheable only when the request pins it down.
-SAMPLING_TASKS = frozenset({tasks.TEXT_GENERATION, "chat", "completions", tasks.TEXT_TO_IMAGE})
+# Tasks whose answer is sampled: cacheable only when the request pins it down. Generated images and
+# audio are stored as the bytes they are, with their Content-Type, once a seed makes them repeatable.
+SAMPLING_TASKS = frozenset({tasks.TEXT_GENERATION, "chat", "completions", "responses"} | tasks.BINARY_ANSWER_TASKS)
+# Responses API requests that can never be cached: tools call out (an agent's turn, not a lookup),
+# `conversation` names server-side state that changes with every turn.
+_RESPONSES_UNCACHEABLE = ("tools", "conversation")
 # On by default (as HF's own API caches by default); `cache.tasks` overrides these.
 DEFAULT_TASKS = frozenset({
     tasks.FEATURE_EXTRACTION, "embeddings", tasks.SENTENCE_SIMILARITY, "rerank",
@@ -48,7 +53,7 @@ DEFAULT_TASKS = frozenset({
 _OP_TASKS = {
     Op.CHAT: "chat", Op.COMPLETIONS: "completions", Op.EMBEDDINGS: "embeddings",
     Op.TEI_EMBED: tasks.FEATURE_EXTRACTION, Op.TEI_PREDICT: tasks.TEXT_CLASSIFICATION,
-    Op.TEI_RERANK: "rerank", Op.TGI_GENERATE: tasks.TEXT_GENERATION,
+    Op.TEI_RERANK: "rerank", Op.TGI_GENERATE: tasks.TEXT_GENERATION, Op.RESPONSES: "responses",
 }  # fmt: skip
 
 
@@ -73,10 +78,13 @@ def cache_task(call: Call) -> str | None:
 
 
 def is_pinned(task: str | None, body: dict[str, Any] | None) -> bool:
-    """Whether a sampling task's request pins its answer down (temperature 0, do_sample false, seed)."""
-    if task == tasks.TEXT_TO_IMAGE:
-        params = body.get("parameters") if isinstance(body, dict) else None
-        return isinstance(params, dict) and params.get("seed") is not None
+    """Whether a sampling task's request pins its answer down (temperature 0, do_sample false, seed;
+    a seed alone for generated images and audio)."""
+    if task == "responses":  # (it has no `seed`: only temperature 0, and nothing stateful or tool-driven)
+        if not isinstance(body, dict) or any(body.get(name) for name in _RESPONSES_UNCACHEABLE):
+            return False
+        temp = body.get("temperature")
+        return isinstance(temp, (int, float)) and not isinstance(temp, bool) and temp == 0
     return tasks.is_deterministic(task, body)
 
 
@@ -128,19 +136,18 @@ class CachePlanner:
 
     def plan(self, call: Call) -> CachePlan | None:
         """The call's plan, or None when its answer is not cacheable at all (made once per call)."""
-        made = call.extras.get(_PLAN)
+        made = call.caching.plan
         if made is not None:
             return made  # type: ignore[no-any-return]
         ttl = self._ttl_if_cacheable(call)
         if ttl is None:
             return None
-        digest = call.extras.get("cache_digest")
-        if not isinstance(digest, str):  # computed once per call, reused by the next stage
-            digest = self._digest(call)
-            call.extras["cache_digest"] = digest
+        digest = call.caching.digest
+        if digest is None:  # computed once per call, reused by the next stage
+            digest = call.caching.digest = self._digest(call)
         flags = call.flags
         off = flags.use_cache is False or flags.no_store
-        made = call.extras[_PLAN] = CachePlan(
+        made = call.caching.plan = CachePlan(
             key=key(self.prefix, "cache", digest), ttl=ttl, read=not off and not flags.no_cache,
             write=not off, stream=call.stream,
         )

@@ -51,6 +51,6 @@ class Leases:
             due = [(tok, keys) for tok, (keys, since) in self._held.items() if now - since >= period / 2]
             sent = [send_script(self.store, EXTEND, [keys.lock], [tok, ttl_ms]) for tok, keys in due]
             answers = await asyncio.gather(*sent, return_exceptions=True)
-            for (tok, _), answer in zip(due, answers):
+            for (tok, _), answer in zip(due, answers, strict=True):
                 if not isinstance(answer, BaseException) and not answer:
                     self._held.pop(tok, None)  # the lock lapsed and someone else leads now

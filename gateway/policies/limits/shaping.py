@@ -11,7 +11,7 @@ abandoned while queued gives its slot back.
 The burst defaults to 1 (evenly spaced calls), so no window of the budget's period ever sees
 more than the budget; `budget: {rate: 300/hour, burst: 20}` allows bursts when the upstream does.
 The stage is the innermost one: every retry attempt is paced too. Outcomes go to
-`call.extras["ratelimit"]` (scope "outbound") and the time queued to `call.extras["shaping_wait"]`.
+`call.limiting.outcomes` (scope "outbound") and the time queued to `call.limiting.shaping_wait`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from collections.abc import Mapping
 
 from gateway.core.call import Answer, Call, Upstream
 from gateway.core.clock import Clock, SystemClock
-from gateway.core.config import Rate, Settings
+from gateway.core.config import Settings
 from gateway.core.errors import RateLimited, StoreUnavailable
 from gateway.core.pipeline import Handler
+from gateway.core.rates import Rate
 from gateway.policies.limits.buckets import Bucket, decide
 from gateway.store.guard import StoreGuard
 from gateway.store.protocol import Store, StoreError, key
@@ -44,11 +45,11 @@ class ShapingStage:
         self.clock = clock
         self.guard = StoreGuard("outbound shaping", settings.request_timeout)  # late answers waited for
         self._server_time = isinstance(clock, SystemClock)
-        self.waiting: dict[str, int] = {}  # upstream -> calls queued now; read at scrape time (issue 6)
+        self.waiting: dict[str, int] = {}  # upstream -> calls queued now; read at scrape time
 
     @property
     def active(self) -> bool:
-        """Whether any upstream declares a budget (else the stage is left off the road: app.build_stages)."""
+        """Whether any upstream declares a budget (else the stage is left off the road: http/app.py build_stages)."""
         return any(budget is not None for budget in self.budgets)
 
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
@@ -58,7 +59,7 @@ class ShapingStage:
             return await nxt(call)
         max_wait = max(0.0, min(dep.upstream.config.budget_max_wait, call.deadline - self.clock.monotonic()))
         slot = _bucket(key(self.prefix, "shape", dep.upstream.name), budget, max_wait)
-        outcomes = call.extras.setdefault("ratelimit", [])
+        outcomes = call.limiting.outcomes
         try:
             decision = await self.guard.run(decide(self.store, [slot], now=self._now()),
                                             within=call.deadline - self.clock.monotonic())
@@ -92,15 +93,15 @@ class ShapingStage:
         finally:
             self.waiting[upstream] -= 1
             waited = self.clock.monotonic() - start
-            call.extras["shaping_wait"] = call.extras.get("shaping_wait", 0.0) + waited
+            call.limiting.shaping_wait += waited
 
     async def _store_failed(self, call: Call, nxt: Handler) -> Answer:
-        call.extras["shaping_store_error"] = True
+        call.limiting.shaping_store_error = True
         if self.cfg.on_store_error == "fail_closed":
-            call.extras["ratelimit"].append(("outbound", "error_closed"))
+            call.limiting.outcomes.append(("outbound", "error_closed"))
             raise StoreUnavailable("the upstream's budget cannot be checked: the state store is unavailable",
                                    retry_after=self.cfg.store_retry_after)
-        call.extras["ratelimit"].append(("outbound", "error_open"))
+        call.limiting.outcomes.append(("outbound", "error_open"))
         return await nxt(call)
 
     def _now(self) -> float | None:

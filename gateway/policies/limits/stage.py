@@ -5,7 +5,7 @@ tag (`buckets.py`; on Redis both calls travel in one round trip, queued by `prep
 with the cache lookup; a call that never gets here has them refunded by `abandon`), answer 429
 `RateLimited` with the exact wait when a bucket is empty, and put `x-ratelimit-*` headers on
 every answer. Token buckets are charged an estimate up front and
-settled with the real count afterwards (`tokens.py`): right after a complete answer, or when a
+settled with the real count afterwards (`token_accounting.py`): right after a complete answer, or when a
 stream ends; a call that fails upstream gives its whole token reservation back. On Redis the
 settlement is queued without waiting for its answer: it costs the response no round trip, and
 the command queue still runs it before any later command of this process.
@@ -14,9 +14,9 @@ Time: with the real clock the script reads Redis `TIME` (one clock for every rep
 injected clock (tests, simulations) is passed to the script instead, so fake time rules there.
 
 Store trouble (`ratelimit.on_store_error`): fail_open admits and records it in
-`call.extras["ratelimit_store_error"]`; fail_closed answers 503 `StoreUnavailable` with
+`call.limiting.store_error`; fail_closed answers 503 `StoreUnavailable` with
 Retry-After. Never a silent per-process fallback. Decisions are recorded for metrics in
-`call.extras["ratelimit"]` as `[(scope, outcome), ...]`.
+`call.limiting.outcomes` as `[(scope, outcome), ...]`.
 """
 
 from __future__ import annotations
@@ -33,13 +33,12 @@ from gateway.core.config import Settings
 from gateway.core.errors import GatewayError, RateLimited, StoreUnavailable
 from gateway.core.pipeline import Handler
 from gateway.policies.limits.buckets import Bucket, Decision, decide, parse_reply, send_decision
-from gateway.policies.limits.plan import Limit, LimitPlan, LimitPlanner, denied_scopes, rate_headers
-from gateway.policies.limits.tokens import StreamMeter, estimate, metered, prompt_tokens, reply_tokens
+from gateway.policies.limits.limit_plan import Limit, LimitPlan, LimitPlanner, denied_scopes, rate_headers
+from gateway.policies.limits.token_accounting import StreamMeter, estimate, metered, prompt_tokens, reply_tokens
 from gateway.store.guard import StoreGuard, Undo
 from gateway.store.ordered import forget, in_background, pipelined
 from gateway.store.protocol import Store, StoreError, key
 
-TAKEN = "_ratelimit_taken"  # call.extras: the take `prepare` queued before the pipeline ran
 _FREE = Decision(True, 0.0, ())  # an empty group pays nothing
 
 
@@ -66,7 +65,7 @@ class RateLimitStage:
 
     @property
     def active(self) -> bool:
-        """Whether any limit is configured at all (else the stage is left off the road: app.build_stages)."""
+        """Whether any limit is configured at all (else the stage is left off the road: http/app.py build_stages)."""
         s = self.planner.settings
         tenants = any(t.limits or t.model_limits for t in s.tenants.values())
         return self.cfg.enabled and bool(s.ratelimit.default or tenants or any(m.limits for m in s.models))
@@ -87,7 +86,7 @@ class RateLimitStage:
         return None
 
     def prepare(self, call: Call) -> None:
-        """On Redis: queue the take now, in the same round trip as the cache lookup (pipeline.py).
+        """On Redis: queue the take now, in the same round trip as the cache lookup (core/pipeline.py).
 
         A call that never reaches this stage (a cache hit, a coalesced follower) gets it back in `abandon`.
         """
@@ -95,11 +94,13 @@ class RateLimitStage:
             return
         plan = self.planner.plan(call, lambda c: estimate(c, self.cfg.completion_estimate))
         if plan is not None:
-            call.extras[TAKEN] = Taken(plan, self._send(plan.tenant_group), self._send(plan.model_group))
+            call.limiting.taken = Taken(plan, self._send(plan.tenant_group), self._send(plan.model_group))
+            call.pending += 1
 
     def abandon(self, call: Call) -> None:
         """Refund what `prepare` took for a call that never got here (queued, nobody waits for it)."""
-        taken: Taken | None = call.extras.pop(TAKEN, None)
+        taken: Taken | None = call.limiting.taken
+        call.limiting.taken = None
         if taken is None:
             return
         self._refund_when_answered(taken.tenant, taken.plan.tenant_group)
@@ -128,7 +129,8 @@ class RateLimitStage:
     async def __call__(self, call: Call, nxt: Handler) -> Answer:
         if not self.cfg.enabled:
             return await nxt(call)
-        taken: Taken | None = call.extras.pop(TAKEN, None)
+        taken: Taken | None = call.limiting.taken
+        call.limiting.taken = None
         if taken is not None:
             reserved = await self._admit_together(call, taken.plan, taken.tenant, taken.model)
             return await self._go(call, taken.plan, reserved, nxt)
@@ -221,11 +223,13 @@ class RateLimitStage:
             return None
 
     def _admitted(self, call: Call, plan: LimitPlan, first: Decision, second: Decision) -> None:
-        outcomes = call.extras.setdefault("ratelimit", [])
+        outcomes = call.limiting.outcomes
         outcomes.extend((lim.scope, "allowed") for lim in plan.tenant_group)
         if second.remaining:
             outcomes.extend((lim.scope, "allowed") for lim in plan.model_group)
-        pairs = list(zip(plan.tenant_group, first.remaining)) + list(zip(plan.model_group, second.remaining))
+        # A model group that failed open has no figures (remaining is empty): it adds no headers.
+        pairs = [*zip(plan.tenant_group, first.remaining, strict=True),
+                 *zip(plan.model_group, second.remaining, strict=False)]
         call.reply_headers.update(rate_headers(pairs))
 
     async def _take(self, limits: list[Limit], call: Call) -> Decision:
@@ -236,9 +240,9 @@ class RateLimitStage:
 
     def _deny(self, call: Call, plan: LimitPlan, group: list[Limit], decision: Decision) -> None:
         scopes = denied_scopes(group, decision.remaining)
-        call.extras.setdefault("ratelimit", []).extend((scope, "limited") for scope in scopes)
+        call.limiting.outcomes.extend((scope, "limited") for scope in scopes)
         ms = max(1, math.ceil(decision.wait * 1000 - 1e-6))  # the exact wait, never rounded down
-        headers = rate_headers(list(zip(group, decision.remaining)))
+        headers = rate_headers(list(zip(group, decision.remaining, strict=True)))
         headers["retry-after-ms"] = str(ms)
         first = next(lim for lim in group if lim.scope == scopes[0]) if scopes else group[0]
         who = f"model {call.route.name!r}" if first.scope == "model" else f"tenant {plan.tenant!r}"
@@ -260,8 +264,8 @@ class RateLimitStage:
 
     def _store_failed(self, call: Call, limits: list[Limit]) -> None:
         closed = self.cfg.on_store_error == "fail_closed"
-        call.extras["ratelimit_store_error"] = True
-        call.extras.setdefault("ratelimit", []).extend(
+        call.limiting.store_error = True
+        call.limiting.outcomes.extend(
             (lim.scope, "error_closed" if closed else "error_open") for lim in limits)
         if closed:
             raise StoreUnavailable("rate limits cannot be checked right now: the state store is unavailable",
@@ -284,14 +288,14 @@ class RateLimitStage:
 
     async def _settle(self, call: Call, limits: list[Limit], used: int) -> None:
         """Charge (or refund) the difference between the tokens used and those reserved."""
-        call.extras["tokens_settled"] = used
+        call.limiting.tokens_settled = used
         delta = [Bucket(lim.bucket.key, lim.bucket.rate, lim.bucket.capacity, used - lim.bucket.cost)
                  for lim in limits if used != lim.bucket.cost]
         if not delta:
             return
         if pipelined(self.store):  # after the answer, off its path; still ahead of this process's next take
             def failed(exc: StoreError) -> None:
-                call.extras["ratelimit_settle_error"] = True
+                call.limiting.settle_error = True
                 self.guard.failed(exc)
 
             sent = send_decision(self.store, delta, mode="force", now=self._now())
@@ -300,4 +304,4 @@ class RateLimitStage:
         try:
             await self.guard.run(decide(self.store, delta, mode="force", now=self._now()))
         except StoreError:
-            call.extras["ratelimit_settle_error"] = True
+            call.limiting.settle_error = True

@@ -14,7 +14,7 @@
   away) expires after the cooldown so the circuit cannot stay stuck.
 - State is per process on purpose: each replica learns on its own within N requests, which costs
   N failed attempts per replica and needs no Redis round trip on the hot path. Loading state, which
-  is expensive to learn (a long wait), is shared instead (see `loadstate.py`).
+  is expensive to learn (a long wait), is shared instead (see `loading.py`).
 - Memory is bounded: a closed circuit with no recent failure has no entry at all.
 """
 

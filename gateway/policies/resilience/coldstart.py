@@ -10,7 +10,7 @@ A target (upstream, model) is, as far as this stage knows:
 
 Parking is refused up front when it cannot work: the client asked not to wait
 (`x-wait-for-model: false`, `options.wait_for_model: false`, or `resilience.wait_for_model` off),
-another deployment can take the request (`HANDOFF`, set by the fallback stage), or the model will
+another deployment can take the request (`call.resilience.handoff`, set by the fallback stage), or the model will
 not be ready before the deadline or `max_model_wait`. The answer is then a 503 ModelLoading with
 `estimated_time` and `Retry-After: ceil(T)` capped at `retry_after_cap`, with no upstream call.
 
@@ -40,8 +40,6 @@ from gateway.policies.resilience.target import Target, can_hand_off, deployment_
 from gateway.store.protocol import StoreError
 
 T = TypeVar("T")
-COLDSTART = "coldstart"  # extras: how this request met a cold model (probe, parked, rejected)
-COLDSTART_WAIT = "coldstart_wait"  # extras: seconds parked
 
 
 class _StoreDown(Exception):
@@ -140,7 +138,7 @@ class ColdStartStage:
                 return None
         left = max(0.0, state.ready_at - now)
         if not self._may_park(v.call) or left > v.wait_end - self.clock.monotonic():
-            v.call.extras[COLDSTART] = "rejected"
+            v.call.resilience.coldstart = "rejected"
             raise self._still_loading(v.target, left)
         await self._park(v, self.clock.monotonic() + max(0.0, state.next_probe - now))
         return None
@@ -167,7 +165,7 @@ class ColdStartStage:
 
     async def _probe(self, v: _Visit, lock: str) -> Answer | None:
         """Call the upstream for everyone; None when the model is (still) loading."""
-        v.call.extras.setdefault(COLDSTART, "probe")
+        v.call.resilience.coldstart = v.call.resilience.coldstart or "probe"
         sent = self.clock.time()
         try:
             try:
@@ -225,21 +223,21 @@ class ColdStartStage:
         end = min(until, v.wait_end)
         now = self.clock.monotonic()
         if now >= v.wait_end:
-            v.call.extras[COLDSTART] = "rejected"
+            v.call.resilience.coldstart = "rejected"
             if unknown:
                 raise UpstreamTimeout("the request's deadline passed while another request was finding out "
                                       "whether the model is loaded")
             raise self._still_loading(v.target, max(0.0, v.progress.ready_at - self.clock.time()))
-        v.call.extras.setdefault(COLDSTART, "parked")
+        v.call.resilience.coldstart = v.call.resilience.coldstart or "parked"
         assert v.watch is not None  # set by _serve, around every park
         await self.board.wait(v.watch, min(end - now, self.cfg.recheck_interval))
         waited = self.clock.monotonic() - now
         v.call.waited_seconds += waited
-        v.call.extras[COLDSTART_WAIT] = v.call.extras.get(COLDSTART_WAIT, 0.0) + waited
+        v.call.resilience.coldstart_wait += waited
 
     async def _solo(self, v: _Visit) -> Answer:
         """The store is down: wait for the model on this request's own, on local knowledge."""
-        v.call.extras["coldstart_store_error"] = True
+        v.call.resilience.coldstart_store_error = True
         while True:
             known = self.board.loading_state(v.target)
             if known is not None:
@@ -280,9 +278,9 @@ def _unknown_state(state: LoadState | None) -> bool:
     return state is None
 
 
-async def _shielded(aw: object) -> None:
+async def _shielded(aw: Awaitable[object]) -> None:
     """Run a clean-up to completion even if our task is cancelled again meanwhile; swallow store errors."""
-    task = asyncio.ensure_future(aw)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(aw)
     try:
         await asyncio.shield(task)
     except (StoreError, GatewayError):

@@ -4,9 +4,11 @@ First pass, in configured order, each deployment is:
 - skipped when its circuit is open (another request may hold its one half-open trial);
 - skipped when its model is loading and no probe is due yet (it is remembered as a candidate to
   wait for); when a probe is due, this request may be the one that probes it;
-- otherwise called, with `HANDOFF` set when another deployment could still take the request, so
+- otherwise called, with `call.resilience.handoff` set when another deployment could still take the request, so
   the cold-start stage refuses to park and the retry stage refuses long waits: a loading model, a
-  retryable failure (429, 502/503/504, connection failure) or an open circuit move the request on.
+  retryable failure (429, 502/503/504, connection failure) or an open circuit move the request on,
+  and so does a deployment whose kind cannot serve the request at all (`UnsupportedTask`, e.g. a
+  TGI server asked for `/v1/responses`: refused by its planner before anything was sent).
 A non-retryable error (a 4xx, a read timeout, a garbled answer) is answered as it is: another
 deployment would most likely say the same, and the work may already have been billed.
 
@@ -14,21 +16,19 @@ If nobody answered and some deployment is loading, the request waits for the one
 ready first (the cold-start stage parks it, within the deadline). Otherwise the last error is the
 answer; if every circuit was open, a 503 with Retry-After until the earliest half-open trial.
 
-`call.extras["fallbacks"]` counts the moves from one deployment to the next.
+`call.resilience.fallbacks` counts the moves from one deployment to the next.
 """
 
 from __future__ import annotations
 
 from gateway.core.call import Answer, Call, Deployment
 from gateway.core.clock import Clock
-from gateway.core.errors import GatewayError, ModelLoading, ServiceUnavailable
+from gateway.core.errors import GatewayError, ModelLoading, ServiceUnavailable, UnsupportedTask
 from gateway.core.pipeline import Handler
 from gateway.policies.resilience.breaker import Breakers
 from gateway.policies.resilience.loading import LoadingBoard
-from gateway.policies.resilience.target import HANDOFF, Target, target_of
+from gateway.policies.resilience.target import Target, target_of
 from gateway.store.protocol import StoreError
-
-FALLBACKS = "fallbacks"
 
 
 class FallbackStage:
@@ -46,7 +46,7 @@ class FallbackStage:
         try:
             return await self._in_order(call, nxt, deps)
         finally:
-            call.extras.pop(HANDOFF, None)  # a conversation between stages, not something to log
+            call.resilience.handoff = False  # a conversation between stages, over with the call
 
     async def _only(self, call: Call, nxt: Handler, dep: Deployment) -> Answer:
         target = target_of(dep, call.model)
@@ -65,7 +65,7 @@ class FallbackStage:
         last: GatewayError | None = None
         for i, dep in enumerate(deps):
             if i:
-                call.extras[FALLBACKS] = call.extras.get(FALLBACKS, 0) + 1
+                call.resilience.fallbacks += 1
             target = target_of(dep, call.model)
             admission = self.breakers.admit(target)
             if admission is None:
@@ -75,18 +75,20 @@ class FallbackStage:
                 ready_at = await self._loading_until(target)
                 if ready_at is not None:
                     loading.append((ready_at, i, dep))
+                    if dep.upstream.kind == "endpoint":  # a managed endpoint waking up: counted as passed over
+                        call.resilience.endpoint_passed_over = dep.upstream.name
                     continue
                 call.target = dep
-                call.extras[HANDOFF] = i < len(deps) - 1 or bool(loading)
+                call.resilience.handoff = i < len(deps) - 1 or bool(loading)
                 try:
                     return await nxt(call)
                 except ModelLoading as exc:
-                    if not call.extras[HANDOFF]:
+                    if not call.resilience.handoff:
                         raise  # it was this request's last chance and the cold-start stage said no
                     loading.append((self.clock.time() + exc.estimated_time, i, dep))
                     last = exc
                 except GatewayError as exc:
-                    if not exc.retryable or not call.extras[HANDOFF]:
+                    if not (exc.retryable or isinstance(exc, UnsupportedTask)) or not call.resilience.handoff:
                         raise
                     last = exc
             finally:
@@ -95,12 +97,16 @@ class FallbackStage:
                 break
         if loading:
             return await self._wait_for_first(call, nxt, min(loading)[2])
-        raise last or self._all_open(call, opened)
+        err = last or self._all_open(call, opened)
+        try:
+            raise err
+        finally:
+            del err, last  # no exception -> traceback -> this frame -> exception cycle left for the collector
 
     async def _wait_for_first(self, call: Call, nxt: Handler, dep: Deployment) -> Answer:
         """Every deployment is loading or failing: park on the one expected to be ready first."""
         call.target = dep
-        call.extras[HANDOFF] = False
+        call.resilience.handoff = False
         target = target_of(dep, call.model)
         admission = self.breakers.admit(target)
         try:

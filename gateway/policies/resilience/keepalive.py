@@ -21,14 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
-from gateway.core.call import Answer, Call, Dialect, Reply, StreamReply
+from gateway.core.call import Answer, Call, Dialect, Op, Reply, StreamReply
 from gateway.core.clock import Clock
 from gateway.core.sse import DONE, keepalive_comment
-
-KEEPALIVES = "keepalives"  # extras: comments sent while parked
 
 
 class Progress:
@@ -86,21 +84,22 @@ async def commit_when_slow(work: Coroutine[Any, Any, Answer], progress: Progress
         await events.aclose()
         await pending.discard()  # `aclose` does nothing to a generator that never started
 
-    call.extras[KEEPALIVES] = 1
+    call.resilience.keepalives = 1
     return StreamReply(first=progress.comment(), rest=events, on_close=[close])
 
 
-async def _events(pending: _Pending, progress: Progress, interval: float, call: Call) -> AsyncIterator[bytes]:
+async def _events(pending: _Pending, progress: Progress, interval: float,
+                  call: Call) -> AsyncGenerator[bytes, None]:
     inner: StreamReply | None = None
     try:
         while not await _within(pending.task, interval, progress.clock):
-            call.extras[KEEPALIVES] = call.extras.get(KEEPALIVES, 0) + 1
+            call.resilience.keepalives += 1
             yield progress.comment()
         answer = pending.take()  # a GatewayError here becomes the relay's in-band error event
         if isinstance(answer, Reply):
             # A JSON answer to a stream request (rare): one data event, so the client still parses it.
             yield b"data: " + answer.body.strip() + b"\n\n"
-            if call.dialect is Dialect.OPENAI:
+            if call.dialect is Dialect.OPENAI and call.op is not Op.RESPONSES:  # (Responses streams have no [DONE])
                 yield DONE
             return
         inner = answer

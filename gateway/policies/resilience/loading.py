@@ -283,7 +283,7 @@ class LoadingBoard:
             while listener.waiters:
                 try:
                     heard = await self.store.wait_for(channel, self.cfg.recheck_interval)
-                except Exception as exc:
+                except Exception as exc:  # any client failure: degrade, never crash
                     log.debug("cold-start notifications unavailable: %r", exc)
                     await asyncio.sleep(min(self.cfg.recheck_interval, 1.0))
                     continue

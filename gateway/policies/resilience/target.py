@@ -5,7 +5,7 @@ name the client asked for (the `*` route on the HF router) serves many models; e
 own target, so one broken or loading model never blocks the others behind the same upstream.
 
 Handing a request from one deployment to another is a conversation between the fallback, cold-start
-and retry stages; it travels in `call.extras[HANDOFF]` (True: another deployment can still take the
+and retry stages; it travels in `call.resilience.handoff` (True: another deployment can still take the
 request, so do not park and do not wait long here).
 """
 
@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from gateway.core.call import Call, Deployment
-
-HANDOFF = "handoff"  # call.extras flag set by the fallback stage, read by cold start and retry
 
 
 class Target(NamedTuple):
@@ -42,4 +40,4 @@ def target_of(dep: Deployment, requested: str) -> Target:
 
 def can_hand_off(call: Call) -> bool:
     """Whether another deployment can still take this call."""
-    return bool(call.extras.get(HANDOFF))
+    return call.resilience.handoff

@@ -19,6 +19,10 @@ from gateway.store.scripts import (
     cache_lookup_or_lock,
     coldstart_mark,
     coldstart_release,
+    endpoint_lease,
+    endpoint_record,
+    endpoint_touch,
+    endpoint_wake,
     token_bucket,
 )
 
@@ -31,6 +35,10 @@ TWINS: dict[str, MemoryTwin] = {
     "cache_lookup_or_lock": cache_lookup_or_lock.run,
     "coldstart_mark": coldstart_mark.run,
     "coldstart_release": coldstart_release.run,
+    "endpoint_lease": endpoint_lease.run,
+    "endpoint_record": endpoint_record.run,
+    "endpoint_touch": endpoint_touch.run,
+    "endpoint_wake": endpoint_wake.run,
     "token_bucket": token_bucket.run,
 }
 

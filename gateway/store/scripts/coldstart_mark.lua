@@ -1,6 +1,6 @@
 -- coldstart_mark: record what a target (upstream, model) is doing, unless the news is stale.
 --
--- KEYS[1]  the target's state key (a plain string, see gateway/policies/loadstate.py):
+-- KEYS[1]  the target's state key (a plain string, see gateway/policies/resilience/loading.py):
 --            "loading <at> <ready_at> <next_probe> <estimate>"  or  "up <at>"   (wall-clock seconds)
 -- ARGV[1]  the new record
 -- ARGV[2]  its time to live, in milliseconds

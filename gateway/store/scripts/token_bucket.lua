@@ -17,7 +17,7 @@
 --
 -- Time source: Redis TIME by default. Every replica then measures refill on ONE clock, so a skewed
 -- host clock can neither mint tokens nor starve a bucket. Tests pass `now` (their fake clock); the
--- in-memory twin (gateway/policies/buckets.py) uses the injected clock. Time going backwards
+-- in-memory twin (token_bucket.py beside this file) uses the injected clock. Time going backwards
 -- (a smaller `now` than a bucket's ts) is clamped: no refill, ts is never moved back.
 -- Refill is kept fractional (no rounding to whole tokens) and a denied call never drains.
 -- Lua 5.1 only (Redis), no globals.

@@ -20,7 +20,7 @@ def run(state: MemoryState, keys: list[str], args: list[Any]) -> list[Any]:
     stamps: list[float] = []
     allowed, wait, retry = True, 0.0, 0.0
     params = [tuple(float(a) for a in args[2 + 4 * i: 6 + 4 * i]) for i in range(len(keys))]
-    for k, (rate, cap, cost, max_wait) in zip(keys, params):
+    for k, (rate, cap, cost, max_wait) in zip(keys, params, strict=True):
         held = state.get(k)
         tk, ts = (cap, now) if held is None else held
         if now > ts:
@@ -37,7 +37,7 @@ def run(state: MemoryState, keys: list[str], args: list[Any]) -> list[Any]:
     if not allowed:
         return [0, _fmt(retry), *(_fmt(t) for t in tokens)]
     out: list[Any] = [1, _fmt(0.0 if force else wait)]
-    for k, (rate, cap, cost, _), tk, ts in zip(keys, params, tokens, stamps):
+    for k, (rate, cap, cost, _), tk, ts in zip(keys, params, tokens, stamps, strict=True):
         left = min(cap, tk - cost)
         state.set(k, (left, ts), ttl=(math.ceil((cap - left) / rate * 1000) + 1000) / 1000)
         out.append(_fmt(left))

@@ -1,4 +1,7 @@
-"""The TEI dialect (`kind: tei`): embeddings, classification and reranking (`/embed`, `/predict`, `/rerank`, `/v1/embeddings`)."""
+"""The TEI dialect (`kind: tei`): embeddings, classification and reranking.
+
+Routes: `/embed`, `/predict`, `/rerank`, `/v1/embeddings`.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ def plan(call: Call, model: str, base_url: str) -> Plan:
         if call.task in (tasks.FEATURE_EXTRACTION, None):
             return Plan(f"{base_url}/embed", dump({k: body[k] for k in _EMBED_KEYS if k in body}))
         if call.task == tasks.TEXT_CLASSIFICATION:
-            params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+            nested = body.get("parameters")
+            params: dict[str, Any] = nested if isinstance(nested, dict) else {}
             payload = {"inputs": body.get("inputs")}
             if isinstance(body.get("inputs"), str):
                 adapt = _compose(tasks.nest_classification, tasks.top_k(params.get("top_k")))

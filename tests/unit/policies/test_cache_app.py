@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.clock import FakeClock
-from gateway.http.app import create_app
-from tests.unit.policies.cachekit import CLASSIFY, EMBED, GatedUpstream, chat_body, settings, stream_reply
+from tests.support.cache_kit import CLASSIFY, EMBED, GatedUpstream, chat_body, settings, stream_reply
+from tests.support.serving import gateway_client
 
 EMBED_BODY = {"model": EMBED, "input": ["one", "two"]}
 
@@ -19,8 +19,7 @@ EMBED_BODY = {"model": EMBED, "input": ["one", "two"]}
 async def gw() -> AsyncIterator[tuple[TestClient, GatedUpstream, FakeClock]]:
     up = GatedUpstream()
     clock = FakeClock(autojump=True)
-    app = create_app(settings(), clock=clock, upstreams={"hf": up})
-    async with TestClient(TestServer(app, handler_cancellation=True)) as client:
+    async with gateway_client(settings(), clock=clock, upstreams={"hf": up}) as client:
         yield client, up, clock
 
 

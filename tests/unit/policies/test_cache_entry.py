@@ -5,11 +5,13 @@ from __future__ import annotations
 import zlib
 
 import pytest
+from multidict import CIMultiDict
 
 from gateway.core.call import Reply, StreamReply
 from gateway.core.errors import BadRequest, GatewayError, ModelLoading, UpstreamStatusError, UpstreamTimeout
-from gateway.policies.cache.entry import decode, encode_error, encode_reply, encode_skip, encode_stream
-from tests.unit.policies.cachekit import drain
+from gateway.policies.cache.entry import decode, encode_reply, encode_skip, encode_stream
+from gateway.policies.cache.leader_error import encode_error, rebuild_error
+from tests.support.cache_kit import drain
 
 
 def test_reply_round_trip_keeps_status_type_body_and_useful_headers_only() -> None:
@@ -21,6 +23,18 @@ def test_reply_round_trip_keeps_status_type_body_and_useful_headers_only() -> No
     assert isinstance(back, Reply)
     assert (back.status, back.body, back.content_type) == (200, b'{"a":1}', "application/json")
     assert back.headers == {"x-compute-time": "0.2", "Age": "12"}
+
+
+def test_a_binary_answer_with_the_transports_header_names_round_trips() -> None:
+    # The transport's header names are case-insensitive `istr`s, which orjson refuses as keys.
+    upstream = CIMultiDict({"x-inference-provider": "hf-inference", "Content-Type": "audio/wav"})
+    headers = {k: v for k, v in upstream.items() if k.lower().startswith("x-inference")}
+    audio = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(300)
+    env = decode(encode_reply(Reply(200, audio, "audio/wav", headers), at=5.0, compress_over=64))
+    assert env is not None
+    back = env.answer(now=5.0)
+    assert isinstance(back, Reply) and (back.body, back.content_type) == (audio, "audio/wav")
+    assert back.headers == {"x-inference-provider": "hf-inference", "Age": "0"}
 
 
 def test_large_values_are_compressed_and_small_ones_are_not() -> None:
@@ -59,7 +73,7 @@ async def _none():  # type: ignore[no-untyped-def]
 def test_a_leaders_error_is_rebuilt_as_a_fresh_instance_of_its_class(err: GatewayError) -> None:
     env = decode(encode_error(err, "tok-1", compress_over=4096))
     assert env is not None and env.kind == "error" and env.token == "tok-1"
-    one, two = env.error(), env.error()
+    one, two = rebuild_error(env), rebuild_error(env)
     assert one is not two
     assert type(one) is type(err)
     assert (one.status, one.code, one.message, one.headers) == (err.status, err.code, err.message, err.headers)

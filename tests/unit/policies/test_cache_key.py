@@ -11,7 +11,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.routing import Router
 from gateway.policies.cache.key import CachePlanner, cache_digest, cache_task
 from gateway.upstream.fake import FakeUpstream
-from tests.unit.policies.cachekit import CHAT, CLASSIFY, EMBED, SHARED, chat_body, make_call, settings
+from tests.support.cache_kit import CHAT, CLASSIFY, EMBED, SHARED, chat_body, make_call, settings
 
 CLOCK = FakeClock()
 
@@ -128,6 +128,14 @@ def test_config_turns_tasks_and_models_off_and_sets_ttls() -> None:
     # enabling a sampling task still needs a pinned answer (a seed for images)
     image = {"inputs": "a cat", "parameters": {"seed": 1}}
     assert planner.plan(make_call(ROUTER, CLOCK, op=Op.HF_TASK, task="text-to-image", body=image)) is not None
+
+
+@pytest.mark.parametrize("task", ["text-to-speech", "image-to-image", "text-to-audio"])
+def test_generated_media_enabled_in_the_config_is_cached_only_when_seeded(task: str) -> None:
+    planner = _planner(tasks={task: {"enabled": True}})
+    unseeded = make_call(ROUTER, CLOCK, op=Op.HF_TASK, task=task, body={"inputs": "hi", "parameters": {}})
+    seeded = make_call(ROUTER, CLOCK, op=Op.HF_TASK, task=task, body={"inputs": "hi", "parameters": {"seed": 2}})
+    assert planner.plan(unseeded) is None and planner.plan(seeded) is not None
     assert planner.plan(make_call(ROUTER, CLOCK, op=Op.HF_TASK, task="text-to-image")) is None
     per_model = _router(models=[
         {"name": EMBED, "cache": {"enabled": False}},
@@ -160,7 +168,7 @@ def test_keys_are_versioned_hash_tagged_and_computed_once_per_call() -> None:
     call = make_call(ROUTER, CLOCK)
     plan = _planner().plan(call)
     assert plan is not None and plan.key.startswith("gwtest:v1:cache:{")
-    assert call.extras["cache_digest"] in plan.key
+    assert call.caching.digest in plan.key
     call.body = {"model": EMBED, "input": "changed"}  # the digest is reused, not recomputed
     again = _planner().plan(call)
     assert again is not None and again.key == plan.key

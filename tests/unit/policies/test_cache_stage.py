@@ -10,10 +10,10 @@ import pytest
 from gateway.core.call import Answer, Flags, Op, Reply, StreamReply
 from gateway.core.clock import FakeClock
 from gateway.core.errors import UpstreamError, UpstreamStatusError
-from gateway.policies.cache.stage import ENTRY_OVERHEAD
+from gateway.policies.cache.response_cache import ENTRY_OVERHEAD
 from gateway.store import StoreError
 from gateway.store.memory import MemoryStore
-from tests.unit.policies.cachekit import (
+from tests.support.cache_kit import (
     CHAT,
     SHARED,
     GatedUpstream,
@@ -46,8 +46,8 @@ async def test_second_identical_embedding_is_a_hit_and_the_upstream_saw_one_call
     assert (first.cache, first.reply_headers["X-Cache"]) == ("miss", "MISS")
     assert (second.cache, second.reply_headers["X-Cache"]) == ("hit", "HIT")
     assert isinstance(b, Reply) and b.headers["x-compute-time"] == "0.01" and "x-ratelimit-remaining" not in b.headers
-    assert second.extras["cache_bytes"] == len(_body(b))
-    assert first.extras["cache_store"] == "store" and first.extras["cache_stored_bytes"] > 0
+    assert second.caching.served_bytes == len(_body(b))
+    assert first.caching.store == "store" and first.caching.stored_bytes > 0
 
 
 async def test_use_cache_false_neither_reads_nor_writes() -> None:
@@ -104,7 +104,7 @@ async def test_a_failed_upstream_answer_is_never_cached() -> None:
     with pytest.raises(UpstreamStatusError):
         await r.run(r.call())
     odd = r.call()
-    assert (await r.run(odd)).status == 500 and odd.extras["cache_store"] == "store_skipped"
+    assert (await r.run(odd)).status == 500 and odd.caching.store == "store_skipped"
     ok = r.call()
     await r.run(ok)
     assert ok.cache == "miss" and len(r.upstream.calls) == 3
@@ -145,7 +145,7 @@ async def test_oversized_answers_are_not_stored_and_large_ones_are_compressed() 
     r.upstream.script(Reply(200, big), Reply(200, big))
     first = r.call()
     await r.run(first)
-    assert first.extras["cache_store"] == "store_skipped"
+    assert first.caching.store == "store_skipped"
     second = r.call()
     await r.run(second)
     assert second.cache == "miss" and len(r.upstream.calls) == 2
@@ -153,7 +153,7 @@ async def test_oversized_answers_are_not_stored_and_large_ones_are_compressed() 
     roomy.upstream.script(Reply(200, big))
     stored = roomy.call()
     await roomy.run(stored)
-    assert stored.extras["cache_stored_bytes"] < len(big) / 4
+    assert stored.caching.stored_bytes < len(big) / 4
     assert _body(await roomy.run(roomy.call())) == big
 
 
@@ -177,11 +177,12 @@ async def test_the_memory_bound_counts_what_an_entry_costs_beyond_its_bytes() ->
         await r.run(r.call(body={"model": "m", "input": str(i)}))
     store = r.cache.store
     assert isinstance(store, MemoryStore)
-    entries = [k for k in store.state.data if k.startswith(f"{r.settings.redis_prefix}:v1:cache:") and k.count(":") == 3]
+    prefix = f"{r.settings.redis_prefix}:v1:cache:"
+    entries = [k for k in store.state.data if k.startswith(prefix) and k.count(":") == 3]
     assert 50 <= len(entries) <= 64 * 1024 // ENTRY_OVERHEAD
 
 
-STREAM = [b"data: {\"t\":\"a\"}\n\n", b"data: {\"t\":\"b\"}\n\n", b"data: {\"t\":\"c\"}\n\n", b"data: [DONE]\n\n"]
+STREAM = [b'data: {"t":"a"}\n\n', b'data: {"t":"b"}\n\n', b'data: {"t":"c"}\n\n', b"data: [DONE]\n\n"]
 
 
 def _stream_call(r: Replica, **kw: Any) -> Any:
@@ -195,7 +196,7 @@ async def test_a_streamed_answer_is_stored_after_its_last_event_and_replayed_wit
     answer = await r.run(first)
     assert isinstance(answer, StreamReply) and first.cache == "miss"
     assert await drain(answer) == STREAM
-    assert first.extras["cache_store"] == "store"
+    assert first.caching.store == "store"
     again = _stream_call(r)
     replay = await r.run(again)
     assert isinstance(replay, StreamReply) and again.cache == "hit" and len(r.upstream.calls) == 1
@@ -209,7 +210,7 @@ async def test_a_stream_request_answered_with_json_gets_the_same_json_again() ->
     r = _replica()
     r.upstream.script(Reply(200, b'{"choices":[]}'))
     first = _stream_call(r)
-    assert isinstance(await r.run(first), Reply) and first.extras["cache_store"] == "store"
+    assert isinstance(await r.run(first), Reply) and first.caching.store == "store"
     again = _stream_call(r)
     replay = await r.run(again)
     assert isinstance(replay, Reply) and replay.body == b'{"choices":[]}' and again.cache == "hit"
@@ -218,14 +219,15 @@ async def test_a_stream_request_answered_with_json_gets_the_same_json_again() ->
 async def test_streams_that_fail_carry_an_error_event_or_lose_their_client_are_not_stored() -> None:
     r = _replica()
     error_event = b'data: {"error":{"message":"overloaded"}}\n\n'
-    r.upstream.script(stream_reply(STREAM, fail_after=1), stream_reply([STREAM[0], error_event, STREAM[3]]),
-                      stream_reply(STREAM))
+    r.upstream.script(
+        stream_reply(STREAM, fail_after=1), stream_reply([STREAM[0], error_event, STREAM[3]]), stream_reply(STREAM)
+    )
     broken = await r.run(_stream_call(r))
     with pytest.raises(UpstreamError):  # the upstream dropped the stream
         await drain(broken)
     in_band = _stream_call(r)
     await drain(await r.run(in_band))
-    assert in_band.extras["cache_store"] == "store_skipped"
+    assert in_band.caching.store == "store_skipped"
     left = await r.run(_stream_call(r))
     assert isinstance(left, StreamReply)
     events = left.events()
@@ -273,7 +275,7 @@ async def test_store_down_bypasses_the_cache_serves_requests_and_recovers_after_
     failing = r.call()
     assert (await r.run(failing)).status == 200
     assert (failing.cache, failing.reply_headers["X-Cache"]) == ("bypass", "BYPASS")
-    assert failing.extras["cache_store_error"] == 1
+    assert failing.caching.store_errors == 1
     ops = store.ops
     cooling = r.call()
     await r.run(cooling)
@@ -302,4 +304,4 @@ async def test_a_write_failure_after_the_answer_is_counted_and_the_answer_still_
     store.set = failing_set  # type: ignore[method-assign]
     answer = await r.run(call)
     assert answer.status == 200 and call.cache == "miss"
-    assert call.extras["cache_store"] == "store_skipped" and call.extras["cache_store_error"] == 1
+    assert call.caching.store == "store_skipped" and call.caching.store_errors == 1

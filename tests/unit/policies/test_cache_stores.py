@@ -7,17 +7,15 @@ from collections.abc import Callable
 import orjson
 
 from gateway.core.call import Op, Reply, StreamReply
-from tests.unit.policies.cachekit import (  # noqa: F401  (fixtures)
+from tests.support.cache_kit import (
     CHAT,
     GatedUpstream,
     Replica,
     StorePair,
-    backend,
     chat_body,
     drain,
     prefixed,
     settings,
-    store_pair,
     stream_reply,
 )
 

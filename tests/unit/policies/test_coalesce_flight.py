@@ -20,8 +20,8 @@ from gateway.core.errors import UpstreamStatusError
 from gateway.policies.cache.flight import FlightKeys
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
+from tests.support.cache_kit import GatedUpstream, Replica, StorePair, prefixed, settings
 from tests.support.held_replies import held_store
-from tests.unit.policies.cachekit import GatedUpstream, Replica, StorePair, backend, prefixed, settings, store_pair  # noqa: F401  (fixtures)
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Pair:
 
 
 @pytest.fixture
-def make_pair(store_pair: Callable[[], StorePair], key_prefix: str) -> Callable[..., Pair]:  # noqa: F811 (fixture)
+def make_pair(store_pair: Callable[[], StorePair], key_prefix: str) -> Callable[..., Pair]:
     def make(**cache: Any) -> Pair:
         cfg = prefixed(settings({"lock_ttl": 3.0, **cache}), key_prefix)
         one, two, clock = store_pair()
@@ -140,6 +140,23 @@ async def test_an_answer_too_big_to_store_sends_the_other_replicas_followers_the
     assert p.upstream.arrived == 2
 
 
+async def test_an_entry_that_cannot_be_built_still_lets_the_lock_go(make_pair: Callable[..., Pair]) -> None:
+    p = make_pair()
+    # A header value the entry encoder refuses (orjson: bytes are not JSON).
+    p.upstream.default = lambda call, model: Reply(200, b'{"ok":true}', headers={"x-odd": b"raw"})  # type: ignore[dict-item]
+    p.upstream.gate.clear()
+    lead = p.a.call()
+    leader = asyncio.create_task(p.a.run(lead))
+    await until(lambda: p.upstream.arrived == 1, "the leader reached the upstream")
+    follower = asyncio.create_task(p.b.run(p.b.call()))
+    await until(following(p.stores[1], p.keys(lead)), "replica b follows")
+    p.upstream.gate.set()
+    assert isinstance(await leader, Reply)  # the client still gets its answer
+    assert not await p.stores[0].get(p.keys(lead).lock)  # released now, not at lock_ttl
+    assert isinstance(await follower, Reply)
+    assert p.upstream.arrived == 2  # nothing was stored: the follower went its own way
+
+
 async def test_lock_scripts_touch_only_the_holders_lock(make_pair: Callable[..., Pair]) -> None:
     p = make_pair()
     store = p.stores[0]
@@ -168,7 +185,7 @@ def _memory_pair(lock_ttl: float) -> tuple[Replica, Replica, FakeClock, GatedUps
 
 
 async def test_a_dead_leaders_lock_expires_within_lock_ttl() -> None:
-    _, b, clock, up, store = _memory_pair(lock_ttl=10.0)
+    _a, b, clock, up, store = _memory_pair(lock_ttl=10.0)
     call = b.call()
     plan = b.cache.planner.plan(call)
     assert plan is not None
@@ -179,7 +196,7 @@ async def test_a_dead_leaders_lock_expires_within_lock_ttl() -> None:
 
 
 async def test_a_slow_leader_renews_its_lock_so_nobody_takes_over() -> None:
-    a, b, clock, up, _ = _memory_pair(lock_ttl=3.0)
+    a, b, clock, up, _store = _memory_pair(lock_ttl=3.0)
     up.gate.clear()
     start = clock.monotonic()
     leader = asyncio.create_task(a.run(a.call()))

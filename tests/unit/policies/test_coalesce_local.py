@@ -11,7 +11,7 @@ from gateway.core.call import Answer, Call, Flags, Op, Reply
 from gateway.core.clock import FakeClock
 from gateway.core.errors import RateLimited, UpstreamStatusError, UpstreamTimeout
 from gateway.store.memory import MemoryStore
-from tests.unit.policies.cachekit import CHAT, GatedUpstream, Replica, chat_body, drain, settings, stream_reply
+from tests.support.cache_kit import CHAT, GatedUpstream, Replica, chat_body, drain, settings, stream_reply
 
 
 def _replica(cache: dict[str, Any] | None = None) -> Replica:

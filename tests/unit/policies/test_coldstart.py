@@ -15,8 +15,7 @@ from gateway.policies.resilience.target import Target
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import StoreError, key
 from gateway.upstream.fake import FakeUpstream
-
-from .resilience_kit import MODEL, ColdModel, Rig, fake, settings
+from tests.support.stage_kit import MODEL, ColdModel, Rig, fake, settings
 
 T = Target("hf", MODEL)
 
@@ -43,7 +42,7 @@ async def test_ten_concurrent_requests_to_a_cold_model_all_succeed_behind_one_pr
     assert cold.loading_answers == 1 and cold.calls_until_ready() <= 2
     assert len(cold.times) == 11  # the first 503, then one call per request once ready
     assert rig.clock.monotonic() - start == pytest.approx(20.0)
-    assert sum(1 for c in calls if c.extras.get("coldstart") == "probe") >= 1
+    assert sum(1 for c in calls if c.resilience.coldstart == "probe") >= 1
     assert all(c.waited_seconds <= 20.0 + 1e-6 for c in calls)
     assert await rig.store.get(key("gw", "cold", "hf|org/model", "probe")) is None
 
@@ -203,7 +202,7 @@ async def test_a_slow_probe_lets_the_parked_go_after_probe_hold() -> None:
 
 
 async def test_a_warm_model_is_served_without_the_store_once_known() -> None:
-    rig, _ = _rig(0)
+    rig, _cold = _rig(0)
     await rig.run(rig.call())
 
     class Down(MemoryStore):
@@ -226,7 +225,7 @@ async def test_with_the_store_down_each_request_waits_for_the_model_on_its_own()
     rig, cold = _rig(20, clock=clock, store=Down(clock))
     call = rig.call()
     assert (await rig.run(call)).status == 200  # type: ignore[union-attr]
-    assert call.extras["coldstart_store_error"] is True
+    assert call.resilience.coldstart_store_error is True
     assert cold.loading_answers == 1 and call.waited_seconds == pytest.approx(20)
 
 

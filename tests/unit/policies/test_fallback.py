@@ -12,8 +12,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.errors import ServiceUnavailable, UpstreamStatusError
 from gateway.policies.resilience.target import Target
 from gateway.upstream.fake import FakeUpstream
-
-from .resilience_kit import MODEL, ColdModel, Rig, fake, settings
+from tests.support.stage_kit import MODEL, ColdModel, Rig, fake, settings
 
 PRIMARY = Target("tgi", "org/model-dedicated")
 ROUTE = [{"name": MODEL, "deployments": [{"upstream": "tgi", "model": "org/model-dedicated"}, {"upstream": "hf"}]}]
@@ -47,7 +46,7 @@ async def test_a_cold_primary_hands_over_to_the_secondary_while_it_warms_up() ->
     rig = _rig(fake("tgi", "tgi", cold=cold), clock=clock, probe_interval=30)
     first = rig.call()
     assert _served_by(await rig.run(first)) == MODEL  # the serverless secondary
-    assert first.extras["fallbacks"] == 1 and len(cold.times) == 1
+    assert first.resilience.fallbacks == 1 and len(cold.times) == 1
     second = rig.call()
     assert _served_by(await rig.run(second)) == MODEL
     assert len(cold.times) == 1  # the loading primary was skipped without a call
@@ -57,7 +56,7 @@ async def test_a_cold_primary_hands_over_to_the_secondary_while_it_warms_up() ->
     await clock.sleep(300)
     back = rig.call()
     assert _served_by(await rig.run(back)) == "org/model-dedicated"  # warm again: back to the primary
-    assert "fallbacks" not in back.extras
+    assert back.resilience.fallbacks == 0
 
 
 async def test_the_primarys_circuit_opens_after_n_failures_and_closes_after_it_recovers() -> None:
@@ -116,7 +115,7 @@ async def test_a_short_retry_on_the_primary_comes_before_the_fallback() -> None:
     primary.script(_status(503, retry_after=1))
     call = rig.call()
     assert _served_by(await rig.run(call)) == "org/model-dedicated"
-    assert call.retries == 1 and "fallbacks" not in call.extras
+    assert call.retries == 1 and call.resilience.fallbacks == 0
 
 
 async def test_when_everything_is_loading_the_request_waits_for_the_first_ready() -> None:

@@ -11,8 +11,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.errors import GatewayError, ModelLoading, UpstreamStatusError
 from gateway.policies.resilience.keepalive import Progress, commit_when_slow
 from gateway.store.protocol import key
-
-from .resilience_kit import ColdModel, Rig, drain, fake, settings
+from tests.support.stage_kit import ColdModel, Rig, drain, fake, settings
 
 
 def _rig(seconds: float, **resilience: object) -> tuple[Rig, ColdModel]:
@@ -30,7 +29,7 @@ async def test_a_parked_stream_sends_keepalive_comments_then_the_real_events() -
     assert events[0] == b": loading model, about 15 s left\n\n"
     assert events[1] == b": loading model, about 5 s left\n\n"
     assert events[2:] == [b'data:{"token":{"text":"a"}}\n\n', b'data:{"token":{"text":"b"}}\n\n']
-    assert call.extras["keepalives"] == 2
+    assert call.resilience.keepalives == 2
 
 
 async def test_a_short_wait_keeps_a_plain_stream_with_real_status_codes() -> None:

@@ -20,7 +20,9 @@ from gateway.core.errors import BadRequest, ModelLoading, UpstreamStatusError, U
 from gateway.core.pipeline import Handler, build_pipeline
 from gateway.core.routing import Router
 from gateway.observability.metrics import Metrics
-from gateway.observability.stage import MetricsStage, StreamWatch, UpstreamTimer, model_label, retry_reason
+from gateway.observability.stage import MetricsStage, model_label
+from gateway.observability.stream_watch import StreamWatch
+from gateway.observability.upstream_timer import UpstreamTimer, retry_reason
 from gateway.upstream.fake import FakeUpstream
 
 _ids = itertools.count()
@@ -164,8 +166,10 @@ async def test_policy_annotations_become_events_once_per_call() -> None:
 
     async def annotate(call: Call, nxt: Handler) -> Answer:
         call.cache = "hit"
-        call.extras.update(cache_bytes=120, fallbacks=1, coldstart_wait=12.5, shaping_wait=0.25,
-                           ratelimit=[("tenant", "allowed"), ("model", "allowed"), ("outbound", "allowed")])
+        call.caching.served_bytes = 120
+        call.resilience.fallbacks, call.resilience.coldstart_wait = 1, 12.5
+        call.limiting.shaping_wait = 0.25
+        call.limiting.outcomes += [("tenant", "allowed"), ("model", "allowed"), ("outbound", "allowed")]
         call.tokens_in, call.tokens_out = 3, 4
         return Reply(200, b"{}")
 
@@ -187,7 +191,7 @@ async def test_a_failed_call_is_accounted_too() -> None:
     router, m = world()
 
     async def limited(call: Call, nxt: Handler) -> Answer:
-        call.extras["ratelimit"] = [("tenant", "limited")]
+        call.limiting.outcomes.append(("tenant", "limited"))
         raise BadRequest("no")
 
     run = pipeline(m, FakeClock(), limited, FakeUpstream().send)  # type: ignore[arg-type]
@@ -222,7 +226,7 @@ async def test_retries_are_counted_on_the_same_deployment_by_their_cause_and_fal
             call.target = dep
             try:
                 return await nxt(call)
-            except Exception:  # noqa: BLE001 - the test's own retry loop
+            except Exception:
                 continue
         raise AssertionError("unreachable")
 

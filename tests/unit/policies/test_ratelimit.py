@@ -8,19 +8,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.clock import FakeClock
 from gateway.core.config import Settings
-from gateway.http.app import create_app
 from gateway.policies.limits.buckets import Bucket, decide
 from gateway.store.guard import StoreGuard
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import Store, StoreError
 from gateway.upstream.fake import FakeUpstream
 from tests.support.held_replies import held_store
-
-from .rl_support import A, B, BrokenStore, chat, settings
+from tests.support.limits_kit import A, B, BrokenStore, chat, settings
+from tests.support.serving import gateway_client
 
 FIVE_PER_TEN = {"team-a": {"limits": {"requests": "5/10s"}}}
 
@@ -38,8 +37,9 @@ class Gw:
 async def _gw(s: Settings, store: Store | None = None, clock: FakeClock | None = None) -> AsyncIterator[Gw]:
     clock = clock or FakeClock()
     up = FakeUpstream("hf")
-    app = create_app(s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(
+        s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up}, cancel=False
+    ) as client:
         yield Gw(client, clock, up)
 
 
@@ -89,8 +89,9 @@ async def test_hf_routes_get_429_in_their_dialect(gw: Gw) -> None:
 
 
 async def test_tenants_do_not_share_buckets() -> None:
-    async for gw in _gw(settings({"team-a": {"limits": {"requests": "1/minute"}},
-                                  "team-b": {"limits": {"requests": "1/minute"}}})):
+    async for gw in _gw(
+        settings({"team-a": {"limits": {"requests": "1/minute"}}, "team-b": {"limits": {"requests": "1/minute"}}})
+    ):
         assert (await gw.chat(A)).status == 200
         assert (await gw.chat(A)).status == 429
         assert (await gw.chat(B)).status == 200
@@ -133,7 +134,7 @@ async def test_default_limits_cover_tenants_without_their_own_and_an_open_gatewa
 async def test_decisions_are_recorded_for_metrics(gw: Gw) -> None:
     await gw.chat()
     call = gw.up.calls[0][0]
-    assert call.extras["ratelimit"] == [("tenant", "allowed")]
+    assert call.limiting.outcomes == [("tenant", "allowed")]
     assert call.tenant == "team-a"
 
 
@@ -154,8 +155,8 @@ async def test_store_down_fail_open_admits_and_says_so(hang: bool) -> None:
         answers = [await gw.chat() for _ in range(7)]
         assert {r.status for r in answers} == {200}
         call = gw.up.calls[-1][0]
-        assert call.extras["ratelimit_store_error"] is True
-        assert call.extras["ratelimit"] == [("tenant", "error_open")]
+        assert call.limiting.store_error is True
+        assert call.limiting.outcomes == [("tenant", "error_open")]
 
 
 async def test_store_down_fail_closed_answers_503_with_retry_after() -> None:
@@ -226,4 +227,4 @@ async def test_a_late_take_is_waited_for_and_decides_exactly(on_store_error: str
         assert answered.status == 200 and answered.headers["x-ratelimit-remaining-requests"] == "0"
         second = await gw.chat(model="org/hot")
         assert second.status == 429
-        assert gw.up.calls[-1][0].extras.get("ratelimit_store_error") is None
+        assert gw.up.calls[-1][0].limiting.store_error is False

@@ -6,19 +6,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.call import Call, Dialect, Op, Reply
 from gateway.core.clock import FakeClock
 from gateway.core.config import RetryConfig, UpstreamConfig
 from gateway.core.errors import UpstreamUnreachable
-from gateway.http.app import create_app
-from gateway.policies.limits.plan import format_duration
-from gateway.policies.limits.tokens import StreamMeter, estimate, prompt_tokens, reply_tokens
+from gateway.policies.limits.limit_plan import format_duration
+from gateway.policies.limits.token_accounting import StreamMeter, estimate, prompt_tokens, reply_tokens
 from gateway.store.memory import MemoryStore
 from gateway.upstream.fake import FakeUpstream
-
-from .rl_support import A, chat, openai_chunks, settings, sse_stream, with_usage
+from tests.support.limits_kit import A, chat, openai_chunks, settings, sse_stream, with_usage
+from tests.support.serving import gateway_client
 
 TOKENS = {"team-a": {"limits": {"tokens": {"rate": "1000/minute"}}}}
 
@@ -85,8 +84,9 @@ class Gw:
 async def gw() -> AsyncIterator[Gw]:
     clock = FakeClock()
     up = FakeUpstream("hf", config=UpstreamConfig(retry=RetryConfig(max_attempts=1)))  # failures come straight back
-    app = create_app(settings(TOKENS), clock=clock, store=MemoryStore(clock), upstreams={"hf": up})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(
+        settings(TOKENS), clock=clock, store=MemoryStore(clock), upstreams={"hf": up}, cancel=False
+    ) as client:
         yield Gw(client, clock, up)
 
 
@@ -99,7 +99,7 @@ async def test_the_estimate_is_reserved_and_settled_with_usage(gw: Gw) -> None:
     assert r.status == 200
     assert r.headers["x-ratelimit-limit-tokens"] == "1000"
     assert r.headers["x-ratelimit-remaining-tokens"] == str(1000 - 114)
-    assert gw.up.calls[0][0].extras["tokens_settled"] == 50
+    assert gw.up.calls[0][0].limiting.tokens_settled == 50
     r = await gw.chat(max_tokens=100)  # the first one was settled at 50: 1000 - 50 - 114
     assert r.headers["x-ratelimit-remaining-tokens"] == str(1000 - 50 - 114)
 
@@ -130,7 +130,7 @@ async def test_a_stream_is_counted_and_settled_when_it_ends(gw: Gw) -> None:
     body = await r.read()
     assert body.count(b"data: ") == 8
     call = gw.up.calls[0][0]
-    assert call.extras["tokens_settled"] == 14 + 7  # prompt estimate + one token per chunk
+    assert call.limiting.tokens_settled == 14 + 7  # prompt estimate + one token per chunk
     r = await gw.chat(max_tokens=100)
     assert r.headers["x-ratelimit-remaining-tokens"] == str(1000 - 21 - 114)
 
@@ -139,7 +139,7 @@ async def test_a_stream_with_a_usage_chunk_settles_exactly(gw: Gw) -> None:
     gw.up.script(sse_stream(openai_chunks(3, usage=(300, 200))))
     r = await gw.chat(max_tokens=100, stream=True, stream_options={"include_usage": True})
     await r.read()
-    assert gw.up.calls[0][0].extras["tokens_settled"] == 500
+    assert gw.up.calls[0][0].limiting.tokens_settled == 500
     r = await gw.chat(max_tokens=100)
     assert r.headers["x-ratelimit-remaining-tokens"] == str(1000 - 500 - 114)
 
@@ -148,8 +148,9 @@ async def test_per_tenant_model_tokens() -> None:
     clock = FakeClock()
     up = FakeUpstream("hf")
     tenants = {"team-a": {"model_limits": {"org/m": {"tokens": "200/minute"}}}}
-    app = create_app(settings(tenants), clock=clock, store=MemoryStore(clock), upstreams={"hf": up})
-    async with TestClient(TestServer(app)) as client:
+    async with gateway_client(
+        settings(tenants), clock=clock, store=MemoryStore(clock), upstreams={"hf": up}, cancel=False
+    ) as client:
         statuses = []
         for _ in range(3):
             r = await client.post("/v1/chat/completions", json=chat(max_tokens=80), headers=A)

@@ -18,11 +18,10 @@ from gateway.core.errors import (
     UpstreamUnreachable,
 )
 from gateway.policies.resilience.retry import backoff, retry_reason
-from gateway.policies.resilience.target import HANDOFF, Target
+from gateway.policies.resilience.target import Target
 from gateway.upstream.status_errors import status_error
 from gateway.upstream.terminal import UpstreamTerminal
-
-from .resilience_kit import MODEL, Rig, drain, fake, settings, stream_of
+from tests.support.stage_kit import MODEL, Rig, drain, fake, settings, stream_of
 
 
 def _rig(**retry: object) -> Rig:
@@ -48,7 +47,7 @@ async def test_429_with_retry_after_waits_exactly_that_then_succeeds() -> None:
     assert len(rig.upstreams["hf"].calls) == 2
     assert rig.clock.monotonic() - start == pytest.approx(3.0)
     assert call.retries == 1 and call.waited_seconds == pytest.approx(3.0)
-    assert call.extras["retry_reasons"] == ["429"]
+    assert call.resilience.retry_reasons == ["429"]
 
 
 async def test_retry_after_is_honoured_on_every_attempt_for_429_and_503_alike() -> None:
@@ -59,7 +58,7 @@ async def test_retry_after_is_honoured_on_every_attempt_for_429_and_503_alike() 
     start = rig.clock.monotonic()
     await rig.run(call)
     assert rig.clock.monotonic() - start == pytest.approx(3.3)
-    assert call.retries == 3 and call.extras["retry_reasons"] == ["5xx", "429", "429"]
+    assert call.retries == 3 and call.resilience.retry_reasons == ["5xx", "429", "429"]
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422, 424])
@@ -91,7 +90,7 @@ async def test_transient_failures_are_retried(exc: Exception, reason: str) -> No
     rig.upstreams["hf"].script(exc)
     call = rig.call()
     assert (await rig.run(call)).status == 200  # type: ignore[union-attr]
-    assert call.extras["retry_reasons"] == [reason]
+    assert call.resilience.retry_reasons == [reason]
 
 
 def test_a_loading_model_is_not_the_retry_stages_business() -> None:
@@ -113,7 +112,7 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
     waits = [backoff(n, policy, ours.random) for n in range(1, 8)]
     ceilings = [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     assert waits == [reference.random() * c for c in ceilings]
-    assert all(0 <= w <= c for w, c in zip(waits, ceilings))
+    assert all(0 <= w <= c for w, c in zip(waits, ceilings, strict=True))
 
 
 async def test_backoff_waits_come_from_the_injected_random_source() -> None:
@@ -168,7 +167,7 @@ async def test_with_another_deployment_left_a_long_wait_hands_over_at_once() -> 
     rig = _rig()
     rig.upstreams["hf"].script(_status(429, {"retry-after": "30"}))
     call = rig.call()
-    call.extras[HANDOFF] = True
+    call.resilience.handoff = True
     with pytest.raises(UpstreamStatusError):
         await rig.stages[2](call, UpstreamTerminal(rig.clock))
     assert len(rig.upstreams["hf"].calls) == 1

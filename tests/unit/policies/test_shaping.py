@@ -8,18 +8,17 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway.core.call import Answer, Call, Reply
 from gateway.core.clock import FakeClock
 from gateway.core.config import RetryConfig, UpstreamConfig, load_settings
 from gateway.core.errors import UpstreamStatusError
-from gateway.http.app import create_app
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import Store
 from gateway.upstream.fake import FakeUpstream
-
-from .rl_support import BrokenStore, chat
+from tests.support.limits_kit import BrokenStore, chat
+from tests.support.serving import gateway_client
 
 
 def _upstream(clock: FakeClock, budget: Any, max_wait: float, **cfg: Any) -> tuple[FakeUpstream, list[float]]:
@@ -36,8 +35,7 @@ def _upstream(clock: FakeClock, budget: Any, max_wait: float, **cfg: Any) -> tup
 async def _client(up: FakeUpstream, clock: FakeClock, store: Store | None = None,
                   **settings: Any) -> AsyncIterator[TestClient]:
     s = load_settings(None, cache={"enabled": False, "coalesce": False}, **settings)
-    app = create_app(s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up})
-    async with TestClient(TestServer(app, handler_cancellation=True)) as client:
+    async with gateway_client(s, clock=clock, store=store or MemoryStore(clock), upstreams={"hf": up}) as client:
         yield client
 
 
@@ -90,8 +88,8 @@ async def test_past_the_max_wait_the_client_gets_429_with_retry_after() -> None:
         clock.advance(1)
         assert (await third).status == 200
         assert [t - seen[0] for t in seen] == [0, 1, 2]
-        assert up.calls[1][0].extras["shaping_wait"] == 1.0
-        assert up.calls[1][0].extras["ratelimit"] == [("outbound", "allowed")]
+        assert up.calls[1][0].limiting.shaping_wait == 1.0
+        assert up.calls[1][0].limiting.outcomes == [("outbound", "allowed")]
 
 
 async def test_a_request_abandoned_in_the_queue_gives_its_slot_back() -> None:
@@ -103,7 +101,8 @@ async def test_a_request_abandoned_in_the_queue_gives_its_slot_back() -> None:
         await _until(lambda: clock.sleepers == 1)
         gone.cancel()  # the client hangs up while queued
         await _until(lambda: clock.sleepers == 0)
-        await asyncio.sleep(0.05)  # let the refund land
+        for _ in range(20):  # let the refund, a task of its own, run: loop turns, no wall time
+            await asyncio.sleep(0)
         nxt = asyncio.ensure_future(_post(client, 2))
         await _until(lambda: clock.sleepers == 1)
         clock.advance(1)  # the freed slot: 1 s after the first call, not 2
@@ -147,7 +146,7 @@ async def test_store_trouble_follows_the_config(mode: str, status: int) -> None:
         if status == 503:
             assert answers[0].headers["Retry-After"] == "1" and seen == []
         else:
-            assert up.calls[0][0].extras["shaping_store_error"] is True
+            assert up.calls[0][0].limiting.shaping_store_error is True
 
 
 async def test_upstreams_without_a_budget_are_not_paced() -> None:
