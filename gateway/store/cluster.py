@@ -105,11 +105,11 @@ class ClusterConnection:
             for i, _ in items:
                 replies[i] = _down(node, exc)
             return
-        answers = iter(answers)
+        answered = iter(answers)
         for i, ask in items:
             if ask:
-                next(answers)  # ASKING's OK
-            replies[i] = next(answers)
+                next(answered)  # ASKING's OK
+            replies[i] = next(answered)
 
     # --- where a command goes ----------------------------------------------------------------------
     def _node_for(self, cmd: tuple[Any, ...]) -> Node:

@@ -155,7 +155,8 @@ def _pubsub_client(url: RedisUrl, stall: float) -> aioredis.Redis:
                               "max_connections": 64, "health_check_interval": 0, **tls}
     if url.mode == "sentinel":
         sentinels = Sentinel(list(url.hosts), sentinel_kwargs={"socket_timeout": max(stall, 1.0), **tls})
-        return sentinels.master_for(url.service or "", **common)
+        master: aioredis.Redis = sentinels.master_for(url.service or "", **common)  # redis-py leaves it untyped
+        return master
     host, port = url.hosts[0] if url.hosts else ("localhost", 6379)
     where: dict[str, Any] = {"unix_socket_path": url.path} if url.path else {"host": host, "port": port}
     return aioredis.Redis(**where, **common)
