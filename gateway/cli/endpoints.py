@@ -17,7 +17,8 @@ import argparse
 import asyncio
 import sys
 
-from gateway.core.config import Settings, UpstreamConfig
+from gateway.core.config import Settings
+from gateway.core.upstream_config import UpstreamConfig
 from gateway.upstream.egress import Egress
 from gateway.upstream.endpoints.control import Action, ControlPlaneClient, ControlPlaneError
 from gateway.upstream.endpoints.engines import dialect_for

@@ -18,7 +18,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.core.config import ModelConfig, UpstreamConfig, UpstreamKind
+from gateway.core.config import ModelConfig
+from gateway.core.upstream_config import UpstreamConfig, UpstreamKind
 
 
 class Dialect(enum.Enum):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import ssl
 from typing import Literal
 
-from gateway.core.config import UpstreamConfig
 from gateway.core.proxies import ProxyEnvironment, ProxyUrl, choose_proxy
+from gateway.core.upstream_config import UpstreamConfig
 from gateway.upstream.transport.connection import client_context
 from gateway.upstream.transport.pool import Pool
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import orjson
 
 from gateway.core.call import Answer, Call, Reply
-from gateway.core.config import UpstreamConfig, UpstreamKind
+from gateway.core.upstream_config import UpstreamConfig, UpstreamKind
 
 Scripted = Answer | BaseException | Callable[[Call, str], Answer]  # what `send` returns, raises or calls
 

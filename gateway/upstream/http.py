@@ -29,7 +29,6 @@ import orjson
 
 from gateway.core.call import Answer, Call, Reply, StreamReply
 from gateway.core.clock import Clock
-from gateway.core.config import UpstreamConfig
 from gateway.core.errors import (
     UpstreamConnectTimeout,
     UpstreamError,
@@ -39,6 +38,7 @@ from gateway.core.errors import (
     UpstreamUnreachable,
 )
 from gateway.core.sse import DONE, MAX_EVENT, CommentThinner, error_in, event_data, is_comment, read_events
+from gateway.core.upstream_config import UpstreamConfig
 from gateway.upstream.egress import Egress
 from gateway.upstream.plan import Plan, Planner, SseStyle
 from gateway.upstream.status_errors import status_error, stream_error

@@ -12,10 +12,11 @@ import orjson
 
 from gateway.core.call import Answer, Call, Dialect, Flags, Op, Reply, StreamReply
 from gateway.core.clock import Clock, FakeClock
-from gateway.core.config import Settings, UpstreamConfig, load_settings
+from gateway.core.config import Settings, load_settings
 from gateway.core.errors import ModelLoading
 from gateway.core.pipeline import Handler, build_pipeline
 from gateway.core.routing import Router
+from gateway.core.upstream_config import UpstreamConfig
 from gateway.policies.resilience.breaker import Breakers
 from gateway.policies.resilience.coldstart import ColdStartStage
 from gateway.policies.resilience.fallback import FallbackStage

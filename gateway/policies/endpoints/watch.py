@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.core.clock import Clock
-from gateway.core.config import UpstreamConfig
+from gateway.core.upstream_config import UpstreamConfig
 from gateway.policies.endpoints.events import EndpointEvents
 from gateway.policies.endpoints.record import EndpointRecord, first_record
 from gateway.policies.endpoints.shared import EndpointBoard

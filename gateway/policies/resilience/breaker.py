@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.core.clock import Clock
-from gateway.core.config import UpstreamConfig
 from gateway.core.errors import (
     ModelLoading,
     UpstreamProtocolError,
@@ -34,6 +33,7 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from gateway.core.upstream_config import UpstreamConfig
 from gateway.policies.resilience.target import Target
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from gateway.core.call import Answer, Call
 from gateway.core.clock import Clock
-from gateway.core.config import ResilienceConfig, RetryConfig
+from gateway.core.config import ResilienceConfig
 from gateway.core.errors import (
     GatewayError,
     ModelLoading,
@@ -36,6 +36,7 @@ from gateway.core.errors import (
     UpstreamUnreachable,
 )
 from gateway.core.pipeline import Handler
+from gateway.core.upstream_config import RetryConfig
 from gateway.policies.resilience.breaker import Breakers, Outcome, outcome_of
 from gateway.policies.resilience.target import Target, can_hand_off, deployment_of, target_of
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from gateway.core.call import Answer, Call
 from gateway.core.clock import Clock
-from gateway.core.config import UpstreamConfig, UpstreamKind
 from gateway.core.errors import EndpointUnavailable
+from gateway.core.upstream_config import UpstreamConfig, UpstreamKind
 from gateway.upstream.endpoints.engines import EngineDialect, dialect_for
 from gateway.upstream.http import HttpUpstream
 

@@ -73,7 +73,7 @@ def test_bad_rate_is_explained() -> None:
 
 
 def test_retry_on_takes_429_5xx_and_connect_only() -> None:
-    from gateway.core.config import RetryConfig
+    from gateway.core.upstream_config import RetryConfig
 
     assert RetryConfig().retry_on == [429, 502, 503, 504, "connect"]
     assert RetryConfig(retry_on=[500, "connect"]).retry_on == [500, "connect"]

@@ -9,9 +9,10 @@ from pydantic import ValidationError
 
 from gateway.cli.main import format_validation_error
 from gateway.core.clock import FakeClock
-from gateway.core.config import UpstreamConfig, load_settings
+from gateway.core.config import load_settings
 from gateway.core.endpoint_config import HF_ENDPOINTS_API, parse_duration
 from gateway.core.routing import Router
+from gateway.core.upstream_config import UpstreamConfig
 from gateway.upstream.endpoints.upstream import EndpointUpstream
 from gateway.upstream.factory import build_upstreams
 

@@ -9,8 +9,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from gateway.core.config import UpstreamConfig, load_settings
+from gateway.core.config import load_settings
 from gateway.core.proxies import NoProxy, ProxyEnvironment, ProxyUrl, choose_proxy, parse_proxy_url
+from gateway.core.upstream_config import UpstreamConfig
 
 PASSWORD = "hunter2-very-secret"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from gateway.core.clock import FakeClock
-from gateway.core.config import UpstreamConfig
 from gateway.core.errors import (
     BadRequest,
     ModelLoading,
@@ -14,6 +13,7 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from gateway.core.upstream_config import UpstreamConfig
 from gateway.policies.resilience.breaker import Breakers, Outcome, outcome_of
 from gateway.policies.resilience.target import Target
 

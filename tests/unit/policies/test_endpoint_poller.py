@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from gateway.core.clock import FakeClock
-from gateway.core.config import ResilienceConfig, UpstreamConfig
+from gateway.core.config import ResilienceConfig
+from gateway.core.upstream_config import UpstreamConfig
 from gateway.policies.endpoints.events import NoEvents
 from gateway.policies.endpoints.poller import Poller
 from gateway.policies.endpoints.record import EndpointRecord

@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.core.call import Call, Dialect, Op, Reply
 from gateway.core.clock import FakeClock
-from gateway.core.config import RetryConfig, UpstreamConfig
 from gateway.core.errors import UpstreamUnreachable
+from gateway.core.upstream_config import RetryConfig, UpstreamConfig
 from gateway.policies.limits.limit_plan import format_duration
 from gateway.policies.limits.token_accounting import StreamMeter, estimate, prompt_tokens, reply_tokens
 from gateway.store.memory import MemoryStore

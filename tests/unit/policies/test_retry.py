@@ -7,7 +7,6 @@ import random
 import pytest
 
 from gateway.core.call import Reply
-from gateway.core.config import RetryConfig
 from gateway.core.errors import (
     BadRequest,
     ModelLoading,
@@ -17,6 +16,7 @@ from gateway.core.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from gateway.core.upstream_config import RetryConfig
 from gateway.policies.resilience.retry import backoff, retry_reason
 from gateway.policies.resilience.target import Target
 from gateway.upstream.status_errors import status_error

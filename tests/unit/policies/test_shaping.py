@@ -12,8 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from gateway.core.call import Answer, Call, Reply
 from gateway.core.clock import FakeClock
-from gateway.core.config import RetryConfig, UpstreamConfig, load_settings
+from gateway.core.config import load_settings
 from gateway.core.errors import UpstreamStatusError
+from gateway.core.upstream_config import RetryConfig, UpstreamConfig
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import Store
 from gateway.upstream.fake import FakeUpstream
