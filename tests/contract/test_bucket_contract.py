@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import fakeredis
 import pytest
@@ -19,25 +18,7 @@ from gateway.policies.limits.buckets import Bucket, decide
 from gateway.store.memory import MemoryStore
 from gateway.store.protocol import Store
 from gateway.store.redis import RedisStore
-from tests.support.redis_server import shared_redis_url
-
-T0 = 1_700_000_000.0
-
-
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
-async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(FakeClock(start=T0))
-        return
-    if request.param == "fakeredis":
-        s = RedisStore(fakeredis.FakeAsyncRedis(), timeout=1.0)
-    else:
-        s = RedisStore.from_url(await shared_redis_url(), stall=1.0)
-    yield s
-    if request.param == "redis":
-        async for k in s.client.scan_iter(match=f"{key_prefix}*", count=500):
-            await s.client.delete(k)
-    await s.close()
+from tests.contract.conftest import T0
 
 
 def b(prefix: str, name: str, rate: float, cap: float, cost: float = 1.0, max_wait: float = 0.0) -> Bucket:

@@ -3,34 +3,9 @@ the memory twins, held to the same answers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import fakeredis
-import pytest
-
-from gateway.core.clock import FakeClock
 from gateway.policies.endpoints.record import EndpointRecord
 from gateway.policies.endpoints.shared import EndpointBoard
-from gateway.store.memory import MemoryStore
 from gateway.store.protocol import Store
-from gateway.store.redis import RedisStore
-from tests.support.redis_server import shared_redis_url
-
-
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
-async def store(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore(FakeClock())
-        return
-    if request.param == "fakeredis":
-        s = RedisStore(fakeredis.FakeAsyncRedis(), timeout=1.0)
-    else:
-        s = RedisStore.from_url(await shared_redis_url(), stall=1.0)
-    yield s
-    if request.param == "redis":
-        async for k in s.client.scan_iter(match=f"{key_prefix}*", count=500):
-            await s.client.delete(k)
-    await s.close()
 
 
 def board(store: Store, prefix: str) -> EndpointBoard:
